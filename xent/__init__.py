@@ -1,0 +1,36 @@
+"""xent: fast, numerically exact cross-entropy losses and gradients for NumPy.
+
+Softmax cross-entropy (class indices or probabilities) and sigmoid binary
+cross-entropy, from logits, with PyTorch's semantics; their fused gradients;
+and the softmax primitives.  The kernels are Cython + OpenMP; results are
+bitwise identical for any number of threads.  See ``xent.show_config()``.
+"""
+
+from ._api import (
+    LabelError,
+    log_softmax,
+    logsumexp,
+    sigmoid_binary_cross_entropy,
+    sigmoid_binary_cross_entropy_with_grad,
+    softmax,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_grad,
+)
+from ._config import config, show_config
+from . import reference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LabelError",
+    "config",
+    "log_softmax",
+    "logsumexp",
+    "reference",
+    "show_config",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_binary_cross_entropy_with_grad",
+    "softmax",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_grad",
+]

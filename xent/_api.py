@@ -1,0 +1,565 @@
+"""Public API of xent: validation, layout, dispatch to the Cython kernels.
+
+This layer owns every user-facing decision (SPEC 1, 3): it validates all
+arguments before any kernel runs, brings the logits to one C-contiguous,
+native-endian ``(N, C)`` layout in the compute dtype with at most one copy,
+resolves ``n_threads``, allocates outputs, and shapes the results.  The
+kernels in ``xent._kernels`` trust it.
+"""
+
+import math
+
+import numpy as np
+
+from . import _kernels
+from ._validate import (
+    LabelError,
+    as_array,
+    check_axis,
+    check_ignore_index,
+    check_out,
+    check_reduction,
+    check_smoothing,
+    class_weight,
+    compute_dtype,
+    grad_dtype,
+    per_sample_weight,
+    position,
+    real_array,
+    resolve_n_threads,
+)
+
+_FUSED = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def _kernel(name, cdt):
+    return getattr(_kernels, name)[_FUSED[cdt]]
+
+
+def _rows(x, axis, cdt):
+    """Logits as a C-contiguous (N, C) array of the compute dtype, class axis last.
+
+    Returns (rows, owned): ``owned`` is True when this is a private copy that
+    the gradient may overwrite.
+    """
+    moved = np.moveaxis(x, axis, -1)
+    rows = np.ascontiguousarray(moved, dtype=cdt)
+    owned = not np.may_share_memory(rows, x)
+    n_classes = x.shape[axis]
+    return rows.reshape(x.size // n_classes if n_classes else 0, n_classes), owned
+
+
+def _finish_grad(gbuf, direct, moved_shape, axis, gdt, grad_out):
+    """Shape the (N, C) gradient like the logits; copy into grad_out unless the
+    kernel wrote there directly."""
+    g = np.moveaxis(gbuf.reshape(moved_shape), -1, axis)
+    if grad_out is not None:
+        if not direct:
+            np.copyto(grad_out, g, casting="unsafe")
+        return grad_out
+    if g.dtype != gdt:
+        g = g.astype(gdt)
+    return g
+
+
+def _grad_buffer(grad_out, axis, cdt, rows, owned):
+    """Where the kernel writes the (N, C) gradient: straight into grad_out when
+    its layout allows, else into our private copy of the logits, else new.
+    Returns (buffer, direct): direct is True when the buffer is grad_out."""
+    if grad_out is not None:
+        moved = np.moveaxis(grad_out, axis, -1)
+        if moved.dtype == cdt and moved.flags.c_contiguous and moved.flags.aligned:
+            return moved.reshape(rows.shape), True
+    if owned:
+        return rows, False
+    return np.empty_like(rows), False
+
+
+def _reduce(total, den, reduction):
+    if reduction == "sum":
+        return float(total)
+    return float(total) / den if den != 0 else math.nan
+
+
+def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label_smoothing,
+                reduction, n_threads, want_grad, grad_out):
+    x = as_array(logits, "logits")
+    cdt = compute_dtype(x, "logits")
+    if x.ndim == 0:
+        raise ValueError("`logits` must have at least one dimension (the classes); got a 0-d array.")
+    ax = check_axis(axis, x.ndim)
+    n_classes = x.shape[ax]
+    if n_classes == 0:
+        raise ValueError(f"`logits` must have at least one class; axis {ax} of shape {x.shape} has length 0.")
+    reduction = check_reduction(reduction)
+    eps = check_smoothing(label_smoothing)
+    nt = resolve_n_threads(n_threads)
+    sample_shape = x.shape[:ax] + x.shape[ax + 1:]
+
+    t = as_array(target, "target")
+    kind = t.dtype.kind
+    if kind in "iu":
+        if t.shape != sample_shape:
+            hint = (" (integer targets are class indices; pass one-hot probabilities as floats)"
+                    if t.shape == x.shape else "")
+            raise ValueError(
+                f"`target` class indices must have the shape of `logits` without axis {ax}, "
+                f"{sample_shape}; got shape {t.shape}{hint}."
+            )
+        sparse = True
+    elif kind == "f":
+        if t.shape == x.shape:
+            sparse = False
+        elif t.shape == sample_shape:
+            raise TypeError(
+                f"`target` has the class-index shape {sample_shape} but dtype {t.dtype}: class "
+                "indices must be integers; use target.astype(np.int64) (or pass probabilities "
+                f"with the shape of `logits`, {x.shape})."
+            )
+        else:
+            raise ValueError(
+                f"`target` must be class indices of shape {sample_shape} or probabilities of "
+                f"shape {x.shape}; got shape {t.shape}."
+            )
+    else:
+        raise TypeError(
+            f"`target` must be integer class indices or floating-point probabilities; got dtype {t.dtype}."
+        )
+    has_ignore, ignore = check_ignore_index(ignore_index)
+    if not sparse and ignore_index is not None:
+        raise ValueError("`ignore_index` applies to class-index targets only; got probability targets.")
+    w = class_weight(weight, n_classes, cdt)
+    sw = per_sample_weight(sample_weight, sample_shape, cdt)
+    gdt = grad_dtype(x, cdt)
+    if grad_out is not None:
+        check_out(grad_out, "grad_out", x.shape, gdt,
+                  [("logits", x), ("target", t), ("weight", weight), ("sample_weight", sample_weight)],
+                  may_alias=x)
+
+    if sparse:
+        y = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+        if t.dtype == np.uint64 and t.size and int(t.max()) > np.iinfo(np.int64).max:
+            first = int(np.argmax(t.reshape(-1) > np.iinfo(np.int64).max))
+            _raise_label(t, first, n_classes, ignore_index)
+        bad, den = _kernel("check_labels", cdt)(y, n_classes, has_ignore, ignore, w, sw, nt)
+        if bad >= 0:
+            _raise_label(t, bad, n_classes, ignore_index)
+    else:
+        tg, _ = _rows(t, ax, cdt)
+        den = float(np.sum(sw, dtype=np.float64)) if sw is not None else float(tg.shape[0])
+
+    rows, owned = _rows(x, ax, cdt)
+    loss_out = np.empty(rows.shape[0], dtype=cdt) if reduction == "none" else None
+    gbuf, direct = _grad_buffer(grad_out, ax, cdt, rows, owned) if want_grad else (None, False)
+    scale = 1.0
+    if reduction == "mean":
+        scale = 1.0 / den if den != 0 else 0.0
+    if reduction == "mean" and den == 0:
+        total = 0.0
+        if gbuf is not None:
+            gbuf.fill(0)
+    elif sparse:
+        total = _kernel("softmax_ce_index", cdt)(rows, y, w, sw, has_ignore, ignore, eps,
+                                                 loss_out, gbuf, scale, nt)
+    else:
+        total = _kernel("softmax_ce_prob", cdt)(rows, tg, w, sw, eps, loss_out, gbuf, scale, nt)
+
+    loss = loss_out.reshape(sample_shape) if reduction == "none" else _reduce(total, den, reduction)
+    if not want_grad:
+        return loss
+    moved_shape = sample_shape + (n_classes,)
+    return loss, _finish_grad(gbuf, direct, moved_shape, ax, gdt, grad_out)
+
+
+def _raise_label(t, flat, n_classes, ignore_index):
+    value = t.reshape(-1)[flat]
+    allowed = f"[0, {n_classes})" + (f" or equal ignore_index={ignore_index}" if ignore_index is not None else "")
+    raise LabelError(f"`target` class indices must be in {allowed}; got {value} at position {position(flat, t.shape)}.")
+
+
+def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                          ignore_index=None, label_smoothing=0.0, reduction="mean",
+                          n_threads=None):
+    """Softmax cross-entropy from logits, with PyTorch's semantics.
+
+    Parameters
+    ----------
+    logits : array_like, shape (..., C, ...)
+        Unnormalised scores; the classes lie along `axis`.  float16 is
+        computed in float32, integers in float64.
+    target : array_like of int, shape = logits.shape without `axis`; or array_like of float, shape = logits.shape
+        Class indices (any integer dtype) or probabilities (one-hot or soft;
+        rows need not sum to 1).
+    axis : int, default -1
+        The class axis.
+    weight : array_like, shape (C,), optional
+        Per-class weights.
+    sample_weight : array_like, shape = per-sample loss shape, optional
+        Per-sample weights ``s_i``; they multiply the per-sample losses.
+    ignore_index : int, optional
+        Class-index targets only: rows with this label give loss 0 and
+        gradient 0 and are left out of the mean.  Any integer.
+    label_smoothing : float in [0, 1], default 0
+        PyTorch's: ``eps/C`` of the target mass is spread over all classes.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    n_threads : int, optional
+        None: OpenMP's default (``OMP_NUM_THREADS``, threadpoolctl); -1: all
+        cores; or a count >= 1.  The result does not depend on it, bit for bit.
+
+    Returns
+    -------
+    loss : float or ndarray, shape = per-sample loss shape
+        A Python float (accumulated in float64) for "mean" and "sum"; the
+        per-sample losses ``s_i * l_i`` in the compute dtype for "none".
+
+    Raises
+    ------
+    xent.LabelError
+        A class index outside ``[0, C)`` that is not `ignore_index`.
+    TypeError
+        A wrong kind of dtype (e.g. float class indices, complex logits).
+    ValueError
+        Shapes, `axis`, `reduction`, `label_smoothing`, `n_threads`.
+
+    Notes
+    -----
+    Class indices: ``l_i = (1-eps) w[y_i] (lse(x_i) - x_{i,y_i}) + (eps/C) sum_c w_c (lse(x_i) - x_{i,c})``;
+    probabilities: ``l_i = sum_c w_c t'_{ic} (lse(x_i) - x_{ic})`` with ``t' = (1-eps) t + eps/C``.
+    "mean" divides ``sum_i s_i l_i`` by ``sum_i s_i w[y_i]`` over the rows not
+    ignored (class indices, as PyTorch) or by ``sum_i s_i`` (probabilities);
+    with a zero denominator the mean is ``nan``.
+
+    Stability: ``lse(x) = m + log1p(sum_{x_j < m} exp(x_j - m) + ties - 1)``
+    with ``m = max(x)``, so no exp overflows and a tiny loss (a confident,
+    correct row) keeps full relative precision.  ``-inf`` logits are masks
+    that contribute exactly 0; an all ``-inf`` row, a ``+inf`` or a NaN makes
+    that row's loss NaN.  Each row is read from memory once.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    >>> round(xent.softmax_cross_entropy(logits, np.array([0, 2])), 6)
+    0.70186
+    >>> xent.softmax_cross_entropy(logits, np.array([0, 2]), reduction="none").round(6)
+    array([0.169846, 1.098612])
+    """
+    return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
+                       label_smoothing, reduction, n_threads, False, None)
+
+
+def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                                    ignore_index=None, label_smoothing=0.0, reduction="mean",
+                                    n_threads=None, grad_out=None):
+    """Softmax cross-entropy and its gradient with respect to the logits, in one sweep.
+
+    Parameters
+    ----------
+    logits, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction, n_threads
+        As in :func:`softmax_cross_entropy`.
+    grad_out : ndarray, shape = logits.shape, optional
+        Writeable array of the gradient's dtype to write into.  It may be
+        `logits` itself (in place, saving memory); any other overlap with an
+        input raises ``ValueError``.
+
+    Returns
+    -------
+    loss : float or ndarray
+        As in :func:`softmax_cross_entropy`.
+    grad : ndarray, shape = logits.shape
+        ``d loss / d logits`` (for "none": of the sum of the per-sample
+        losses), in the logits' dtype (float64 for integer logits).
+
+    Notes
+    -----
+    Per row, ``grad = s_i (sum_c q_c softmax(x) - q) / D`` with ``q`` the
+    row's effective target (``q_c = (1-eps) w_y [c = y] + (eps/C) w_c`` for
+    class indices, ``w_c t'_c`` for probabilities; the exact gradient, not
+    ``softmax - t``) and ``D`` the mean's denominator (1 for "sum"/"none").
+    The target entry ``softmax_y - 1`` is computed as ``-sum_{j != y} e_j / sum_j e_j``,
+    without cancellation.  Ignored rows get 0; a zero mean denominator gives
+    an all-zero gradient.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> loss, grad = xent.softmax_cross_entropy_with_grad(np.zeros((1, 4)), np.array([1]))
+    >>> round(loss, 6), grad.round(3).tolist()
+    (1.386294, [[0.25, -0.75, 0.25, 0.25]])
+    """
+    return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
+                       label_smoothing, reduction, n_threads, True, grad_out)
+
+
+def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threads,
+         want_grad, grad_out):
+    x = as_array(logits, "logits")
+    cdt = compute_dtype(x, "logits")
+    reduction = check_reduction(reduction)
+    eps = check_smoothing(label_smoothing)
+    nt = resolve_n_threads(n_threads)
+    t = as_array(target, "target")
+    if t.shape != x.shape:
+        raise ValueError(f"`target` must have the shape of `logits`, {x.shape}; got shape {t.shape}.")
+    kind = t.dtype.kind
+    if kind in "iub":
+        if kind != "b" and t.size and not np.all((t == 0) | (t == 1)):
+            bad = int(np.argmax((t != 0) & (t != 1)))
+            raise ValueError(
+                f"`target` of integer dtype must hold 0 or 1; got {t.reshape(-1)[bad]} at "
+                f"position {position(bad, t.shape)} (pass floats in [0, 1] for soft targets)."
+            )
+    elif kind != "f":
+        raise TypeError(f"`target` must be floating-point in [0, 1], or bool/integer 0/1; got dtype {t.dtype}.")
+    n_cols = x.shape[-1] if x.ndim else 1
+    n_rows = x.size // n_cols if n_cols else 0
+    w2 = _broadcast_rows(weight, "weight", x.shape, n_rows, n_cols, cdt)
+    pw2 = _broadcast_rows(pos_weight, "pos_weight", x.shape, n_rows, n_cols, cdt)
+    gdt = grad_dtype(x, cdt)
+    if grad_out is not None:
+        check_out(grad_out, "grad_out", x.shape, gdt,
+                  [("logits", x), ("target", t), ("weight", weight), ("pos_weight", pos_weight)],
+                  may_alias=x)
+    flat = np.ascontiguousarray(x, dtype=cdt).reshape(-1)
+    owned = not np.may_share_memory(flat, x)
+    tf = np.ascontiguousarray(t, dtype=cdt).reshape(-1)
+    n = flat.shape[0]
+    loss_out = np.empty(n, dtype=cdt) if reduction == "none" else None
+    gbuf, direct = None, False
+    if want_grad:
+        gbuf, direct = _grad_buffer(grad_out, -1, cdt, flat, owned) if x.ndim else (np.empty_like(flat), False)
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    total = _kernel("sigmoid_bce", cdt)(flat, tf, max(n_cols, 1), w2, pw2, eps, loss_out,
+                                        gbuf, scale, nt)
+    loss = loss_out.reshape(x.shape) if reduction == "none" else _reduce(total, n, reduction)
+    if not want_grad:
+        return loss
+    if x.ndim == 0:
+        g = gbuf.reshape(()).astype(gdt)
+        if grad_out is not None:
+            np.copyto(grad_out, g, casting="unsafe")
+            return loss, grad_out
+        return loss, g
+    return loss, _finish_grad(gbuf, direct, x.shape, x.ndim - 1, gdt, grad_out)
+
+
+def _broadcast_rows(arr, name, shape, n_rows, n_cols, cdt):
+    """`arr` broadcast to `shape`, as an (n_rows, n_cols) view (strides may be 0)."""
+    if arr is None:
+        return None
+    a = real_array(arr, name, cdt)
+    try:
+        b = np.broadcast_to(a, shape)
+    except ValueError:
+        raise ValueError(f"`{name}` must broadcast to the shape of `logits`, {shape}; got shape {a.shape}.") from None
+    if not a.dtype.isnative:
+        b = b.astype(cdt.newbyteorder("="))
+    # A reshape of a broadcast view stays a view when the broadcast dimensions
+    # allow it ((C,), scalars, (N, 1), full arrays); otherwise it copies.
+    b2 = b.reshape(n_rows, n_cols) if b.size else np.zeros((n_rows, n_cols), cdt)
+    if not b2.flags.aligned or b2.strides[0] % b2.itemsize or b2.strides[1] % b2.itemsize:
+        b2 = np.ascontiguousarray(b2)
+    return b2
+
+
+def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None,
+                                 label_smoothing=0.0, reduction="mean", n_threads=None):
+    """Sigmoid binary cross-entropy from logits, elementwise, with PyTorch's semantics.
+
+    Parameters
+    ----------
+    logits : array_like, any shape
+        One logit per binary decision (binary or multi-label).
+    target : array_like, shape = logits.shape
+        Floats in [0, 1] (soft targets allowed), or bool / integer 0 and 1.
+    weight : array_like, broadcastable to logits.shape, optional
+        Multiplies each element's loss.
+    pos_weight : array_like, broadcastable to logits.shape, optional
+        Weights the positive term (shape (C,): one per label of the last axis).
+    label_smoothing : float in [0, 1], default 0
+        Keras's: targets become ``t (1 - eps) + eps / 2``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" divides by the number of elements (weights are not in the
+        denominator, as PyTorch).
+    n_threads : int, optional
+        As in :func:`softmax_cross_entropy`.
+
+    Returns
+    -------
+    loss : float or ndarray, shape = logits.shape
+        Python float for "mean"/"sum" (float64 accumulation); elementwise
+        losses in the compute dtype for "none".
+
+    Notes
+    -----
+    ``l = w [p t softplus(-x) + (1 - t) softplus(x)]`` with
+    ``softplus(z) = max(z, 0) + log1p(exp(-|z|))``: algebraically PyTorch's
+    ``(1-t) x + (1 + (p-1) t)(log1p(exp(-|x|)) + max(-x, 0))``, but a sum of
+    non-negative terms, so no ``inf - inf`` at ``x = +-inf`` (which give the
+    mathematical limits, 0 or ``+inf``) and no cancellation; a term with a zero
+    coefficient contributes exactly 0.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> round(xent.sigmoid_binary_cross_entropy(np.array([0.0, 2.0]), np.array([1.0, 0.0])), 6)
+    1.41301
+    """
+    return _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threads,
+                False, None)
+
+
+def sigmoid_binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None,
+                                           label_smoothing=0.0, reduction="mean",
+                                           n_threads=None, grad_out=None):
+    """Sigmoid binary cross-entropy and its gradient with respect to the logits.
+
+    Parameters
+    ----------
+    logits, target, weight, pos_weight, label_smoothing, reduction, n_threads
+        As in :func:`sigmoid_binary_cross_entropy`.
+    grad_out : ndarray, shape = logits.shape, optional
+        Writeable array to write the gradient into; may be `logits` itself.
+
+    Returns
+    -------
+    loss : float or ndarray
+    grad : ndarray, shape = logits.shape
+        ``w [(1 - t) sigmoid(x) - p t sigmoid(-x)]`` (``sigmoid(x) - t`` when
+        ``p = 1``), divided by the element count for "mean".
+
+    Notes
+    -----
+    Both sigmoids come from one ``e = exp(-|x|)``: ``1/(1+e)`` and
+    ``e/(1+e)``; for ``t`` in {0, 1} only one term is present, so there is no
+    cancellation, and the gradient at ``x = +-inf`` is finite.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> loss, grad = xent.sigmoid_binary_cross_entropy_with_grad(np.array([0.0]), np.array([1.0]))
+    >>> round(loss, 6), grad.tolist()
+    (0.693147, [-0.5])
+    """
+    return _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threads,
+                True, grad_out)
+
+
+_MODES = {"logsumexp": 0, "log_softmax": 1, "softmax": 2}
+
+
+def _softmax_family(x, axis, out, mode, n_threads=None):
+    a = as_array(x, "x")
+    cdt = compute_dtype(a, "x")
+    if a.ndim == 0:
+        raise ValueError("`x` must have at least one dimension; got a 0-d array.")
+    ax = check_axis(axis, a.ndim)
+    nt = resolve_n_threads(n_threads)
+    rows, owned = _rows(a, ax, cdt)
+    moved_shape = a.shape[:ax] + a.shape[ax + 1:] + (a.shape[ax],)
+    if mode == 0:
+        res = np.empty(rows.shape[0], dtype=cdt)
+        if a.shape[ax] == 0:
+            res.fill(-np.inf)
+        _kernel("softmax_rows", cdt)(rows, res, mode, nt)
+        return res.reshape(moved_shape[:-1])
+    odt = grad_dtype(a, cdt)
+    if out is not None:
+        check_out(out, "out", a.shape, odt, [("x", a)], may_alias=a)
+    buf, direct = _grad_buffer(out, ax, cdt, rows, owned)
+    _kernel("softmax_rows", cdt)(rows, buf.reshape(-1), mode, nt)
+    return _finish_grad(buf, direct, moved_shape, ax, odt, out)
+
+
+def logsumexp(x, axis=-1):
+    """``log(sum(exp(x), axis))``, stably.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., C, ...)
+    axis : int, default -1
+
+    Returns
+    -------
+    ndarray, shape = x.shape without `axis`
+
+    Notes
+    -----
+    ``m + log1p(sum_{x_j < m} exp(x_j - m) + ties - 1)``, ``m = max(x)``,
+    as :func:`scipy.special.logsumexp` for special rows (all ``-inf`` gives
+    ``-inf``, a ``+inf`` gives ``+inf``, a NaN gives NaN).
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> xent.logsumexp(np.array([[1000.0, 1000.0], [0.0, -np.inf]])).round(6)
+    array([1000.693147,    0.      ])
+    """
+    return _softmax_family(x, axis, None, _MODES["logsumexp"])
+
+
+def log_softmax(x, axis=-1, out=None):
+    """``x - logsumexp(x, axis)``, stably.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., C, ...)
+    axis : int, default -1
+    out : ndarray, shape = x.shape, optional
+        Where to write; may be `x` itself.
+
+    Returns
+    -------
+    ndarray, shape = x.shape
+
+    Notes
+    -----
+    ``(x - m) - log1p(...)`` as in :func:`logsumexp`; a row that is all
+    ``-inf``, has a ``+inf`` or a NaN gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> xent.log_softmax(np.array([0.0, 0.0])).round(6)
+    array([-0.693147, -0.693147])
+    """
+    return _softmax_family(x, axis, out, _MODES["log_softmax"])
+
+
+def softmax(x, axis=-1, out=None):
+    """``exp(x) / sum(exp(x), axis)``, stably.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., C, ...)
+    axis : int, default -1
+    out : ndarray, shape = x.shape, optional
+        Where to write; may be `x` itself.
+
+    Returns
+    -------
+    ndarray, shape = x.shape
+
+    Notes
+    -----
+    ``exp(x - m) / sum_j exp(x_j - m)`` with ``m = max(x)``.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> xent.softmax(np.array([0.0, np.log(3.0)])).round(6)
+    array([0.25, 0.75])
+    """
+    return _softmax_family(x, axis, out, _MODES["softmax"])
+
+
+__all__ = [
+    "LabelError",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_grad",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_binary_cross_entropy_with_grad",
+    "logsumexp",
+    "log_softmax",
+    "softmax",
+]

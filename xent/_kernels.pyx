@@ -1,0 +1,625 @@
+# Compiler directives are set in setup.py (one place for the whole build).
+"""Cython kernels of xent.
+
+Layering (as in scikit-learn's ``sklearn/_loss``):
+
+* per-row / per-element math in ``cdef inline ... noexcept nogil`` functions;
+* per-tile loops (``_*_tile``) over a contiguous range of rows or elements;
+* ``def`` entry points that run the tiles in an OpenMP ``prange`` and combine
+  the per-tile partial sums in a fixed order on one thread.
+
+The kernels trust their caller (``xent._dispatch``): arrays are C-contiguous,
+native-endian float32/float64 (one fused type), labels are int64 already
+checked to lie in ``[0, C)`` or equal ``ignore_index``, optional arrays are
+``None``, and sizes are 64-bit (``Py_ssize_t``).
+
+Determinism: the tile size depends only on the shape (``_rows_per_tile``), every
+row/element is computed by exactly one thread, per-tile sums are written to
+their own slot and combined in tile order.  Results are therefore bitwise
+identical for any number of threads.
+"""
+
+from cython.parallel cimport prange
+from libc.math cimport exp, log1p, fabs, INFINITY, NAN
+from libc.stdint cimport int64_t
+
+import numpy as np
+
+cdef extern from "_xent_omp.h" nogil:
+    int xent_openmp_enabled()
+    int xent_max_threads()
+    int xent_num_procs()
+    int xent_openmp_version()
+
+ctypedef fused floating:
+    float
+    double
+
+# Elements per tile: large enough that a tile amortises scheduling (and the
+# per-tile float64 partial sum), small enough that 2 x 16 cores get dozens of
+# tiles on a 10M-element array.  Depends on nothing but this constant and C.
+cdef Py_ssize_t TILE_ELEMS = 32768
+# Row block of the online (max, sum-of-exp) merge: 2048 values are 8-16 KiB, so
+# the second sweep over a block reads L1, and a row of any length is read from
+# memory once.
+cdef enum:
+    ROW_BLOCK = 2048
+
+
+def openmp_enabled():
+    return bool(xent_openmp_enabled())
+
+
+def openmp_version():
+    return xent_openmp_version()
+
+
+def max_threads():
+    """OpenMP's default team size for the calling thread (honours
+    ``OMP_NUM_THREADS`` and threadpoolctl's limits)."""
+    return xent_max_threads()
+
+
+def num_procs():
+    return xent_num_procs()
+
+
+def rows_per_tile(Py_ssize_t n_cols):
+    return _rows_per_tile(n_cols)
+
+
+cdef inline Py_ssize_t _rows_per_tile(Py_ssize_t n_cols) noexcept nogil:
+    if n_cols >= TILE_ELEMS:
+        return 1
+    return TILE_ELEMS // (n_cols if n_cols > 0 else 1)
+
+
+# ---------------------------------------------------------------------------
+# Compensated (Kahan) float64 accumulator: partial sums of up to 128k terms
+# keep ~1 ulp, which the float64 accuracy bound of SPEC 2 needs.
+# ---------------------------------------------------------------------------
+cdef struct Acc:
+    double s
+    double c
+
+
+cdef inline void _acc_add(Acc* a, double v) noexcept nogil:
+    cdef double y = v - a.c
+    cdef double t = a.s + y
+    a.c = (t - a.s) - y
+    a.s = t
+
+
+cdef inline double _acc_value(Acc* a) noexcept nogil:
+    return a.s - a.c
+
+
+# ---------------------------------------------------------------------------
+# Row statistics: max m, the sum over entries strictly below the max of
+# exp(x - m), and the number of entries equal to the max.  Keeping the max's
+# own "1" out of the sum lets log(sum exp(x - m)) = log1p(s + ties - 1) keep
+# full relative precision for tiny losses (a confident, correct row).
+# ---------------------------------------------------------------------------
+cdef struct RowStats:
+    double m
+    double s
+    double ties
+
+
+cdef inline RowStats _row_stats(const floating* x, Py_ssize_t C) noexcept nogil:
+    cdef RowStats r
+    cdef Acc acc
+    cdef Acc bacc
+    cdef double m = -INFINITY
+    cdef double ties = 0.0
+    cdef double bm, bt, bs, v, f
+    cdef Py_ssize_t b0 = 0, b1, j
+    acc.s = 0.0
+    acc.c = 0.0
+    while b0 < C:
+        b1 = b0 + ROW_BLOCK
+        if b1 > C:
+            b1 = C
+        bm = -INFINITY
+        for j in range(b0, b1):
+            v = x[j]
+            bm = v if v > bm else bm        # a NaN never becomes the max ...
+        bacc.s = 0.0
+        bacc.c = 0.0
+        bt = 0.0
+        for j in range(b0, b1):
+            v = x[j]
+            if v >= bm:
+                bt = bt + 1.0
+            else:                            # ... but lands here: exp(NaN) = NaN
+                _acc_add(&bacc, exp(v - bm))
+        bs = _acc_value(&bacc)
+        if bm > m:                           # new max: rescale what we had
+            f = exp(m - bm)
+            v = (_acc_value(&acc) + ties) * f
+            acc.s = v + bs
+            acc.c = 0.0
+            ties = bt
+            m = bm
+        elif bm == m:
+            _acc_add(&acc, bs)
+            ties = ties + bt
+        else:
+            _acc_add(&acc, (bs + bt) * exp(bm - m))
+        b0 = b1
+    r.m = m
+    r.s = _acc_value(&acc)
+    r.ties = ties
+    return r
+
+
+cdef inline bint _row_is_nan(RowStats* st) noexcept nogil:
+    # all -inf (m = -inf), a +inf (m = +inf) or a NaN anywhere (s = NaN)
+    return not (st.m - st.m == 0.0) or st.s != st.s
+
+
+cdef inline double _row_log_sum(RowStats* st) noexcept nogil:
+    """log(sum_j exp(x_j - m)), precise when the sum is 1 + tiny."""
+    return log1p(st.s + (st.ties - 1.0))
+
+
+cdef inline void _fill(floating* g, Py_ssize_t C, double v) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(C):
+        g[j] = <floating>v
+
+
+# ---------------------------------------------------------------------------
+# Softmax cross-entropy, class-index targets.
+#   l_i = (1-eps) w_y (lse - x_y) + (eps/C) sum_c w_c (lse - x_c)
+#   dl/dx = (sum_c q_c) softmax - q,   q_c = (1-eps) w_y [c==y] + (eps/C) w_c
+# Each row's gradient is scaled by scale * s_i (scale = 1/denominator for
+# "mean", 1 otherwise).  `grad` may alias `x` (in place): every x_j is read
+# before g_j is written.
+# ---------------------------------------------------------------------------
+cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t C,
+                         const int64_t* y, const floating* w, double wsum,
+                         const floating* sw, bint has_ignore, int64_t ignore,
+                         double eps, floating* loss_out, floating* grad,
+                         double scale, double* part) noexcept nogil:
+    cdef Acc num
+    cdef RowStats st
+    cdef Py_ssize_t i, j
+    cdef int64_t yi
+    cdef const floating* xr
+    cdef floating* gr
+    cdef double wy, xy, ls, rest, total, inv, li, si, smooth, a, sc, p, wj
+    cdef double keep = 1.0 - eps
+    cdef double spread = eps / <double>C
+    num.s = 0.0
+    num.c = 0.0
+    for i in range(r0, r1):
+        yi = y[i]
+        si = <double>sw[i] if sw != NULL else 1.0
+        if has_ignore and yi == ignore:
+            if loss_out != NULL:
+                loss_out[i] = 0
+            if grad != NULL:
+                _fill(grad + i * C, C, 0.0)
+            continue
+        xr = x + i * C
+        st = _row_stats(xr, C)
+        wy = <double>w[yi] if w != NULL else 1.0
+        if _row_is_nan(&st):
+            li = NAN
+            if grad != NULL:
+                _fill(grad + i * C, C, NAN)
+        else:
+            xy = xr[yi]
+            ls = _row_log_sum(&st)
+            total = st.s + st.ties
+            # sum over classes other than y of exp(x - m), without cancellation
+            if xy == st.m:
+                rest = st.s + (st.ties - 1.0)
+            else:
+                rest = total - exp(xy - st.m)
+            li = keep * wy * ((st.m - xy) + ls) if keep != 0.0 else 0.0
+            if grad != NULL:
+                gr = grad + i * C
+                inv = 1.0 / total
+                sc = scale * si
+                a = keep * wy + spread * wsum
+                smooth = 0.0
+                for j in range(C):
+                    wj = <double>w[j] if w != NULL else 1.0
+                    if eps != 0.0 and wj != 0.0:
+                        smooth += wj * (st.m - <double>xr[j])
+                    p = exp(<double>xr[j] - st.m) * inv
+                    gr[j] = <floating>(sc * (a * p - spread * wj))
+                # the target entry, where softmax - 1 would cancel
+                p = exp(xy - st.m) * inv
+                gr[yi] = <floating>(sc * (spread * (wsum * p - wy) - keep * wy * rest * inv))
+            elif eps != 0.0:
+                smooth = 0.0
+                for j in range(C):
+                    wj = <double>w[j] if w != NULL else 1.0
+                    if wj != 0.0:
+                        smooth += wj * (st.m - <double>xr[j])
+            if eps != 0.0:
+                li = li + spread * (smooth + wsum * ls)
+        li = si * li
+        if loss_out != NULL:
+            loss_out[i] = <floating>li
+        _acc_add(&num, li)
+    part[0] = _acc_value(&num)
+
+
+cdef void _index_check_tile(const int64_t* y, Py_ssize_t r0, Py_ssize_t r1, int64_t C,
+                            bint has_ignore, int64_t ignore, const floating* w,
+                            const floating* sw, int64_t* first_bad,
+                            double* den) noexcept nogil:
+    cdef Acc acc
+    cdef Py_ssize_t i
+    cdef int64_t yi
+    cdef double d
+    acc.s = 0.0
+    acc.c = 0.0
+    first_bad[0] = -1
+    for i in range(r0, r1):
+        yi = y[i]
+        if has_ignore and yi == ignore:
+            continue
+        if yi < 0 or yi >= C:
+            first_bad[0] = i
+            break
+        d = <double>w[yi] if w != NULL else 1.0
+        if sw != NULL:
+            d = d * <double>sw[i]
+        _acc_add(&acc, d)
+    den[0] = _acc_value(&acc)
+
+
+def check_labels(const int64_t[::1] y, Py_ssize_t C, bint has_ignore, int64_t ignore,
+                 const floating[::1] w, const floating[::1] sw, int n_threads):
+    """Return (first bad position or -1, sum_i s_i w_{y_i} over kept rows)."""
+    cdef Py_ssize_t N = y.shape[0]
+    cdef Py_ssize_t rpt = _rows_per_tile(C) * 4   # labels only: cheap rows
+    cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
+    cdef Py_ssize_t t, r0, r1
+    cdef const floating* wp = &w[0] if w is not None else NULL
+    cdef const floating* swp = &sw[0] if sw is not None and N > 0 else NULL
+    if N == 0:
+        return -1, 0.0
+    bad_arr = np.empty(n_tiles, dtype=np.int64)
+    den_arr = np.empty(n_tiles, dtype=np.float64)
+    cdef int64_t[::1] bad = bad_arr
+    cdef double[::1] den = den_arr
+    if n_threads == 1 or n_tiles == 1:
+        for t in range(n_tiles):
+            r0 = t * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _index_check_tile(&y[0], r0, r1, C, has_ignore, ignore, wp, swp, &bad[t], &den[t])
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            r0 = t * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _index_check_tile(&y[0], r0, r1, C, has_ignore, ignore, wp, swp, &bad[t], &den[t])
+    for t in range(n_tiles):
+        if bad[t] >= 0:
+            return int(bad[t]), 0.0
+    return -1, _sum_in_order(den)
+
+
+cdef double _sum_in_order(double[::1] parts) noexcept nogil:
+    cdef Acc acc
+    cdef Py_ssize_t t
+    acc.s = 0.0
+    acc.c = 0.0
+    for t in range(parts.shape[0]):
+        _acc_add(&acc, parts[t])
+    return _acc_value(&acc)
+
+
+def softmax_ce_index(const floating[:, ::1] x, const int64_t[::1] y,
+                     const floating[::1] w, const floating[::1] sw,
+                     bint has_ignore, int64_t ignore, double eps,
+                     floating[::1] loss_out, floating[:, ::1] grad, double scale,
+                     int n_threads):
+    """Sum over rows of s_i * l_i; optionally per-row losses and the gradient."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t rpt = _rows_per_tile(C)
+    cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
+    cdef Py_ssize_t t, r0, r1
+    cdef double wsum = 0.0
+    cdef Py_ssize_t j
+    if N == 0:
+        return 0.0
+    cdef const floating* wp = NULL
+    cdef const floating* swp = &sw[0] if sw is not None else NULL
+    cdef floating* lp = &loss_out[0] if loss_out is not None else NULL
+    cdef floating* gp = &grad[0, 0] if grad is not None else NULL
+    if w is not None:
+        wp = &w[0]
+        for j in range(C):
+            wsum += w[j]
+    else:
+        wsum = <double>C
+    parts_arr = np.empty(n_tiles, dtype=np.float64)
+    cdef double[::1] parts = parts_arr
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for t in range(n_tiles):
+                r0 = t * rpt
+                r1 = r0 + rpt if r0 + rpt < N else N
+                _ce_index_tile(&x[0, 0], r0, r1, C, &y[0], wp, wsum, swp, has_ignore,
+                               ignore, eps, lp, gp, scale, &parts[t])
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            r0 = t * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _ce_index_tile(&x[0, 0], r0, r1, C, &y[0], wp, wsum, swp, has_ignore,
+                           ignore, eps, lp, gp, scale, &parts[t])
+    return _sum_in_order(parts)
+
+
+# ---------------------------------------------------------------------------
+# Softmax cross-entropy, probability targets (soft or one-hot; rows need not
+# sum to 1).  q_c = w_c t'_c with t' = (1-eps) t + eps/C.
+#   l_i = sum_c q_c (m - x_c) + (sum_c q_c) log(sum_j exp(x_j - m))
+#   dl/dx = (sum_c q_c) softmax - q
+# A term with q_c == 0 contributes exactly 0 (no 0 * inf at a -inf mask).
+# ---------------------------------------------------------------------------
+cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py_ssize_t r1,
+                        Py_ssize_t C, const floating* w, const floating* sw, double eps,
+                        floating* loss_out, floating* grad, double scale,
+                        double* part) noexcept nogil:
+    cdef Acc num
+    cdef Acc lacc
+    cdef RowStats st
+    cdef Py_ssize_t i, j
+    cdef const floating* xr
+    cdef const floating* tr
+    cdef floating* gr
+    cdef double keep = 1.0 - eps
+    cdef double spread = eps / <double>C
+    cdef double q, qsum, ls, li, si, sc, inv, xv
+    num.s = 0.0
+    num.c = 0.0
+    for i in range(r0, r1):
+        xr = x + i * C
+        tr = tg + i * C
+        si = <double>sw[i] if sw != NULL else 1.0
+        st = _row_stats(xr, C)
+        if _row_is_nan(&st):
+            li = NAN
+            if grad != NULL:
+                _fill(grad + i * C, C, NAN)
+        else:
+            qsum = 0.0
+            for j in range(C):
+                q = keep * <double>tr[j] + spread
+                if w != NULL:
+                    q = q * <double>w[j]
+                qsum += q
+            ls = _row_log_sum(&st)
+            inv = 1.0 / (st.s + st.ties)
+            sc = scale * si
+            gr = grad + i * C if grad != NULL else NULL
+            lacc.s = 0.0
+            lacc.c = 0.0
+            for j in range(C):
+                q = keep * <double>tr[j] + spread
+                if w != NULL:
+                    q = q * <double>w[j]
+                xv = <double>xr[j]
+                if q != 0.0:
+                    _acc_add(&lacc, q * (st.m - xv))
+                if gr != NULL:
+                    gr[j] = <floating>(sc * (qsum * exp(xv - st.m) * inv - q))
+            li = _acc_value(&lacc) + qsum * ls
+        li = si * li
+        if loss_out != NULL:
+            loss_out[i] = <floating>li
+        _acc_add(&num, li)
+    part[0] = _acc_value(&num)
+
+
+def softmax_ce_prob(const floating[:, ::1] x, const floating[:, ::1] tg,
+                    const floating[::1] w, const floating[::1] sw, double eps,
+                    floating[::1] loss_out, floating[:, ::1] grad, double scale,
+                    int n_threads):
+    """Sum over rows of s_i * l_i; optionally per-row losses and the gradient."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t rpt = _rows_per_tile(C)
+    cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
+    cdef Py_ssize_t t, r0, r1
+    if N == 0:
+        return 0.0
+    cdef const floating* wp = &w[0] if w is not None else NULL
+    cdef const floating* swp = &sw[0] if sw is not None else NULL
+    cdef floating* lp = &loss_out[0] if loss_out is not None else NULL
+    cdef floating* gp = &grad[0, 0] if grad is not None else NULL
+    parts_arr = np.empty(n_tiles, dtype=np.float64)
+    cdef double[::1] parts = parts_arr
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for t in range(n_tiles):
+                r0 = t * rpt
+                r1 = r0 + rpt if r0 + rpt < N else N
+                _ce_prob_tile(&x[0, 0], &tg[0, 0], r0, r1, C, wp, swp, eps, lp, gp,
+                              scale, &parts[t])
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            r0 = t * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _ce_prob_tile(&x[0, 0], &tg[0, 0], r0, r1, C, wp, swp, eps, lp, gp,
+                          scale, &parts[t])
+    return _sum_in_order(parts)
+
+
+# ---------------------------------------------------------------------------
+# Sigmoid binary cross-entropy, elementwise over a flat array viewed as rows
+# of K elements (K = the last dimension), so that `weight` and `pos_weight`
+# can be broadcast views (row/column strides, possibly 0) without a copy.
+#   t' = (1-eps) t + eps/2,  sp(z) = max(z, 0) + log1p(exp(-|z|))
+#   l  = w [ p t' sp(-x) + (1-t') sp(x) ]     (= PyTorch's form; no inf - inf)
+#   dl/dx = w [ (1-t') sigmoid(x) - p t' sigmoid(-x) ]
+# A term whose coefficient is exactly 0 contributes 0 (x = +inf, t = 1 -> 0).
+# ---------------------------------------------------------------------------
+cdef struct Bcast:
+    const void* p
+    Py_ssize_t rs
+    Py_ssize_t cs
+
+
+cdef void _bce_tile(const floating* x, const floating* tg, Py_ssize_t i0, Py_ssize_t i1,
+                    Py_ssize_t K, Bcast wb, Bcast pb, double eps,
+                    floating* loss_out, floating* grad, double scale,
+                    double* part) noexcept nogil:
+    cdef Acc num
+    cdef Py_ssize_t i, r, c
+    cdef const floating* w = <const floating*>wb.p
+    cdef const floating* pw = <const floating*>pb.p
+    cdef double keep = 1.0 - eps
+    cdef double half = 0.5 * eps
+    cdef double xv, tv, wv, pv, e, lg, a, b, li, inv, sig_pos, sig_neg
+    num.s = 0.0
+    num.c = 0.0
+    r = i0 // K
+    c = i0 - r * K
+    for i in range(i0, i1):
+        xv = <double>x[i]
+        tv = keep * <double>tg[i] + half
+        wv = <double>w[r * wb.rs + c * wb.cs] if w != NULL else 1.0
+        pv = <double>pw[r * pb.rs + c * pb.cs] if pw != NULL else 1.0
+        e = exp(-fabs(xv))
+        lg = log1p(e)
+        a = 1.0 - tv
+        b = pv * tv
+        li = 0.0
+        if a != 0.0:
+            li = a * ((xv if xv > 0.0 else 0.0) + lg)
+        if b != 0.0:
+            li = li + b * ((-xv if xv < 0.0 else 0.0) + lg)
+        if xv != xv:
+            li = NAN
+        li = wv * li
+        if loss_out != NULL:
+            loss_out[i] = <floating>li
+        _acc_add(&num, li)
+        if grad != NULL:
+            inv = 1.0 / (1.0 + e)
+            if xv >= 0.0:
+                sig_pos = inv
+                sig_neg = e * inv
+            else:
+                sig_pos = e * inv
+                sig_neg = inv
+            grad[i] = <floating>(scale * wv * (a * sig_pos - b * sig_neg))
+        c = c + 1
+        if c == K:
+            c = 0
+            r = r + 1
+    part[0] = _acc_value(&num)
+
+
+cdef Bcast _bcast(object arr, Py_ssize_t itemsize):
+    """Pointer and element strides of a 2-D (R, K) broadcast view, or NULL."""
+    cdef Bcast b
+    cdef size_t addr
+    if arr is None:
+        b.p = NULL
+        b.rs = 0
+        b.cs = 0
+        return b
+    addr = arr.__array_interface__["data"][0]
+    b.p = <const void*>addr
+    b.rs = arr.strides[0] // itemsize
+    b.cs = arr.strides[1] // itemsize
+    return b
+
+
+def sigmoid_bce(const floating[::1] x, const floating[::1] tg, Py_ssize_t K,
+                object w2, object pw2, double eps, floating[::1] loss_out,
+                floating[::1] grad, double scale, int n_threads):
+    """Sum of the elementwise losses; optionally the losses and the gradient.
+
+    ``w2`` / ``pw2`` are None or 2-D (n // K, K) arrays of x's dtype (any
+    strides, 0 allowed) that the caller keeps alive.
+    """
+    cdef Py_ssize_t n = x.shape[0]
+    cdef Py_ssize_t n_tiles = (n + TILE_ELEMS - 1) // TILE_ELEMS
+    cdef Py_ssize_t t, i0, i1
+    if n == 0:
+        return 0.0
+    cdef Bcast wb = _bcast(w2, x.itemsize)
+    cdef Bcast pb = _bcast(pw2, x.itemsize)
+    cdef floating* lp = &loss_out[0] if loss_out is not None else NULL
+    cdef floating* gp = &grad[0] if grad is not None else NULL
+    parts_arr = np.empty(n_tiles, dtype=np.float64)
+    cdef double[::1] parts = parts_arr
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for t in range(n_tiles):
+                i0 = t * TILE_ELEMS
+                i1 = i0 + TILE_ELEMS if i0 + TILE_ELEMS < n else n
+                _bce_tile(&x[0], &tg[0], i0, i1, K, wb, pb, eps, lp, gp, scale, &parts[t])
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            i0 = t * TILE_ELEMS
+            i1 = i0 + TILE_ELEMS if i0 + TILE_ELEMS < n else n
+            _bce_tile(&x[0], &tg[0], i0, i1, K, wb, pb, eps, lp, gp, scale, &parts[t])
+    return _sum_in_order(parts)
+
+
+# ---------------------------------------------------------------------------
+# Softmax primitives on rows: mode 0 = logsumexp (out has one value per row),
+# 1 = log_softmax, 2 = softmax.  `out` may alias `x`.
+# Special rows follow scipy.special: an all -inf row has lse -inf, log_softmax
+# and softmax NaN; a +inf gives lse +inf; a NaN gives NaN.
+# ---------------------------------------------------------------------------
+cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t C,
+                        int mode, floating* out) noexcept nogil:
+    cdef RowStats st
+    cdef Py_ssize_t i, j
+    cdef const floating* xr
+    cdef floating* orow
+    cdef double ls, inv, shift
+    for i in range(r0, r1):
+        xr = x + i * C
+        st = _row_stats(xr, C)
+        if mode == 0:
+            if st.s != st.s:
+                out[i] = <floating>NAN
+            elif not (st.m - st.m == 0.0):
+                out[i] = <floating>st.m
+            else:
+                out[i] = <floating>(st.m + _row_log_sum(&st))
+            continue
+        orow = out + i * C
+        if _row_is_nan(&st):
+            _fill(orow, C, NAN)
+        elif mode == 1:
+            ls = _row_log_sum(&st)
+            shift = st.m
+            for j in range(C):
+                orow[j] = <floating>((<double>xr[j] - shift) - ls)
+        else:
+            inv = 1.0 / (st.s + st.ties)
+            for j in range(C):
+                orow[j] = <floating>(exp(<double>xr[j] - st.m) * inv)
+
+
+def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_threads):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t rpt = _rows_per_tile(C)
+    cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
+    cdef Py_ssize_t t, r0, r1
+    if N == 0 or C == 0:
+        return
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for t in range(n_tiles):
+                r0 = t * rpt
+                r1 = r0 + rpt if r0 + rpt < N else N
+                _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0])
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            r0 = t * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0])
