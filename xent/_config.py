@@ -6,8 +6,11 @@ import sys
 
 from . import _kernels
 
-ISA_VARIANTS = ("baseline",)
+import warnings
+
 _FORCE_CHOICES = ("baseline", "avx2", "avx512")
+# preference order; "base" is the kernels' name for the baseline variant
+_PREFERENCE = ("avx512", "avx2", "base")
 
 
 def _openmp_runtime():
@@ -27,17 +30,46 @@ def _openmp_runtime():
     return "unknown runtime"
 
 
-def simd_variant():
-    """The kernels' instruction-set variant in use.
+def _public(name):
+    return "baseline" if name == "base" else name
 
-    This build has one portable variant ("baseline": the compiler's default
-    target, SSE2 on x86-64).  ``XENT_FORCE_ISA`` is honoured when it names a
-    variant that is built; other values are reported, not silently ignored.
-    """
-    forced = os.environ.get("XENT_FORCE_ISA")
-    if forced and forced not in _FORCE_CHOICES:
-        raise ValueError(f"XENT_FORCE_ISA must be one of {', '.join(_FORCE_CHOICES)}; got {forced!r}.")
-    return "baseline"
+
+def variants_built():
+    return [_public(v) for v in reversed(_PREFERENCE) if _kernels.isa_supported(v) >= 0]
+
+
+def variants_supported():
+    return [_public(v) for v in reversed(_PREFERENCE) if _kernels.isa_supported(v) == 1]
+
+
+def select_isa(forced=None):
+    """Choose the SIMD variant: the best one the CPU supports, or `forced`
+    (``XENT_FORCE_ISA``: baseline, avx2 or avx512).  A forced variant that the
+    CPU lacks is refused with a warning (running it would crash), and the best
+    supported one is used instead."""
+    if forced:
+        if forced not in _FORCE_CHOICES:
+            warnings.warn(f"XENT_FORCE_ISA must be one of {', '.join(_FORCE_CHOICES)}; got {forced!r}; "
+                          "using the best supported variant.", RuntimeWarning, stacklevel=2)
+        else:
+            name = "base" if forced == "baseline" else forced
+            ok = _kernels.isa_supported(name)
+            if ok == 1:
+                _kernels.isa_select(name)
+                return _public(name)
+            why = "this CPU lacks it" if ok == 0 else "this build does not contain it"
+            warnings.warn(f"XENT_FORCE_ISA={forced}: {why}; using the best supported variant.",
+                          RuntimeWarning, stacklevel=2)
+    for name in _PREFERENCE:
+        if _kernels.isa_supported(name) == 1:
+            _kernels.isa_select(name)
+            return _public(name)
+    raise AssertionError("the baseline variant is always supported")
+
+
+def simd_variant():
+    """The SIMD variant in use (baseline, avx2 or avx512)."""
+    return _public(_kernels.isa_active())
 
 
 def config():
@@ -54,7 +86,8 @@ def config():
         "default_threads": _kernels.max_threads(),
         "cores": _kernels.num_procs() if _kernels.openmp_enabled() else os.cpu_count(),
         "simd_variant": simd_variant(),
-        "simd_variants_built": list(ISA_VARIANTS),
+        "simd_variants_built": variants_built(),
+        "simd_variants_supported": variants_supported(),
         "tile_elements": _kernels.rows_per_tile(1),
     }
 
@@ -79,6 +112,10 @@ def show_config():
         lines.append(f"  OpenMP runtime:  {c['openmp_runtime']}")
     lines += [
         f"  default threads: {c['default_threads']} (of {c['cores']} cores)",
-        f"  SIMD variant:    {c['simd_variant']} (built: {', '.join(c['simd_variants_built'])})",
+        f"  SIMD variant:    {c['simd_variant']} (built: {', '.join(c['simd_variants_built'])}; "
+        f"this CPU: {', '.join(c['simd_variants_supported'])}; XENT_FORCE_ISA forces one)",
     ]
     print("\n".join(lines))
+
+
+select_isa(os.environ.get("XENT_FORCE_ISA"))

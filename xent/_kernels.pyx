@@ -39,11 +39,6 @@ ctypedef fused floating:
 # per-tile float64 partial sum), small enough that 2 x 16 cores get dozens of
 # tiles on a 10M-element array.  Depends on nothing but this constant and C.
 cdef Py_ssize_t TILE_ELEMS = 32768
-# Row block of the online (max, sum-of-exp) merge: 2048 values are 8-16 KiB, so
-# the second sweep over a block reads L1, and a row of any length is read from
-# memory once.
-cdef enum:
-    ROW_BLOCK = 2048
 
 
 def openmp_enabled():
@@ -95,62 +90,96 @@ cdef inline double _acc_value(Acc* a) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
-# Row statistics: max m, the sum over entries strictly below the max of
-# exp(x - m), and the number of entries equal to the max.  Keeping the max's
-# own "1" out of the sum lets log(sum exp(x - m)) = log1p(s + ties - 1) keep
-# full relative precision for tiny losses (a confident, correct row).
+# Row primitives from _xent_simd.h (vectorised, one body per element type and
+# instruction set; see there).  Row statistics are the max m, the sum over
+# entries strictly below the max of exp(x - m), and the number of entries
+# equal to the max.  Keeping the max's own "1" out of the sum lets
+# log(sum exp(x - m)) = log1p(s + ties - 1) keep full relative precision for
+# tiny losses (a confident, correct row).
 # ---------------------------------------------------------------------------
-cdef struct RowStats:
-    double m
-    double s
-    double ties
+cdef extern from "_xent_simd.h" nogil:
+    ctypedef struct xent_stats:
+        double m
+        double s
+        double ties
+    int xent_isa_supported(const char* name)
+    int xent_isa_select(const char* name)
+    const char* xent_isa_active()
+    xent_stats xent_row_stats_f32(const float* x, Py_ssize_t n)
+    xent_stats xent_row_stats_f64(const double* x, Py_ssize_t n)
+    void xent_exp_map_f32(const float* x, float* out, Py_ssize_t n, float m, float mul)
+    void xent_exp_map_f64(const double* x, double* out, Py_ssize_t n, double m, double mul)
+    double xent_qsum_f32(const float* t, const float* w, Py_ssize_t n, double keep, double spread)
+    double xent_qsum_f64(const double* t, const double* w, Py_ssize_t n, double keep, double spread)
+    double xent_prob_row_f32(const float* x, const float* t, const float* w, float* g, Py_ssize_t n,
+                             float m, double keep, double spread, float gmul, float gsub)
+    double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, Py_ssize_t n,
+                             double m, double keep, double spread, double gmul, double gsub)
+    double xent_bce_seg_f32(const float* x, const float* t, const float* w, Py_ssize_t ws,
+                            const float* pw, Py_ssize_t ps, Py_ssize_t n, float keep, float half,
+                            float* loss, float* grad, float gscale)
+    double xent_bce_seg_f64(const double* x, const double* t, const double* w, Py_ssize_t ws,
+                            const double* pw, Py_ssize_t ps, Py_ssize_t n, double keep, double half,
+                            double* loss, double* grad, double gscale)
+
+
+def isa_supported(str name):
+    """1: the CPU runs this variant; 0: it does not; -1: not in this build."""
+    return xent_isa_supported(name.encode())
+
+
+def isa_select(str name):
+    return xent_isa_select(name.encode())
+
+
+def isa_active():
+    return xent_isa_active().decode()
+
+
+ctypedef xent_stats RowStats
 
 
 cdef inline RowStats _row_stats(const floating* x, Py_ssize_t C) noexcept nogil:
-    cdef RowStats r
-    cdef Acc acc
-    cdef Acc bacc
-    cdef double m = -INFINITY
-    cdef double ties = 0.0
-    cdef double bm, bt, bs, v, f
-    cdef Py_ssize_t b0 = 0, b1, j
-    acc.s = 0.0
-    acc.c = 0.0
-    while b0 < C:
-        b1 = b0 + ROW_BLOCK
-        if b1 > C:
-            b1 = C
-        bm = -INFINITY
-        for j in range(b0, b1):
-            v = x[j]
-            bm = v if v > bm else bm        # a NaN never becomes the max ...
-        bacc.s = 0.0
-        bacc.c = 0.0
-        bt = 0.0
-        for j in range(b0, b1):
-            v = x[j]
-            if v >= bm:
-                bt = bt + 1.0
-            else:                            # ... but lands here: exp(NaN) = NaN
-                _acc_add(&bacc, exp(v - bm))
-        bs = _acc_value(&bacc)
-        if bm > m:                           # new max: rescale what we had
-            f = exp(m - bm)
-            v = (_acc_value(&acc) + ties) * f
-            acc.s = v + bs
-            acc.c = 0.0
-            ties = bt
-            m = bm
-        elif bm == m:
-            _acc_add(&acc, bs)
-            ties = ties + bt
-        else:
-            _acc_add(&acc, (bs + bt) * exp(bm - m))
-        b0 = b1
-    r.m = m
-    r.s = _acc_value(&acc)
-    r.ties = ties
-    return r
+    if floating is float:
+        return xent_row_stats_f32(x, C)
+    else:
+        return xent_row_stats_f64(x, C)
+
+
+cdef inline void _exp_map(const floating* x, floating* out, Py_ssize_t n, floating m,
+                          floating mul) noexcept nogil:
+    """out[j] = exp(x[j] - m) * mul; out may be x."""
+    if floating is float:
+        xent_exp_map_f32(x, out, n, m, mul)
+    else:
+        xent_exp_map_f64(x, out, n, m, mul)
+
+
+cdef inline double _qsum(const floating* t, const floating* w, Py_ssize_t n, double keep,
+                         double spread) noexcept nogil:
+    if floating is float:
+        return xent_qsum_f32(t, w, n, keep, spread)
+    else:
+        return xent_qsum_f64(t, w, n, keep, spread)
+
+
+cdef inline double _prob_row(const floating* x, const floating* t, const floating* w,
+                             floating* g, Py_ssize_t n, floating m, double keep, double spread,
+                             floating gmul, floating gsub) noexcept nogil:
+    if floating is float:
+        return xent_prob_row_f32(x, t, w, g, n, m, keep, spread, gmul, gsub)
+    else:
+        return xent_prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gsub)
+
+
+cdef inline double _bce_seg(const floating* x, const floating* t, const floating* w, Py_ssize_t ws,
+                            const floating* pw, Py_ssize_t ps, Py_ssize_t n, floating keep,
+                            floating half, floating* loss, floating* grad,
+                            floating gscale) noexcept nogil:
+    if floating is float:
+        return xent_bce_seg_f32(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gscale)
+    else:
+        return xent_bce_seg_f64(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gscale)
 
 
 cdef inline bint _row_is_nan(RowStats* st) noexcept nogil:
@@ -196,7 +225,7 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
     for i in range(r0, r1):
         yi = y[i]
         si = <double>sw[i] if sw != NULL else 1.0
-        if has_ignore and yi == ignore:
+        if (has_ignore and yi == ignore) or si == 0.0:   # removed row: 0, even if NaN
             if loss_out != NULL:
                 loss_out[i] = 0
             if grad != NULL:
@@ -218,28 +247,26 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                 rest = st.s + (st.ties - 1.0)
             else:
                 rest = total - exp(xy - st.m)
-            li = keep * wy * ((st.m - xy) + ls) if keep != 0.0 else 0.0
+            # a zero coefficient contributes exactly 0 (no 0 * inf at a -inf target)
+            li = keep * wy * ((st.m - xy) + ls) if keep * wy != 0.0 else 0.0
+            smooth = 0.0
+            if eps != 0.0:                   # before the gradient: it may overwrite x
+                for j in range(C):
+                    wj = <double>w[j] if w != NULL else 1.0
+                    if wj != 0.0:
+                        smooth += wj * (st.m - <double>xr[j])
             if grad != NULL:
                 gr = grad + i * C
                 inv = 1.0 / total
                 sc = scale * si
                 a = keep * wy + spread * wsum
-                smooth = 0.0
-                for j in range(C):
-                    wj = <double>w[j] if w != NULL else 1.0
-                    if eps != 0.0 and wj != 0.0:
-                        smooth += wj * (st.m - <double>xr[j])
-                    p = exp(<double>xr[j] - st.m) * inv
-                    gr[j] = <floating>(sc * (a * p - spread * wj))
+                _exp_map(xr, gr, C, <floating>st.m, <floating>(sc * a * inv))
+                if eps != 0.0:
+                    for j in range(C):
+                        gr[j] = gr[j] - <floating>(sc * spread * (<double>w[j] if w != NULL else 1.0))
                 # the target entry, where softmax - 1 would cancel
                 p = exp(xy - st.m) * inv
                 gr[yi] = <floating>(sc * (spread * (wsum * p - wy) - keep * wy * rest * inv))
-            elif eps != 0.0:
-                smooth = 0.0
-                for j in range(C):
-                    wj = <double>w[j] if w != NULL else 1.0
-                    if wj != 0.0:
-                        smooth += wj * (st.m - <double>xr[j])
             if eps != 0.0:
                 li = li + spread * (smooth + wsum * ls)
         li = si * li
@@ -369,7 +396,6 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
                         floating* loss_out, floating* grad, double scale,
                         double* part) noexcept nogil:
     cdef Acc num
-    cdef Acc lacc
     cdef RowStats st
     cdef Py_ssize_t i, j
     cdef const floating* xr
@@ -377,41 +403,33 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
     cdef floating* gr
     cdef double keep = 1.0 - eps
     cdef double spread = eps / <double>C
-    cdef double q, qsum, ls, li, si, sc, inv, xv
+    cdef double qsum, ls, li, si, sc, inv, lsum
     num.s = 0.0
     num.c = 0.0
     for i in range(r0, r1):
         xr = x + i * C
         tr = tg + i * C
         si = <double>sw[i] if sw != NULL else 1.0
+        if si == 0.0:                        # removed row: 0, even if NaN
+            if loss_out != NULL:
+                loss_out[i] = 0
+            if grad != NULL:
+                _fill(grad + i * C, C, 0.0)
+            continue
         st = _row_stats(xr, C)
         if _row_is_nan(&st):
             li = NAN
             if grad != NULL:
                 _fill(grad + i * C, C, NAN)
         else:
-            qsum = 0.0
-            for j in range(C):
-                q = keep * <double>tr[j] + spread
-                if w != NULL:
-                    q = q * <double>w[j]
-                qsum += q
+            qsum = _qsum(tr, w, C, keep, spread)
             ls = _row_log_sum(&st)
             inv = 1.0 / (st.s + st.ties)
             sc = scale * si
             gr = grad + i * C if grad != NULL else NULL
-            lacc.s = 0.0
-            lacc.c = 0.0
-            for j in range(C):
-                q = keep * <double>tr[j] + spread
-                if w != NULL:
-                    q = q * <double>w[j]
-                xv = <double>xr[j]
-                if q != 0.0:
-                    _acc_add(&lacc, q * (st.m - xv))
-                if gr != NULL:
-                    gr[j] = <floating>(sc * (qsum * exp(xv - st.m) * inv - q))
-            li = _acc_value(&lacc) + qsum * ls
+            lsum = _prob_row(xr, tr, w, gr, C, <floating>st.m, keep, spread,
+                             <floating>(sc * qsum * inv), <floating>sc)
+            li = lsum + qsum * ls
         li = si * li
         if loss_out != NULL:
             loss_out[i] = <floating>li
@@ -471,50 +489,26 @@ cdef void _bce_tile(const floating* x, const floating* tg, Py_ssize_t i0, Py_ssi
                     Py_ssize_t K, Bcast wb, Bcast pb, double eps,
                     floating* loss_out, floating* grad, double scale,
                     double* part) noexcept nogil:
+    """Elements [i0, i1) in row segments, so weights are read with one stride."""
     cdef Acc num
-    cdef Py_ssize_t i, r, c
+    cdef Py_ssize_t i = i0, r, c, n
     cdef const floating* w = <const floating*>wb.p
     cdef const floating* pw = <const floating*>pb.p
-    cdef double keep = 1.0 - eps
-    cdef double half = 0.5 * eps
-    cdef double xv, tv, wv, pv, e, lg, a, b, li, inv, sig_pos, sig_neg
     num.s = 0.0
     num.c = 0.0
     r = i0 // K
     c = i0 - r * K
-    for i in range(i0, i1):
-        xv = <double>x[i]
-        tv = keep * <double>tg[i] + half
-        wv = <double>w[r * wb.rs + c * wb.cs] if w != NULL else 1.0
-        pv = <double>pw[r * pb.rs + c * pb.cs] if pw != NULL else 1.0
-        e = exp(-fabs(xv))
-        lg = log1p(e)
-        a = 1.0 - tv
-        b = pv * tv
-        li = 0.0
-        if a != 0.0:
-            li = a * ((xv if xv > 0.0 else 0.0) + lg)
-        if b != 0.0:
-            li = li + b * ((-xv if xv < 0.0 else 0.0) + lg)
-        if xv != xv:
-            li = NAN
-        li = wv * li
-        if loss_out != NULL:
-            loss_out[i] = <floating>li
-        _acc_add(&num, li)
-        if grad != NULL:
-            inv = 1.0 / (1.0 + e)
-            if xv >= 0.0:
-                sig_pos = inv
-                sig_neg = e * inv
-            else:
-                sig_pos = e * inv
-                sig_neg = inv
-            grad[i] = <floating>(scale * wv * (a * sig_pos - b * sig_neg))
-        c = c + 1
-        if c == K:
-            c = 0
-            r = r + 1
+    while i < i1:
+        n = K - c if K - c < i1 - i else i1 - i
+        _acc_add(&num, _bce_seg(x + i, tg + i,
+                                w + r * wb.rs + c * wb.cs if w != NULL else NULL, wb.cs,
+                                pw + r * pb.rs + c * pb.cs if pw != NULL else NULL, pb.cs, n,
+                                <floating>(1.0 - eps), <floating>(0.5 * eps),
+                                loss_out + i if loss_out != NULL else NULL,
+                                grad + i if grad != NULL else NULL, <floating>scale))
+        i = i + n
+        r = r + 1
+        c = 0
     part[0] = _acc_value(&num)
 
 
@@ -579,7 +573,7 @@ cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
     cdef Py_ssize_t i, j
     cdef const floating* xr
     cdef floating* orow
-    cdef double ls, inv, shift
+    cdef double ls, shift
     for i in range(r0, r1):
         xr = x + i * C
         st = _row_stats(xr, C)
@@ -600,9 +594,7 @@ cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
             for j in range(C):
                 orow[j] = <floating>((<double>xr[j] - shift) - ls)
         else:
-            inv = 1.0 / (st.s + st.ties)
-            for j in range(C):
-                orow[j] = <floating>(exp(<double>xr[j] - st.m) * inv)
+            _exp_map(xr, orow, C, <floating>st.m, <floating>(1.0 / (st.s + st.ties)))
 
 
 def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_threads):
@@ -623,3 +615,59 @@ def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_th
             r0 = t * rpt
             r1 = r0 + rpt if r0 + rpt < N else N
             _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0])
+
+
+# ---------------------------------------------------------------------------
+# Memory probes for the benchmark: the machine's read and copy bandwidth at a
+# given thread count, over the same fixed tiles as the kernels.  Integer XOR
+# (not a float sum) so that the compiler vectorises the read without
+# reassociating floating-point additions.
+# ---------------------------------------------------------------------------
+cdef void _xor_tile(const unsigned long long* p, Py_ssize_t i0, Py_ssize_t i1,
+                    unsigned long long* out) noexcept nogil:
+    cdef unsigned long long acc = 0
+    cdef Py_ssize_t i
+    for i in range(i0, i1):
+        acc = acc ^ p[i]
+    out[0] = acc
+
+
+cdef void _copy_tile(const unsigned long long* src, unsigned long long* dst,
+                     Py_ssize_t i0, Py_ssize_t i1) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(i0, i1):
+        dst[i] = src[i]
+
+
+def read_probe(const unsigned long long[::1] a, int n_threads):
+    """XOR of every 8-byte word of `a` (forces one full read)."""
+    cdef Py_ssize_t n = a.shape[0]
+    cdef Py_ssize_t tile = TILE_ELEMS * 4
+    cdef Py_ssize_t n_tiles = (n + tile - 1) // tile
+    cdef Py_ssize_t t, i0, i1
+    cdef unsigned long long acc = 0
+    if n == 0:
+        return 0
+    parts_arr = np.zeros(n_tiles, dtype=np.uint64)
+    cdef unsigned long long[::1] parts = parts_arr
+    for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+        i0 = t * tile
+        i1 = i0 + tile if i0 + tile < n else n
+        _xor_tile(&a[0], i0, i1, &parts[t])
+    for t in range(n_tiles):
+        acc = acc ^ parts[t]
+    return acc
+
+
+def copy_probe(const unsigned long long[::1] src, unsigned long long[::1] dst, int n_threads):
+    """dst[:] = src[:] with ordinary stores, in parallel tiles."""
+    cdef Py_ssize_t n = src.shape[0]
+    cdef Py_ssize_t tile = TILE_ELEMS * 4
+    cdef Py_ssize_t n_tiles = (n + tile - 1) // tile
+    cdef Py_ssize_t t, i0, i1
+    if n == 0:
+        return
+    for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+        i0 = t * tile
+        i1 = i0 + tile if i0 + tile < n else n
+        _copy_tile(&src[0], &dst[0], i0, i1)

@@ -1,0 +1,209 @@
+/* SIMD row primitives of xent, with run-time instruction-set dispatch.
+ *
+ * What Cython cannot express lives here: `omp simd` reductions and one
+ * source compiled for several instruction sets.  _xent_simd_body.h is
+ * instantiated for float and double under each variant:
+ *   base    the compiler's default target (SSE2 on x86-64; NEON on arm64)
+ *   avx2    AVX2 + FMA                (x86-64, gcc/clang only)
+ *   avx512  AVX-512 F/DQ/BW/VL + FMA  (x86-64, gcc/clang only)
+ * The variant is chosen at import from the CPU's features, or forced with
+ * XENT_FORCE_ISA (xent._config); no instruction beyond the baseline runs
+ * unless the CPU reported it.  The default build needs no -march flag.
+ */
+#ifndef XENT_SIMD_H
+#define XENT_SIMD_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    double m;     /* max of the row */
+    double s;     /* sum of exp(x - m) over entries strictly below m */
+    double ties;  /* number of entries equal to m */
+} xent_stats;
+
+typedef struct {
+    const char* name;
+    xent_stats (*row_stats_f32)(const float*, ptrdiff_t);
+    xent_stats (*row_stats_f64)(const double*, ptrdiff_t);
+    void (*exp_map_f32)(const float*, float*, ptrdiff_t, float, float);
+    void (*exp_map_f64)(const double*, double*, ptrdiff_t, double, double);
+    double (*qsum_f32)(const float*, const float*, ptrdiff_t, double, double);
+    double (*qsum_f64)(const double*, const double*, ptrdiff_t, double, double);
+    double (*prob_row_f32)(const float*, const float*, const float*, float*, ptrdiff_t, float,
+                           double, double, float, float);
+    double (*prob_row_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
+                           double, double, double, double, double);
+    double (*bce_seg_f32)(const float*, const float*, const float*, ptrdiff_t, const float*,
+                          ptrdiff_t, ptrdiff_t, float, float, float*, float*, float);
+    double (*bce_seg_f64)(const double*, const double*, const double*, ptrdiff_t, const double*,
+                          ptrdiff_t, ptrdiff_t, double, double, double*, double*, double);
+} xent_ops;
+
+#define XENT_CAT3_(a, b, c) a##_##b##_##c
+#define XENT_CAT3(a, b, c) XENT_CAT3_(a, b, c)
+#define XENT_STR_(a) #a
+#define XENT_STR(a) XENT_STR_(a)
+
+/* One variant: the body for both types, and its table of entry points. */
+#define XENT_OPS_TABLE(isa)                                                       \
+    static const xent_ops XENT_CAT3(xent, ops, isa) = {                           \
+        XENT_STR(isa),                                                            \
+        XENT_CAT3(row_stats, f32, isa), XENT_CAT3(row_stats, f64, isa),           \
+        XENT_CAT3(exp_map, f32, isa), XENT_CAT3(exp_map, f64, isa),               \
+        XENT_CAT3(qsum, f32, isa), XENT_CAT3(qsum, f64, isa),                     \
+        XENT_CAT3(prob_row, f32, isa), XENT_CAT3(prob_row, f64, isa),             \
+        XENT_CAT3(bce_seg, f32, isa), XENT_CAT3(bce_seg, f64, isa),               \
+    };
+
+#define N(name) XENT_CAT3(name, XT_SUFFIX, XENT_ISA)
+
+#define XENT_ISA base
+#define T float
+#define XT_FLOAT 1
+#define XT_SUFFIX f32
+#include "_xent_simd_body.h"
+#undef T
+#undef XT_FLOAT
+#undef XT_SUFFIX
+#define T double
+#define XT_FLOAT 0
+#define XT_SUFFIX f64
+#include "_xent_simd_body.h"
+#undef T
+#undef XT_FLOAT
+#undef XT_SUFFIX
+XENT_OPS_TABLE(base)
+#undef XENT_ISA
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(XENT_NO_ISA_VARIANTS)
+#define XENT_HAVE_X86_VARIANTS 1
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#define XENT_ISA avx2
+#define T float
+#define XT_FLOAT 1
+#define XT_SUFFIX f32
+#include "_xent_simd_body.h"
+#undef T
+#undef XT_FLOAT
+#undef XT_SUFFIX
+#define T double
+#define XT_FLOAT 0
+#define XT_SUFFIX f64
+#include "_xent_simd_body.h"
+#undef T
+#undef XT_FLOAT
+#undef XT_SUFFIX
+XENT_OPS_TABLE(avx2)
+#undef XENT_ISA
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")
+#endif
+#define XENT_ISA avx512
+#define T float
+#define XT_FLOAT 1
+#define XT_SUFFIX f32
+#include "_xent_simd_body.h"
+#undef T
+#undef XT_FLOAT
+#undef XT_SUFFIX
+#define T double
+#define XT_FLOAT 0
+#define XT_SUFFIX f64
+#include "_xent_simd_body.h"
+#undef T
+#undef XT_FLOAT
+#undef XT_SUFFIX
+XENT_OPS_TABLE(avx512)
+#undef XENT_ISA
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else
+#define XENT_HAVE_X86_VARIANTS 0
+#endif
+
+static const xent_ops* xent_active = &xent_ops_base;
+
+/* 1 when the running CPU (and OS) supports the variant, 0 when not, -1 when
+ * this build does not contain it. */
+static int xent_isa_supported(const char* name)
+{
+    if (strcmp(name, "base") == 0 || strcmp(name, "baseline") == 0)
+        return 1;
+#if XENT_HAVE_X86_VARIANTS
+    __builtin_cpu_init();
+    if (strcmp(name, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(name, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return -1;
+}
+
+/* Make `name` the active variant; returns xent_isa_supported(name). */
+static int xent_isa_select(const char* name)
+{
+    int ok = xent_isa_supported(name);
+    if (ok != 1)
+        return ok;
+#if XENT_HAVE_X86_VARIANTS
+    if (strcmp(name, "avx2") == 0) {
+        xent_active = &xent_ops_avx2;
+        return 1;
+    }
+    if (strcmp(name, "avx512") == 0) {
+        xent_active = &xent_ops_avx512;
+        return 1;
+    }
+#endif
+    xent_active = &xent_ops_base;
+    return 1;
+}
+
+static const char* xent_isa_active(void) { return xent_active->name; }
+
+/* Thin wrappers so that Cython sees plain functions. */
+static inline xent_stats xent_row_stats_f32(const float* x, ptrdiff_t n) { return xent_active->row_stats_f32(x, n); }
+static inline xent_stats xent_row_stats_f64(const double* x, ptrdiff_t n) { return xent_active->row_stats_f64(x, n); }
+static inline void xent_exp_map_f32(const float* x, float* o, ptrdiff_t n, float m, float k) { xent_active->exp_map_f32(x, o, n, m, k); }
+static inline void xent_exp_map_f64(const double* x, double* o, ptrdiff_t n, double m, double k) { xent_active->exp_map_f64(x, o, n, m, k); }
+static inline double xent_qsum_f32(const float* t, const float* w, ptrdiff_t n, double keep, double spread) { return xent_active->qsum_f32(t, w, n, keep, spread); }
+static inline double xent_qsum_f64(const double* t, const double* w, ptrdiff_t n, double keep, double spread) { return xent_active->qsum_f64(t, w, n, keep, spread); }
+static inline double xent_prob_row_f32(const float* x, const float* t, const float* w, float* g, ptrdiff_t n, float m,
+                                       double keep, double spread, float gmul, float gsub)
+{ return xent_active->prob_row_f32(x, t, w, g, n, m, keep, spread, gmul, gsub); }
+static inline double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, ptrdiff_t n, double m,
+                                       double keep, double spread, double gmul, double gsub)
+{ return xent_active->prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gsub); }
+static inline double xent_bce_seg_f32(const float* x, const float* t, const float* w, ptrdiff_t ws, const float* pw,
+                                      ptrdiff_t ps, ptrdiff_t n, float keep, float half, float* loss, float* grad, float gs)
+{ return xent_active->bce_seg_f32(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gs); }
+static inline double xent_bce_seg_f64(const double* x, const double* t, const double* w, ptrdiff_t ws, const double* pw,
+                                      ptrdiff_t ps, ptrdiff_t n, double keep, double half, double* loss, double* grad, double gs)
+{ return xent_active->bce_seg_f64(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gs); }
+
+#undef N
+#endif

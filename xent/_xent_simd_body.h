@@ -1,0 +1,311 @@
+/* Vectorisable row primitives, generic over the element type.
+ *
+ * Included by _xent_simd.h once per (instruction set, element type), with
+ *   T         float or double
+ *   XT_FLOAT  1 for float, 0 for double
+ *   N(name)   the name mangled with the type and instruction-set suffixes
+ * so one body serves float32 and float64 on every ISA variant.  Everything
+ * here is plain C that gcc and clang vectorise: no libm calls in the hot
+ * loops (glibc's vector math library is absent from manylinux), reductions
+ * marked `omp simd` so the compiler may keep one partial sum per lane without
+ * -ffast-math.  The per-lane order is fixed by the binary, so results do not
+ * depend on the thread count.
+ */
+
+#if XT_FLOAT
+typedef int32_t N(int_t);
+#define XT_MANT 23
+#define XT_BIAS 127
+#define XT_SHIFTER 12582912.0f              /* 1.5 * 2^23: adding it rounds to an integer */
+#define XT_LOG2E 1.44269504088896341f
+/* ln 2 split so that n * LN2_HI is exact for |n| < 2^8 (fdlibm's expf) */
+#define XT_LN2_HI 6.9314575195e-01f
+#define XT_LN2_LO 1.4286067653e-06f
+/* below this exp(x) rounds to 0 even as a subnormal; also keeps n >= -151 */
+#define XT_EXP_LO (-104.0f)
+#define XT_SQRT2 1.41421356237309505f
+#define XT_LN2 0.693147180559945309f
+#define XT_BLOCK 4096                       /* 16 KiB: a block is re-read from L1 */
+#else
+typedef int64_t N(int_t);
+#define XT_MANT 52
+#define XT_BIAS 1023
+#define XT_SHIFTER 6755399441055744.0       /* 1.5 * 2^52 */
+#define XT_LOG2E 1.44269504088896340736
+/* fdlibm's split: n * LN2_HI is exact for |n| < 2^11 */
+#define XT_LN2_HI 6.93147180369123816490e-01
+#define XT_LN2_LO 1.90821492927058770002e-10
+#define XT_EXP_LO (-746.0)
+#define XT_SQRT2 1.41421356237309504880
+#define XT_LN2 0.693147180559945309417
+#define XT_BLOCK 1024                       /* 8 KiB; 128 terms per lane keeps the float64 sum ~1 ulp */
+#endif
+
+static inline T N(from_bits)(N(int_t) b)
+{
+    T v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+static inline N(int_t) N(to_bits)(T v)
+{
+    N(int_t) b;
+    memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+/* exp(x) for x <= 0, to about 1 ulp, subnormal results correctly scaled;
+ * exp(-inf) = 0 and NaN stays NaN.  Cody-Waite reduction x = n ln2 + r,
+ * |r| <= ln2/2, then a Taylor polynomial (degree 7 for float: tail < 6e-9;
+ * degree 13 for double: tail < 5e-18) and a scale by 2^n done as two
+ * factors so that results below the smallest normal round only once. */
+static inline T N(exp_neg)(T x)
+{
+    x = x < XT_EXP_LO ? XT_EXP_LO : x;     /* NaN < LO is false: NaN passes */
+    T t = x * XT_LOG2E + XT_SHIFTER;
+    T n = t - XT_SHIFTER;
+    N(int_t) ni = N(to_bits)(t) - N(to_bits)((T)XT_SHIFTER);
+    T r = x - n * XT_LN2_HI;
+    r = r - n * XT_LN2_LO;
+#if XT_FLOAT
+    T p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+#else
+    T p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+#endif
+    N(int_t) h = ni / 2;
+    T s1 = N(from_bits)((N(int_t))(h + XT_BIAS) << XT_MANT);
+    T s2 = N(from_bits)((N(int_t))(ni - h + XT_BIAS) << XT_MANT);
+    return (p * s1) * s2;
+}
+
+/* log1p(e) for 0 <= e <= 1, with 1/(1+e) as a by-product (the sigmoid).
+ * u = 1 + e rounded, c = (e - (u - 1)) / u corrects that rounding;
+ * u = 2^k f with f in [sqrt2/2, sqrt2], log f = 2 atanh(s), s = (f-1)/(f+1),
+ * |s| <= 0.1716, odd series to s^11 (float) / s^21 (double). */
+static inline T N(log1p_01)(T e, T* inv_u)
+{
+    T u = 1 + e;
+    T iu = 1 / u;
+    T c = (e - (u - 1)) * iu;
+    int big = u > XT_SQRT2;
+    T f = big ? u * (T)0.5 : u;
+    T s = (f - 1) / (f + 1);
+    T z = s * s;
+#if XT_FLOAT
+    T q = 1.0f / 11;
+    q = q * z + 1.0f / 9;
+    q = q * z + 1.0f / 7;
+    q = q * z + 1.0f / 5;
+    q = q * z + 1.0f / 3;
+#else
+    T q = 1.0 / 21;
+    q = q * z + 1.0 / 19;
+    q = q * z + 1.0 / 17;
+    q = q * z + 1.0 / 15;
+    q = q * z + 1.0 / 13;
+    q = q * z + 1.0 / 11;
+    q = q * z + 1.0 / 9;
+    q = q * z + 1.0 / 7;
+    q = q * z + 1.0 / 5;
+    q = q * z + 1.0 / 3;
+#endif
+    T logf_ = 2 * s + 2 * s * (z * q);
+    *inv_u = iu;
+    return (big ? (T)XT_LN2 : (T)0) + (logf_ + c);
+}
+
+/* Max, sum of exp(x - max) over the entries strictly below the max, and the
+ * count of entries equal to it, in blocks merged online: the row is read from
+ * memory once whatever its length.  See _kernels.pyx (_row_stats) for why the
+ * max's own exp(0) = 1 is kept out of the sum. */
+static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
+{
+    double m = -INFINITY, ties = 0.0, s = 0.0, comp = 0.0;
+    for (ptrdiff_t b0 = 0; b0 < C; b0 += XT_BLOCK) {
+        ptrdiff_t nb = C - b0 < XT_BLOCK ? C - b0 : XT_BLOCK;
+        const T* xb = x + b0;
+        T bm = -INFINITY;
+#pragma omp simd reduction(max : bm)
+        for (ptrdiff_t j = 0; j < nb; j++)
+            bm = xb[j] > bm ? xb[j] : bm;   /* a NaN never becomes the max ... */
+        double bs = 0.0;
+        N(int_t) bt = 0;
+#pragma omp simd reduction(+ : bs, bt)
+        for (ptrdiff_t j = 0; j < nb; j++) {
+            T v = xb[j];
+            int tie = v >= bm;              /* ... and is not a tie: exp(NaN) = NaN */
+            T e = N(exp_neg)(v - bm);
+            bs += tie ? 0.0 : (double)e;
+            bt += tie;
+        }
+        double dbm = (double)bm;
+        if (dbm > m) {                      /* new max: rescale what we had */
+            double prev = (s - comp + ties) * exp(m - dbm);
+            s = prev + bs;
+            comp = 0.0;
+            ties = (double)bt;
+            m = dbm;
+        } else {
+            double add = dbm == m ? bs : (bs + (double)bt) * exp(dbm - m);
+            double y = add - comp, t = s + y;   /* Kahan: blocks of a long row */
+            comp = (t - s) - y;
+            s = t;
+            if (dbm == m)
+                ties += (double)bt;
+        }
+    }
+    xent_stats st = {m, s - comp, ties};
+    return st;
+}
+
+/* out[j] = exp(x[j] - m) * mul  (softmax, the gradient's softmax part).
+ * `out` may be `x` (each x[j] is read before out[j] is written). */
+static void N(exp_map)(const T* x, T* out, ptrdiff_t n, T m, T mul)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++)
+        out[j] = N(exp_neg)(x[j] - m) * mul;
+}
+
+/* sum_c q_c, q_c = (keep t_c + spread) w_c  (w may be NULL). */
+static double N(qsum)(const T* t, const T* w, ptrdiff_t n, double keep, double spread)
+{
+    double acc = 0.0;
+    if (w) {
+#pragma omp simd reduction(+ : acc)
+        for (ptrdiff_t j = 0; j < n; j++)
+            acc += (keep * (double)t[j] + spread) * (double)w[j];
+    } else {
+#pragma omp simd reduction(+ : acc)
+        for (ptrdiff_t j = 0; j < n; j++)
+            acc += keep * (double)t[j] + spread;
+    }
+    return acc;
+}
+
+/* One row of probability-target CE: returns sum_c q_c (m - x_c) (terms with
+ * q_c = 0 skipped: no 0 * inf at a -inf mask); when g is not NULL writes
+ * g_c = gmul exp(x_c - m) - gsub q_c.  `g` may be `x`.  The loop is written
+ * out per case (weights or not, gradient or not) so that each copy has no
+ * conditional load or store and vectorises. */
+#define XT_PROB_LOOP(WJ, GRAD_STMT)                                               \
+    _Pragma("omp simd reduction(+ : acc)")                                         \
+    for (ptrdiff_t j = 0; j < n; j++) {                                           \
+        double q = (keep * (double)t[j] + spread) * (WJ);                         \
+        T xv = x[j];                                                              \
+        acc += q != 0.0 ? q * ((double)m - (double)xv) : 0.0;                     \
+        GRAD_STMT;                                                                \
+    }
+static double N(prob_row)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n, T m,
+                          double keep, double spread, T gmul, T gsub)
+{
+    double acc = 0.0;
+    if (w && g) {
+        XT_PROB_LOOP((double)w[j], g[j] = gmul * N(exp_neg)(xv - m) - gsub * (T)q)
+    } else if (w) {
+        XT_PROB_LOOP((double)w[j], (void)0)
+    } else if (g) {
+        XT_PROB_LOOP(1.0, g[j] = gmul * N(exp_neg)(xv - m) - gsub * (T)q)
+    } else {
+        XT_PROB_LOOP(1.0, (void)0)
+    }
+    return acc;
+}
+#undef XT_PROB_LOOP
+
+/* Sigmoid BCE of one element, PyTorch's loss as a sum of non-negative terms:
+ *   l = w [p t sp(-x) + (1-t) sp(x)],  sp(z) = max(z, 0) + log1p(exp(-|z|))
+ *   dl/dx = w [(1-t) sigmoid(x) - p t sigmoid(-x)]   (stored in *g)
+ * A term whose coefficient is exactly 0 contributes 0 (x = +inf, t = 1 -> 0);
+ * a weight of 0 removes the element, even a NaN. */
+static inline T N(bce_elem)(T xv, T tv, T wv, T pv, T* g)
+{
+    T ax = xv < 0 ? -xv : xv;
+    T e = N(exp_neg)(-ax);
+    T iu;
+    T lg = N(log1p_01)(e, &iu);
+    T a = 1 - tv, b = pv * tv;
+    T pos = (xv > 0 ? xv : (T)0) + lg;      /* softplus(x)  */
+    T neg = (xv < 0 ? -xv : (T)0) + lg;     /* softplus(-x) */
+    T li = (a != 0 ? a * pos : (T)0) + (b != 0 ? b * neg : (T)0);
+    li = xv != xv ? xv : li;
+    T sp = xv >= 0 ? iu : e * iu;           /* sigmoid(x)  */
+    T sn = xv >= 0 ? e * iu : iu;           /* sigmoid(-x) */
+    *g = wv != 0 ? wv * (a * sp - b * sn) : (T)0;
+    return wv != 0 ? wv * li : (T)0;
+}
+
+/* Sigmoid BCE over n contiguous elements; weight / pos_weight are read at
+ * w[j * ws] / pw[j * ps] (stride 0 = one value), NULL = 1.  Returns the
+ * float64 sum of the losses; writes them to `loss` and the gradient times
+ * gscale to `grad` when those are not NULL.  The unweighted case is written
+ * out per output combination so that each loop vectorises. */
+#define XT_BCE_LOOP(WV, PV, STORES)                                               \
+    _Pragma("omp simd reduction(+ : acc)")                                         \
+    for (ptrdiff_t j = 0; j < n; j++) {                                           \
+        T g_;                                                                     \
+        T li = N(bce_elem)(x[j], keep * t[j] + half, WV, PV, &g_);                \
+        acc += (double)li;                                                        \
+        STORES;                                                                   \
+    }
+static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const T* pw,
+                         ptrdiff_t ps, ptrdiff_t n, T keep, T half, T* loss, T* grad, T gscale)
+{
+    double acc = 0.0;
+    if (!w && !pw) {
+        if (loss && grad) {
+            XT_BCE_LOOP((T)1, (T)1, (loss[j] = li, grad[j] = gscale * g_))
+        } else if (loss) {
+            XT_BCE_LOOP((T)1, (T)1, loss[j] = li)
+        } else if (grad) {
+            XT_BCE_LOOP((T)1, (T)1, grad[j] = gscale * g_)
+        } else {
+            XT_BCE_LOOP((T)1, (T)1, (void)g_)
+        }
+    } else {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            T g_;
+            T li = N(bce_elem)(x[j], keep * t[j] + half, w ? w[j * ws] : (T)1,
+                               pw ? pw[j * ps] : (T)1, &g_);
+            acc += (double)li;
+            if (loss)
+                loss[j] = li;
+            if (grad)
+                grad[j] = gscale * g_;
+        }
+    }
+    return acc;
+}
+#undef XT_BCE_LOOP
+
+#undef XT_MANT
+#undef XT_BIAS
+#undef XT_SHIFTER
+#undef XT_LOG2E
+#undef XT_LN2_HI
+#undef XT_LN2_LO
+#undef XT_EXP_LO
+#undef XT_SQRT2
+#undef XT_LN2
+#undef XT_BLOCK
