@@ -138,9 +138,8 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
 
     if sparse:
         y = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
-        if t.dtype == np.uint64 and t.size and int(t.max()) > np.iinfo(np.int64).max:
-            first = int(np.argmax(t.reshape(-1) > np.iinfo(np.int64).max))
-            _raise_label(t, first, n_classes, ignore_index)
+        if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
+            has_ignore, ignore = _wide_uint_labels(t, y, has_ignore, ignore, ignore_index)
         bad, den = _kernel("check_labels", cdt)(y, n_classes, has_ignore, ignore, w, sw, nt)
         if bad >= 0:
             _raise_label(t, bad, n_classes, ignore_index)
@@ -169,6 +168,22 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
         return loss
     moved_shape = sample_shape + (n_classes,)
     return loss, _finish_grad(gbuf, direct, moved_shape, ax, gdt, grad_out)
+
+
+def _wide_uint_labels(t, y, has_ignore, ignore, ignore_index):
+    """uint64 labels above the int64 range wrap negative in `y`: mark them as
+    ignored (when they equal ignore_index) or as bad, with negative sentinels
+    that no uint64 label can produce otherwise.  Returns (has_ignore, ignore)."""
+    big = (t > np.iinfo(np.int64).max).reshape(-1)
+    if not big.any():
+        return has_ignore, ignore
+    ignored = np.zeros_like(big)
+    if ignore_index is not None and not has_ignore and 0 <= int(ignore_index) < 2**64:
+        ignored = big & (t.reshape(-1) == np.uint64(int(ignore_index)))
+        has_ignore, ignore = True, -1
+    y[ignored] = -1
+    y[big & ~ignored] = -2 if ignore == -1 else -1
+    return has_ignore, ignore
 
 
 def _raise_label(t, flat, n_classes, ignore_index):
@@ -240,7 +255,7 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     >>> import numpy as np, xent
     >>> logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
     >>> round(xent.softmax_cross_entropy(logits, np.array([0, 2])), 6)
-    0.70186
+    0.634229
     >>> xent.softmax_cross_entropy(logits, np.array([0, 2]), reduction="none").round(6)
     array([0.169846, 1.098612])
     """
@@ -403,7 +418,7 @@ def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None
     --------
     >>> import numpy as np, xent
     >>> round(xent.sigmoid_binary_cross_entropy(np.array([0.0, 2.0]), np.array([1.0, 0.0])), 6)
-    1.41301
+    1.410038
     """
     return _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threads,
                 False, None)
@@ -453,19 +468,19 @@ def _softmax_family(x, axis, out, mode, n_threads=None):
     cdt = compute_dtype(a, "x")
     if a.ndim == 0:
         raise ValueError("`x` must have at least one dimension; got a 0-d array.")
-    ax = check_axis(axis, a.ndim)
+    ax = check_axis(axis, a.ndim, array_name="x")
+    if a.shape[ax] == 0:
+        raise ValueError(f"`x` must have at least one element along axis {ax}; got shape {a.shape}.")
     nt = resolve_n_threads(n_threads)
     rows, owned = _rows(a, ax, cdt)
     moved_shape = a.shape[:ax] + a.shape[ax + 1:] + (a.shape[ax],)
     if mode == 0:
         res = np.empty(rows.shape[0], dtype=cdt)
-        if a.shape[ax] == 0:
-            res.fill(-np.inf)
         _kernel("softmax_rows", cdt)(rows, res, mode, nt)
         return res.reshape(moved_shape[:-1])
     odt = grad_dtype(a, cdt)
     if out is not None:
-        check_out(out, "out", a.shape, odt, [("x", a)], may_alias=a)
+        check_out(out, "out", a.shape, odt, [("x", a)], may_alias=a, alias_name="x")
     buf, direct = _grad_buffer(out, ax, cdt, rows, owned)
     _kernel("softmax_rows", cdt)(rows, buf.reshape(-1), mode, nt)
     return _finish_grad(buf, direct, moved_shape, ax, odt, out)

@@ -273,8 +273,15 @@ def main(argv=None):
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", metavar="FILE", help="draw GB/s against C (needs matplotlib)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--shapes", metavar="RxC,...", help="override the shapes, e.g. 262144x10,512x32000")
     args = p.parse_args(argv)
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
+    if args.shapes:
+        try:
+            shapes = tuple(tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(","))
+            assert all(len(s) == 2 and min(s) > 0 for s in shapes)
+        except (ValueError, AssertionError):
+            p.error(f"--shapes must look like 262144x10,512x32000; got {args.shapes!r}")
     res = run(shapes, n_threads=args.threads, dtype=np.dtype(args.dtype),
               repeats=5 if args.quick else 7, with_torch=not args.no_torch)
     print(format_table(res))

@@ -53,7 +53,7 @@ def grad_dtype(arr, cdt):
     return cdt
 
 
-def check_axis(axis, ndim, name="axis"):
+def check_axis(axis, ndim, name="axis", array_name="logits"):
     if isinstance(axis, (bool, np.bool_)):
         raise ValueError(f"`{name}` must be an integer; got {axis!r}.")
     try:
@@ -62,7 +62,7 @@ def check_axis(axis, ndim, name="axis"):
         raise ValueError(f"`{name}` must be an integer; got {axis!r}.") from None
     if not -ndim <= ax < ndim:
         raise ValueError(
-            f"`{name}` must be in [{-ndim}, {ndim}) for `logits` with {ndim} dimension(s); got {ax}."
+            f"`{name}` must be in [{-ndim}, {ndim}) for `{array_name}` with {ndim} dimension(s); got {ax}."
         )
     return ax % ndim
 
@@ -142,7 +142,7 @@ def position(flat_index, shape):
     return str(tuple(int(i) for i in np.unravel_index(flat_index, shape)))
 
 
-def check_out(out, name, shape, dtype, inputs, may_alias=None):
+def check_out(out, name, shape, dtype, inputs, may_alias=None, alias_name="logits"):
     """Validate a user buffer before anything is written to it.
 
     ``inputs`` are (name, array) pairs it must not overlap; ``may_alias`` is
@@ -162,7 +162,7 @@ def check_out(out, name, shape, dtype, inputs, may_alias=None):
         if arr is may_alias and _same_view(out, arr):
             continue
         if np.shares_memory(out, arr):
-            hint = " (or exactly `logits`, to work in place)" if may_alias is not None else ""
+            hint = f" (or exactly `{alias_name}`, to work in place)" if may_alias is not None else ""
             raise ValueError(f"`{name}` overlaps `{in_name}` in memory; pass a separate array{hint}.")
     return out
 

@@ -1,0 +1,53 @@
+"""The benchmark's table of comparisons is itself tested: every case runs,
+xent and the reference agree on its inputs, and the command line works."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xent import _bench
+
+
+@pytest.mark.parametrize("case", _bench.CASES, ids=[c.name for c in _bench.CASES])
+def test_case_matches_reference(case):
+    x, t = _bench.make_inputs(case, 64, 37)
+    out = np.empty_like(x) if case.writes_memory else None
+    got = _bench._xent_call(case, x, t, 1, out)()
+    want = _bench._ref_call(case, x, t)()
+    if case.grad:
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-7)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_bytes_per_element_follow_spec_4():
+    per = {c.name: c.bytes_per_elem(4) for c in _bench.CASES}
+    # SPEC 4: sparse forward 4, dense forward 8, BCE forward 8, fused sparse 8, fused BCE 12
+    assert per["ce_index"] == 4 and per["ce_prob"] == 8 and per["bce"] == 8
+    assert per["ce_index+grad"] == 8 and per["bce+grad"] == 12
+
+
+def test_command_line_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert _bench.main(["--quick", "--shapes", "256x10,16x300", "--no-torch", "--json", str(path)]) == 0
+    res = json.loads(path.read_text())
+    assert {r["case"] for r in res["results"]} == {c.name for c in _bench.CASES}
+    assert res["read_GBps"] > 0 and res["copy_GBps"] > 0
+    assert all(r["xent_GBps"] > 0 and r["vs_reference"] > 0 for r in res["results"])
+    table = capsys.readouterr().out
+    assert "memory bandwidth" in table and "ce_index+grad" in table
+
+
+def test_command_line_rejects_bad_shapes():
+    with pytest.raises(SystemExit):
+        _bench.main(["--shapes", "10by3"])
+
+
+def test_module_command_info():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "xent", "info"], capture_output=True, text=True, check=True).stdout
+    assert "OpenMP" in out and "SIMD variant" in out
