@@ -242,11 +242,6 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
             xy = xr[yi]
             ls = _row_log_sum(&st)
             total = st.s + st.ties
-            # sum over classes other than y of exp(x - m), without cancellation
-            if xy == st.m:
-                rest = st.s + (st.ties - 1.0)
-            else:
-                rest = total - exp(xy - st.m)
             # a zero coefficient contributes exactly 0 (no 0 * inf at a -inf target)
             li = keep * wy * ((st.m - xy) + ls) if keep * wy != 0.0 else 0.0
             smooth = 0.0
@@ -260,6 +255,11 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                 inv = 1.0 / total
                 sc = scale * si
                 a = keep * wy + spread * wsum
+                # sum over the classes other than y of exp(x - m), without cancellation
+                if xy == st.m:
+                    rest = st.s + (st.ties - 1.0)
+                else:
+                    rest = total - exp(xy - st.m)
                 _exp_map(xr, gr, C, <floating>st.m, <floating>(sc * a * inv))
                 if eps != 0.0:
                     for j in range(C):

@@ -161,7 +161,8 @@ static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
         }
         double dbm = (double)bm;
         if (dbm > m) {                      /* new max: rescale what we had */
-            double prev = (s - comp + ties) * exp(m - dbm);
+            /* the first block has nothing to rescale: skip libm's exp */
+            double prev = b0 == 0 ? 0.0 : (s - comp + ties) * exp(m - dbm);
             s = prev + bs;
             comp = 0.0;
             ties = (double)bt;

@@ -1,0 +1,66 @@
+"""Shared fixtures and helpers of the xent test-suite.
+
+Kept deliberately small; other test files import from here, so the names
+below are stable:
+
+* ``rng`` -- a seeded ``numpy.random.Generator`` (fixture), so every test is
+  reproducible;
+* ``LAYOUTS`` / ``EXTRA_LAYOUTS`` and ``layout_variant(a, layout)`` -- the same
+  values as ``a`` in another memory layout (Fortran order, strided, negative
+  strides, big-endian, read-only, a nested list).
+"""
+
+import numpy as np
+import pytest
+
+#: Layouts every kernel must handle, used in full products with dtypes/threads.
+LAYOUTS = ("C", "F", "strided", "reversed")
+#: Further input kinds, exercised in a few cases only.
+EXTRA_LAYOUTS = ("bigendian", "readonly", "list")
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded random generator for each test."""
+    return np.random.default_rng(20240531)
+
+
+def layout_variant(a, layout):
+    """Return the values of ``a`` (an ndarray) in the memory layout ``layout``.
+
+    ``"C"``         C-contiguous copy.
+    ``"F"``         Fortran-ordered copy.
+    ``"strided"``   a view taking every other element along every axis of a
+                    twice-as-large buffer (no axis is contiguous).
+    ``"reversed"``  a view with negative strides on every axis (``[::-1]``).
+    ``"bigendian"`` a copy with non-native (big-endian) byte order.
+    ``"readonly"``  a C-contiguous copy whose ``writeable`` flag is False.
+    ``"list"``      ``a.tolist()`` (NumPy re-infers the dtype from it).
+
+    ``np.asarray(layout_variant(a, L))`` always equals ``a`` element for
+    element (up to the dtype change that ``tolist`` implies).
+    """
+    a = np.asarray(a)
+    # np.array(..., copy=True) rather than np.ascontiguousarray, which turns a
+    # 0-d array into a 1-d one.
+    if layout == "C":
+        return np.array(a, order="C", copy=True)
+    if layout == "F":
+        return np.array(a, order="F", copy=True)
+    if layout == "strided":
+        big = np.zeros(tuple(2 * s for s in a.shape), dtype=a.dtype)
+        sl = tuple(slice(None, None, 2) for _ in a.shape)
+        big[sl] = a
+        return big[sl]
+    if layout == "reversed":
+        flip = tuple(slice(None, None, -1) for _ in a.shape)
+        return np.array(a[flip], order="C", copy=True)[flip]
+    if layout == "bigendian":
+        return a.astype(a.dtype.newbyteorder(">"))
+    if layout == "readonly":
+        out = np.array(a, order="C", copy=True)
+        out.flags.writeable = False
+        return out
+    if layout == "list":
+        return a.tolist()
+    raise ValueError(f"unknown layout {layout!r}")
