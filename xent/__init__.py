@@ -17,13 +17,14 @@ from ._api import (
     softmax_cross_entropy_with_grad,
 )
 from ._config import config, show_config
-from . import reference
+from . import keras, reference
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LabelError",
     "config",
+    "keras",
     "log_softmax",
     "logsumexp",
     "reference",

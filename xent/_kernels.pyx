@@ -20,7 +20,7 @@ identical for any number of threads.
 """
 
 from cython.parallel cimport prange
-from libc.math cimport exp, log1p, fabs, INFINITY, NAN
+from libc.math cimport exp, log, log1p, fabs, INFINITY, NAN
 from libc.stdint cimport int64_t
 
 import numpy as np
@@ -81,7 +81,8 @@ cdef struct Acc:
 cdef inline void _acc_add(Acc* a, double v) noexcept nogil:
     cdef double y = v - a.c
     cdef double t = a.s + y
-    a.c = (t - a.s) - y
+    # once the sum is +-inf (or NaN) the compensation would be inf - inf = NaN
+    a.c = (t - a.s) - y if t - t == 0.0 else 0.0
     a.s = t
 
 
@@ -266,10 +267,11 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                         gr[j] = gr[j] - <floating>(sc * spread * (<double>w[j] if w != NULL else 1.0))
                 # the target entry, where softmax - 1 would cancel
                 p = exp(xy - st.m) * inv
-                gr[yi] = <floating>(sc * (spread * (wsum * p - wy) - keep * wy * rest * inv))
+                gr[yi] = <floating>(sc * (spread * (wsum * p - wy) - keep * wy * (rest / total)))
             if eps != 0.0:
                 li = li + spread * (smooth + wsum * ls)
-        li = si * li
+        # sum exactly the value "none" returns (rounded to the compute dtype)
+        li = <double><floating>(si * li)
         if loss_out != NULL:
             loss_out[i] = <floating>li
         _acc_add(&num, li)
@@ -403,7 +405,8 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
     cdef floating* gr
     cdef double keep = 1.0 - eps
     cdef double spread = eps / <double>C
-    cdef double qsum, ls, li, si, sc, inv, lsum
+    cdef double qsum, ls, li, si, sc, inv, lsum, qtop
+    cdef Py_ssize_t top
     num.s = 0.0
     num.c = 0.0
     for i in range(r0, r1):
@@ -427,10 +430,22 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
             inv = 1.0 / (st.s + st.ties)
             sc = scale * si
             gr = grad + i * C if grad != NULL else NULL
+            top = 0
+            if gr != NULL:                   # first max entry, found before x is overwritten
+                while xr[top] != st.m:
+                    top = top + 1
+                qtop = keep * <double>tr[top] + spread
+                if w != NULL:
+                    qtop = qtop * <double>w[top]
             lsum = _prob_row(xr, tr, w, gr, C, <floating>st.m, keep, spread,
                              <floating>(sc * qsum * inv), <floating>sc)
+            if gr != NULL:
+                # Q p_top - q_top = (Q_rest - q_top r) / (1 + r), r = sum of the
+                # other exp(x - m): no cancellation when the row is confident
+                gr[top] = <floating>(sc * ((qsum - qtop) - qtop * (st.s + (st.ties - 1.0))) * inv)
             li = lsum + qsum * ls
-        li = si * li
+        # sum exactly the value "none" returns (rounded to the compute dtype)
+        li = <double><floating>(si * li)
         if loss_out != NULL:
             loss_out[i] = <floating>li
         _acc_add(&num, li)
@@ -671,3 +686,82 @@ def copy_probe(const unsigned long long[::1] src, unsigned long long[::1] dst, i
         i0 = t * tile
         i1 = i0 + tile if i0 + tile < n else n
         _copy_tile(&src[0], &dst[0], i0, i1)
+
+
+# ---------------------------------------------------------------------------
+# Keras's losses on probabilities (xent.keras, from_logits=False), per row:
+#   mode 0 categorical: q = clip(p / sum(p), lo, hi), l = -sum_c t'_c log q_c,
+#          t' = (1-eps) t + eps/C
+#   mode 1 sparse:      l = -log clip(p_y / sum(p), lo, hi); 0 where ignored
+#   mode 2 binary:      q = clip(p, lo, hi), t' = (1-eps) t + eps/2,
+#          l = mean_c -(t' log q + (1-t') log1p(-q))
+# lo, hi are Keras's epsilon and 1 - epsilon rounded to the compute dtype.
+# Clipping passes NaN through (as np.clip); a row summing to 0 gives NaN.
+# ---------------------------------------------------------------------------
+cdef inline double _clip(double q, double lo, double hi) noexcept nogil:
+    return lo if q < lo else (hi if q > hi else q)
+
+
+cdef void _keras_prob_tile(const floating* p, const floating* t, const int64_t* y,
+                           Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t C, int mode, double eps,
+                           double lo, double hi, bint has_ignore, int64_t ignore,
+                           floating* out) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef const floating* pr
+    cdef const floating* tr
+    cdef double acc, inv, q, tv
+    cdef double keep = 1.0 - eps
+    cdef double spread = eps / <double>C if mode == 0 else 0.5 * eps
+    for i in range(r0, r1):
+        pr = p + i * C
+        acc = 0.0
+        if mode == 2:
+            tr = t + i * C
+            for j in range(C):
+                q = _clip(<double>pr[j], lo, hi)
+                tv = keep * <double>tr[j] + spread
+                acc -= tv * log(q) + (1.0 - tv) * log1p(-q)
+            out[i] = <floating>(acc / <double>C)
+            continue
+        if mode == 1 and has_ignore and y[i] == ignore:
+            out[i] = 0
+            continue
+        for j in range(C):
+            acc += <double>pr[j]
+        inv = 1.0 / acc
+        if mode == 1:
+            out[i] = <floating>(-log(_clip(<double>pr[y[i]] * inv, lo, hi)))
+            continue
+        tr = t + i * C
+        acc = 0.0
+        for j in range(C):
+            tv = keep * <double>tr[j] + spread
+            acc -= tv * log(_clip(<double>pr[j] * inv, lo, hi))
+        out[i] = <floating>acc
+
+
+def keras_prob_rows(const floating[:, ::1] p, const floating[:, ::1] t, const int64_t[::1] y,
+                    int mode, double eps, double lo, double hi, bint has_ignore, int64_t ignore,
+                    floating[::1] out, int n_threads):
+    """Per-row Keras losses on probabilities (see above); `t` or `y` may be None."""
+    cdef Py_ssize_t N = p.shape[0], C = p.shape[1]
+    cdef Py_ssize_t rpt = _rows_per_tile(C)
+    cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
+    cdef Py_ssize_t tt, r0, r1
+    if N == 0 or C == 0:
+        return
+    cdef const floating* tp = &t[0, 0] if t is not None else NULL
+    cdef const int64_t* yp = &y[0] if y is not None else NULL
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for tt in range(n_tiles):
+                r0 = tt * rpt
+                r1 = r0 + rpt if r0 + rpt < N else N
+                _keras_prob_tile(&p[0, 0], tp, yp, r0, r1, C, mode, eps, lo, hi,
+                                 has_ignore, ignore, &out[0])
+    else:
+        for tt in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            r0 = tt * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _keras_prob_tile(&p[0, 0], tp, yp, r0, r1, C, mode, eps, lo, hi,
+                             has_ignore, ignore, &out[0])

@@ -285,15 +285,21 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const
             XT_BCE_LOOP((T)1, (T)1, (void)g_)
         }
     } else {
-        for (ptrdiff_t j = 0; j < n; j++) {
-            T g_;
-            T li = N(bce_elem)(x[j], keep * t[j] + half, w ? w[j * ws] : (T)1,
-                               pw ? pw[j * ps] : (T)1, &g_);
-            acc += (double)li;
-            if (loss)
-                loss[j] = li;
-            if (grad)
-                grad[j] = gscale * g_;
+        /* Weighted: the same vector code whatever the strides (0 for a
+         * broadcast weight, 1 for a full one, gathers otherwise), so that a
+         * result does not depend on how the weight is laid out in memory. */
+        const T one = 1;
+        const T* wp = w ? w : &one;
+        const T* pp = pw ? pw : &one;
+        ptrdiff_t wst = w ? ws : 0, pst = pw ? ps : 0;
+        if (loss && grad) {
+            XT_BCE_LOOP(wp[j * wst], pp[j * pst], (loss[j] = li, grad[j] = gscale * g_))
+        } else if (loss) {
+            XT_BCE_LOOP(wp[j * wst], pp[j * pst], loss[j] = li)
+        } else if (grad) {
+            XT_BCE_LOOP(wp[j * wst], pp[j * pst], grad[j] = gscale * g_)
+        } else {
+            XT_BCE_LOOP(wp[j * wst], pp[j * pst], (void)g_)
         }
     }
     return acc;

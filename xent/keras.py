@@ -12,8 +12,7 @@ clipping of probabilities, for NumPy arrays.
 - ``from_logits=False`` (the Keras default) reproduces Keras's probability
   formulas: categorical rows are divided by their sum and clipped to
   ``[eps, 1 - eps]``; binary values are clipped to ``[eps, 1 - eps]``.  These
-  paths are written in NumPy for now (no xent kernel takes probabilities;
-  see ``_categorical_from_probabilities`` and friends).
+  paths run in a Cython kernel too (``_kernels.keras_prob_rows``).
 
 This module never imports Keras: it only shares its names.
 """
@@ -24,8 +23,11 @@ import numbers
 
 import numpy as np
 
-from xent._api import sigmoid_binary_cross_entropy, softmax_cross_entropy
-from xent._validate import LabelError, as_array, check_axis, check_smoothing, compute_dtype, position
+from xent import _kernels
+from xent._api import _FUSED, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from xent._api import _rows as _as_rows
+from xent._validate import (LabelError, as_array, check_axis, check_smoothing, compute_dtype,
+                            position, resolve_n_threads)
 
 #: Keras's ``keras.config.epsilon()``: probabilities are clipped to ``[EPSILON, 1 - EPSILON]``.
 EPSILON = 1e-7
@@ -145,61 +147,46 @@ def _class_indices(y_true, x_shape, ax, ignore_class):
 
 
 # ---------------------------------------------------------------------------
-# probability paths (from_logits=False), in NumPy
-#
-# No xent kernel takes probabilities (they all start from logits), and the
-# Keras formula log(clip(p / sum(p))) cannot be rewritten exactly through
-# them: the clipping breaks the identity log_softmax(log p) = log(p / sum p).
-# So these follow Keras's operations one by one, in the compute dtype (clip
-# bounds rounded to it, as Keras does: in float32 the upper bound is
-# 1 - 2**-23, not 1 - 1e-7), with in-place updates to keep one temporary.
+# probability paths (from_logits=False): Keras's formulas, one row at a time,
+# in the Cython kernel _kernels.keras_prob_rows (threaded, float64 inside,
+# results in the compute dtype).  The clip bounds are Keras's epsilon rounded
+# to the compute dtype, as Keras does: in float32 the upper bound is
+# 1 - 2**-23, not 1 - 1e-7.
 # ---------------------------------------------------------------------------
 
 def _clip_bounds(cdt):
-    return cdt.type(EPSILON), cdt.type(1.0 - EPSILON)
+    return float(cdt.type(EPSILON)), float(cdt.type(1.0 - EPSILON))
+
+
+def _prob_rows(p, t, labels, ax, mode, eps, has_ignore=False):
+    """Run the kernel on rows with the class axis last; returns the per-row
+    values shaped like `p` without `ax`."""
+    cdt = p.dtype
+    lo, hi = _clip_bounds(cdt)
+    rows, _ = _as_rows(p, ax, cdt)
+    trows = _as_rows(t, ax, cdt)[0] if t is not None else None
+    y = np.ascontiguousarray(labels, dtype=np.int64).reshape(-1) if labels is not None else None
+    sample_shape = p.shape[:ax] + p.shape[ax + 1:]
+    out = np.empty(sample_shape, dtype=cdt).reshape(-1)
+    if p.shape[ax] == 0:
+        out.fill(np.nan)  # the mean over an empty axis (binary); no classes is refused earlier
+    else:
+        _kernels.keras_prob_rows[_FUSED[cdt]](rows, trows, y, mode, eps, lo, hi, has_ignore, -1,
+                                              out, resolve_n_threads(None))
+    return out.reshape(sample_shape)
 
 
 def _categorical_from_probabilities(p, t, ax, label_smoothing):
-    cdt = p.dtype
-    lo, hi = _clip_bounds(cdt)
-    if label_smoothing:
-        n_classes = p.shape[ax]
-        t = t * cdt.type(1.0 - label_smoothing) + cdt.type(label_smoothing / n_classes)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        q = p / p.sum(axis=ax, keepdims=True)  # a row summing to 0 gives NaN, as in Keras
-        np.clip(q, lo, hi, out=q)
-        np.log(q, out=q)
-        q *= t
-        loss = -np.sum(q, axis=ax, dtype=np.float64)
-    return np.asarray(loss, dtype=cdt)
+    return _prob_rows(p, t, None, ax, 0, label_smoothing)
 
 
 def _sparse_from_probabilities(p, labels, ignored, ax):
-    cdt = p.dtype
-    lo, hi = _clip_bounds(cdt)
-    safe = np.where(ignored, 0, labels) if ignored is not None else labels
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        p_true = np.take_along_axis(p, np.expand_dims(safe, ax), axis=ax).squeeze(ax)
-        q = np.asarray(p_true / p.sum(axis=ax), dtype=cdt)
-        np.clip(q, lo, hi, out=q)
-        np.log(q, out=q)
-        np.negative(q, out=q)
-    if ignored is not None:
-        q[ignored] = 0  # also where the ignored row held NaN, as Keras's `where`
-    return q
+    # ignored samples carry the label -1 (see _class_indices)
+    return _prob_rows(p, None, labels, ax, 1, 0.0, has_ignore=ignored is not None)
 
 
-def _binary_from_probabilities(p, t, label_smoothing):
-    cdt = p.dtype
-    lo, hi = _clip_bounds(cdt)
-    if label_smoothing:
-        t = t * cdt.type(1.0 - label_smoothing) + cdt.type(0.5 * label_smoothing)
-    q = np.clip(p, lo, hi)
-    # PyTorch's binary_cross_entropy (Keras's torch backend): -(t log q + (1 - t) log(1 - q)).
-    loss = np.log(q) * t
-    loss += np.log1p(-q) * (cdt.type(1) - t)
-    np.negative(loss, out=loss)
-    return loss
+def _binary_mean_from_probabilities(p, t, ax, label_smoothing):
+    return _prob_rows(p, t, None, ax, 2, label_smoothing)
 
 
 def _mean(values, ax, cdt):
@@ -256,7 +243,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     - ``from_logits=False``: ``q = clip(p / sum(p), eps, 1 - eps)`` and
       ``loss = -sum_c t_c log q_c`` (Keras's formula; so ``[8, 2]`` and
       ``[0.8, 0.2]`` give the same loss, and a confident correct row gives
-      about ``eps`` rather than 0).  Computed in NumPy.
+      about ``eps`` rather than 0).  Computed in a Cython kernel.
     - ``from_logits=True``: ``loss = -sum_c t_c log_softmax(x)_c`` by
       :func:`xent.softmax_cross_entropy`: stable for any logits, and a
       target of 0 at a ``-inf`` logit (a mask) contributes 0 where Keras
@@ -344,7 +331,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     Notes
     -----
     ``from_logits=False``: ``loss = -log(clip(p_y / sum(p), eps, 1 - eps))``
-    with ``eps = 1e-7`` (Keras's formula; computed in NumPy).
+    with ``eps = 1e-7`` (Keras's formula; in a Cython kernel).
     ``from_logits=True``: ``loss = logsumexp(x) - x_y`` by
     :func:`xent.softmax_cross_entropy`, stable for any logits.
     It equals :func:`categorical_crossentropy` with the one-hot targets.
@@ -415,7 +402,7 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     Elementwise, with ``eps = 1e-7`` and ``t`` the (smoothed) targets:
 
     - ``from_logits=False``: ``q = clip(p, eps, 1 - eps)`` and
-      ``-(t log q + (1 - t) log(1 - q))`` (Keras's formula, computed in NumPy).
+      ``-(t log q + (1 - t) log(1 - q))`` (Keras's formula, in a Cython kernel).
     - ``from_logits=True``: ``max(x, 0) - x t + log1p(exp(-|x|))`` by
       :func:`xent.sigmoid_binary_cross_entropy`, stable for any logits
       (``x = +-inf`` gives 0 or ``+inf``).
@@ -440,6 +427,5 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     t = _float_targets(y_true, x.shape, cdt)
     if logits:
         elementwise = sigmoid_binary_cross_entropy(x, t, label_smoothing=eps, reduction="none")
-    else:
-        elementwise = _binary_from_probabilities(x.astype(cdt, copy=False), t, eps)
-    return _mean(elementwise, ax, cdt)
+        return _mean(elementwise, ax, cdt)
+    return _binary_mean_from_probabilities(x.astype(cdt, copy=False), t, ax, eps)
