@@ -116,6 +116,13 @@ cdef extern from "_xent_simd.h" nogil:
                              float m, double keep, double spread, float gmul, float gsub)
     double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, Py_ssize_t n,
                              double m, double keep, double spread, double gmul, double gsub)
+    enum: XENT_SMALL_C
+    double xent_index_small_f32(const float* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
+                                const float* w, const float* sw, int has_ignore, int64_t ignore,
+                                float* loss, float* grad, double scale)
+    double xent_index_small_f64(const double* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
+                                const double* w, const double* sw, int has_ignore, int64_t ignore,
+                                double* loss, double* grad, double scale)
     double xent_bce_seg_f32(const float* x, const float* t, const float* w, Py_ssize_t ws,
                             const float* pw, Py_ssize_t ps, Py_ssize_t n, float keep, float half,
                             float* loss, float* grad, float gscale)
@@ -173,6 +180,16 @@ cdef inline double _prob_row(const floating* x, const floating* t, const floatin
         return xent_prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gsub)
 
 
+cdef inline double _index_small(const floating* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
+                               const floating* w, const floating* sw, bint has_ignore,
+                               int64_t ignore, floating* loss, floating* grad,
+                               double scale) noexcept nogil:
+    if floating is float:
+        return xent_index_small_f32(x, y, n, C, w, sw, has_ignore, ignore, loss, grad, scale)
+    else:
+        return xent_index_small_f64(x, y, n, C, w, sw, has_ignore, ignore, loss, grad, scale)
+
+
 cdef inline double _bce_seg(const floating* x, const floating* t, const floating* w, Py_ssize_t ws,
                             const floating* pw, Py_ssize_t ps, Py_ssize_t n, floating keep,
                             floating half, floating* loss, floating* grad,
@@ -221,6 +238,12 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
     cdef double wy, xy, ls, rest, total, inv, li, si, smooth, a, sc, p, wj
     cdef double keep = 1.0 - eps
     cdef double spread = eps / <double>C
+    if C <= XENT_SMALL_C and eps == 0.0:   # few classes: rows as SIMD lanes
+        part[0] = _index_small(x + r0 * C, y + r0, r1 - r0, C, w,
+                               sw + r0 if sw != NULL else NULL, has_ignore, ignore,
+                               loss_out + r0 if loss_out != NULL else NULL,
+                               grad + r0 * C if grad != NULL else NULL, scale)
+        return
     num.s = 0.0
     num.c = 0.0
     for i in range(r0, r1):

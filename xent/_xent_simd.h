@@ -24,6 +24,10 @@ typedef struct {
     double ties;  /* number of entries equal to m */
 } xent_stats;
 
+/* few-classes path: rows as SIMD lanes */
+#define XENT_SMALL_C 32
+#define XENT_LANES 16
+
 typedef struct {
     const char* name;
     xent_stats (*row_stats_f32)(const float*, ptrdiff_t);
@@ -36,6 +40,10 @@ typedef struct {
                            double, double, float, float);
     double (*prob_row_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
                            double, double, double, double, double);
+    double (*index_small_f32)(const float*, const int64_t*, ptrdiff_t, ptrdiff_t, const float*,
+                              const float*, int, int64_t, float*, float*, double);
+    double (*index_small_f64)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*,
+                              const double*, int, int64_t, double*, double*, double);
     double (*bce_seg_f32)(const float*, const float*, const float*, ptrdiff_t, const float*,
                           ptrdiff_t, ptrdiff_t, float, float, float*, float*, float);
     double (*bce_seg_f64)(const double*, const double*, const double*, ptrdiff_t, const double*,
@@ -55,6 +63,7 @@ typedef struct {
         XENT_CAT3(exp_map, f32, isa), XENT_CAT3(exp_map, f64, isa),               \
         XENT_CAT3(qsum, f32, isa), XENT_CAT3(qsum, f64, isa),                     \
         XENT_CAT3(prob_row, f32, isa), XENT_CAT3(prob_row, f64, isa),             \
+        XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
         XENT_CAT3(bce_seg, f32, isa), XENT_CAT3(bce_seg, f64, isa),               \
     };
 
@@ -198,6 +207,12 @@ static inline double xent_prob_row_f32(const float* x, const float* t, const flo
 static inline double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, ptrdiff_t n, double m,
                                        double keep, double spread, double gmul, double gsub)
 { return xent_active->prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gsub); }
+static inline double xent_index_small_f32(const float* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const float* w,
+                                          const float* sw, int hi, int64_t ig, float* loss, float* grad, double sc)
+{ return xent_active->index_small_f32(x, y, n, C, w, sw, hi, ig, loss, grad, sc); }
+static inline double xent_index_small_f64(const double* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const double* w,
+                                          const double* sw, int hi, int64_t ig, double* loss, double* grad, double sc)
+{ return xent_active->index_small_f64(x, y, n, C, w, sw, hi, ig, loss, grad, sc); }
 static inline double xent_bce_seg_f32(const float* x, const float* t, const float* w, ptrdiff_t ws, const float* pw,
                                       ptrdiff_t ps, ptrdiff_t n, float keep, float half, float* loss, float* grad, float gs)
 { return xent_active->bce_seg_f32(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gs); }

@@ -24,7 +24,7 @@ typedef int32_t N(int_t);
 /* below this exp(x) rounds to 0 even as a subnormal; also keeps n >= -151 */
 #define XT_EXP_LO (-104.0f)
 #define XT_SQRT2 1.41421356237309505f
-#define XT_LN2 0.693147180559945309f
+#define XT_HUGE 3.0e38f
 #define XT_BLOCK 4096                       /* 16 KiB: a block is re-read from L1 */
 #else
 typedef int64_t N(int_t);
@@ -37,7 +37,7 @@ typedef int64_t N(int_t);
 #define XT_LN2_LO 1.90821492927058770002e-10
 #define XT_EXP_LO (-746.0)
 #define XT_SQRT2 1.41421356237309504880
-#define XT_LN2 0.693147180559945309417
+#define XT_HUGE 1.0e308
 #define XT_BLOCK 1024                       /* 8 KiB; 128 terms per lane keeps the float64 sum ~1 ulp */
 #endif
 
@@ -99,17 +99,22 @@ static inline T N(exp_neg)(T x)
     return (p * s1) * s2;
 }
 
-/* log1p(e) for 0 <= e <= 1, with 1/(1+e) as a by-product (the sigmoid).
- * u = 1 + e rounded, c = (e - (u - 1)) / u corrects that rounding;
+/* log1p(v) for v >= 0 (+inf gives +inf, NaN stays NaN), with 1/(1+v) as a
+ * by-product (the sigmoid, in BCE).  u = 1 + v rounded, c = (v - (u - 1)) / u
+ * corrects that rounding (so log1p(v) = v for tiny v);
  * u = 2^k f with f in [sqrt2/2, sqrt2], log f = 2 atanh(s), s = (f-1)/(f+1),
  * |s| <= 0.1716, odd series to s^11 (float) / s^21 (double). */
-static inline T N(log1p_01)(T e, T* inv_u)
+static inline T N(log1p_pos)(T v, T* inv_u)
 {
-    T u = 1 + e;
+    T u = 1 + v;
     T iu = 1 / u;
-    T c = (e - (u - 1)) * iu;
-    int big = u > XT_SQRT2;
-    T f = big ? u * (T)0.5 : u;
+    T c = (v - (u - 1)) * iu;
+    N(int_t) bits = N(to_bits)(u);
+    N(int_t) k = (bits >> XT_MANT) - XT_BIAS;
+    T f = N(from_bits)((bits & ((((N(int_t))1) << XT_MANT) - 1)) | ((N(int_t))XT_BIAS << XT_MANT));
+    int big = f > XT_SQRT2;
+    f = big ? f * (T)0.5 : f;
+    T kf = (T)(k + big);
     T s = (f - 1) / (f + 1);
     T z = s * s;
 #if XT_FLOAT
@@ -132,7 +137,8 @@ static inline T N(log1p_01)(T e, T* inv_u)
 #endif
     T logf_ = 2 * s + 2 * s * (z * q);
     *inv_u = iu;
-    return (big ? (T)XT_LN2 : (T)0) + (logf_ + c);
+    T r = kf * XT_LN2_HI + ((logf_ + c) + kf * XT_LN2_LO);
+    return v < XT_HUGE ? r : v;             /* +inf (and NaN) pass through */
 }
 
 /* Max, sum of exp(x - max) over the entries strictly below the max, and the
@@ -235,6 +241,136 @@ static double N(prob_row)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n,
 }
 #undef XT_PROB_LOOP
 
+/* ---- Few classes (C <= XENT_SMALL_C): rows as SIMD lanes ----------------
+ * Blocks of XENT_LANES rows are transposed into a C x XENT_LANES buffer, so
+ * that every step is a unit-stride loop over the lanes; a row at a time, a
+ * 10-class row is all loop overhead (SPEC 4's C = 10 case).  Each lane loop
+ * is its own function with restrict pointers: that is what lets gcc
+ * vectorise it (inside one function it gave up on aliasing). */
+static void N(lanes_max)(const T* restrict col, T* restrict m, ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++)
+        m[l] = col[l] > m[l] ? col[l] : m[l];
+}
+
+static void N(lanes_expsum)(const T* restrict col, const T* restrict m, double* restrict s,
+                            T* restrict ties, ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        T v = col[l];
+        int tie = v >= m[l];
+        T e = N(exp_neg)(v - m[l]);
+        s[l] += tie ? 0.0 : (double)e;
+        ties[l] += tie ? (T)1 : (T)0;
+    }
+}
+
+/* Per lane: the loss s_i l_i (0 for a removed row, NaN for a NaN row), and
+ * the gradient's factors: mul = scale s_i w_y / sum, tgt = the target entry
+ * softmax_y - 1 = -(sum_{j != y} e_j) / sum_j e_j, times scale s_i w_y. */
+static void N(lanes_finish)(const T* restrict m, const double* restrict s, const T* restrict ties,
+                            const T* restrict xy, const T* restrict wy, const T* restrict si,
+                            const int* restrict skip, T scale, T* restrict li, T* restrict mul,
+                            T* restrict tgt, int* restrict nan_row, ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        T iu;
+        T strict = (T)s[l];
+        T sp = strict + (ties[l] - 1);          /* sum_j exp(x_j - m) - 1 */
+        T ls = N(log1p_pos)(sp, &iu);           /* iu = 1 / sum_j exp(x_j - m) */
+        int bad = !(m[l] - m[l] == 0) || ls != ls;
+        T coef = wy[l];
+        T v = coef != 0 ? coef * ((m[l] - xy[l]) + ls) : (T)0;
+        v = bad ? (T)NAN : v;
+        li[l] = skip[l] ? (T)0 : si[l] * v;
+        T ey = N(exp_neg)(xy[l] - m[l]);
+        T total = strict + ties[l];
+        T rest = xy[l] == m[l] ? sp : total - ey;   /* = total at a -inf target: exactly -1 */
+        T sc = scale * si[l] * coef;
+        mul[l] = sc * iu;
+        tgt[l] = -sc * (rest / total);
+        nan_row[l] = bad;
+    }
+}
+
+static void N(lanes_grad)(T* restrict col, const T* restrict m, const T* restrict mul,
+                          const T* restrict tgt, const int64_t* restrict yl, int64_t j,
+                          const int* restrict nan_row, const int* restrict skip, ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        T g = N(exp_neg)(col[l] - m[l]) * mul[l];
+        g = j == yl[l] ? tgt[l] : g;
+        g = nan_row[l] ? (T)NAN : g;
+        col[l] = skip[l] ? (T)0 : g;
+    }
+}
+
+/* Class-index CE over rows [0, n) of a tile, no label smoothing (the same
+ * formulas as _kernels.pyx's _ce_index_tile).  Returns the float64 sum of
+ * s_i l_i, accumulated in row order. */
+static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C,
+                             const T* w, const T* sw, int has_ignore, int64_t ignore,
+                             T* loss, T* grad, double scale)
+{
+    T buf[XENT_SMALL_C * XENT_LANES];
+    T m[XENT_LANES], ties[XENT_LANES], xy[XENT_LANES], wy[XENT_LANES], si[XENT_LANES];
+    T li[XENT_LANES], mul[XENT_LANES], tgt[XENT_LANES];
+    double s[XENT_LANES];
+    int64_t yl[XENT_LANES];
+    int skip[XENT_LANES], nan_row[XENT_LANES];
+    double acc = 0.0, comp = 0.0;
+    const ptrdiff_t L = XENT_LANES;
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
+        ptrdiff_t nl = n - i0 < L ? n - i0 : L;
+        const T* xb = x + i0 * C;
+        for (ptrdiff_t l = 0; l < L; l++) {
+            int valid = l < nl;
+            int64_t yi = valid ? y[i0 + l] : 0;
+            si[l] = valid ? (sw ? sw[i0 + l] : (T)1) : (T)0;
+            skip[l] = !valid || (has_ignore && yi == ignore) || si[l] == 0;
+            yl[l] = skip[l] ? 0 : yi;
+            wy[l] = w ? w[yl[l]] : (T)1;
+            s[l] = 0.0;
+            ties[l] = 0;
+        }
+        for (ptrdiff_t l = 0; l < nl; l++)
+            for (ptrdiff_t j = 0; j < C; j++)
+                buf[j * L + l] = xb[l * C + j];
+        for (ptrdiff_t l = nl; l < L; l++)
+            for (ptrdiff_t j = 0; j < C; j++)
+                buf[j * L + l] = 0;
+        for (ptrdiff_t l = 0; l < L; l++) {
+            m[l] = buf[l];
+            xy[l] = buf[yl[l] * L + l];
+        }
+        for (ptrdiff_t j = 1; j < C; j++)
+            N(lanes_max)(buf + j * L, m, L);
+        for (ptrdiff_t j = 0; j < C; j++)
+            N(lanes_expsum)(buf + j * L, m, s, ties, L);
+        N(lanes_finish)(m, s, ties, xy, wy, si, skip, (T)scale, li, mul, tgt, nan_row, L);
+        for (ptrdiff_t l = 0; l < nl; l++) {
+            double yk = (double)li[l] - comp, tk = acc + yk;   /* Kahan, row order */
+            comp = tk - tk == 0 ? (tk - acc) - yk : 0.0;
+            acc = tk;
+            if (loss)
+                loss[i0 + l] = li[l];
+        }
+        if (grad) {
+            for (ptrdiff_t j = 0; j < C; j++)
+                N(lanes_grad)(buf + j * L, m, mul, tgt, yl, j, nan_row, skip, L);
+            T* gb = grad + i0 * C;
+            for (ptrdiff_t l = 0; l < nl; l++)
+                for (ptrdiff_t j = 0; j < C; j++)
+                    gb[l * C + j] = buf[j * L + l];
+        }
+    }
+    return acc - comp;
+}
+
 /* Sigmoid BCE of one element, PyTorch's loss as a sum of non-negative terms:
  *   l = w [p t sp(-x) + (1-t) sp(x)],  sp(z) = max(z, 0) + log1p(exp(-|z|))
  *   dl/dx = w [(1-t) sigmoid(x) - p t sigmoid(-x)]   (stored in *g)
@@ -245,7 +381,7 @@ static inline T N(bce_elem)(T xv, T tv, T wv, T pv, T* g)
     T ax = xv < 0 ? -xv : xv;
     T e = N(exp_neg)(-ax);
     T iu;
-    T lg = N(log1p_01)(e, &iu);
+    T lg = N(log1p_pos)(e, &iu);
     T a = 1 - tv, b = pv * tv;
     T pos = (xv > 0 ? xv : (T)0) + lg;      /* softplus(x)  */
     T neg = (xv < 0 ? -xv : (T)0) + lg;     /* softplus(-x) */
@@ -314,5 +450,5 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const
 #undef XT_LN2_LO
 #undef XT_EXP_LO
 #undef XT_SQRT2
-#undef XT_LN2
+#undef XT_HUGE
 #undef XT_BLOCK
