@@ -81,6 +81,15 @@ def _reduce(total, den, reduction):
     return float(total) / den if den != 0 else math.nan
 
 
+def _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads, grad_out):
+    """True when no option is set (and the set ones are certainly valid): the
+    small-call fast path (_kernels.fast_index_ce) may try the arrays."""
+    return (weight is None and sample_weight is None and ignore_index is None and grad_out is None
+            and type(axis) is int and (axis == -1 or axis == 1)
+            and type(label_smoothing) in (float, int) and label_smoothing == 0
+            and (n_threads is None or (type(n_threads) is int and (n_threads >= 1 or n_threads == -1))))
+
+
 def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label_smoothing,
                 reduction, n_threads, want_grad, grad_out):
     x = as_array(logits, "logits")
@@ -259,6 +268,10 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     >>> xent.softmax_cross_entropy(logits, np.array([0, 2]), reduction="none").round(6)
     array([0.169846, 1.098612])
     """
+    if _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads, None):
+        res = _kernels.fast_index_ce(logits, target, reduction, False)
+        if res is not NotImplemented:
+            return res
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
                        label_smoothing, reduction, n_threads, False, None)
 
@@ -302,6 +315,10 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sam
     >>> round(loss, 6), grad.round(3).tolist()
     (1.386294, [[0.25, -0.75, 0.25, 0.25]])
     """
+    if _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads, grad_out):
+        res = _kernels.fast_index_ce(logits, target, reduction, True)
+        if res is not NotImplemented:
+            return res
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
                        label_smoothing, reduction, n_threads, True, grad_out)
 
