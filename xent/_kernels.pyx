@@ -834,12 +834,13 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
         mode = 1
     else:
         return NotImplemented
-    if PyObject_GetBuffer(logits, &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0:
+    try:    # refused (not C-contiguous, ...): NumPy raises ValueError or BufferError
+        PyObject_GetBuffer(logits, &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except Exception:
         return NotImplemented
     try:
-        if PyObject_GetBuffer(target, &yb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0:
-            return NotImplemented
-    except BufferError:
+        PyObject_GetBuffer(target, &yb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except Exception:
         PyBuffer_Release(&xb)
         return NotImplemented
     try:

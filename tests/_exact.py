@@ -1,0 +1,761 @@
+"""Exact oracle (mpmath), input strata and measurement of xent's accuracy harness.
+
+Shared by ``tests/test_accuracy.py`` (which holds SPEC 2's bounds) and
+``tools/ulp_report.py`` (which prints the measured ulp table), so both judge
+the same inputs against the same oracle.  Only the measurement functions at
+the end import xent.
+
+The oracle
+----------
+Every float input is converted exactly (``from_float(float(v))``) and the
+math is done in binary arbitrary precision (mpmath, 128 bits and more).
+Plain high precision is not enough: the losses of confident rows are
+``log(1 + tiny)`` with ``tiny`` down to ``exp(-1e4)``, far below any fixed
+precision's ``2**-prec``, and several gradients are differences of nearly
+equal terms.  So the quantities are
+written in forms without cancellation, and the few differences that can still
+cancel are guarded:
+
+* ``x - max(x)`` is formed exactly (an mpmath subtraction with no rounding),
+  and ``exp`` is taken once per distinct value of a row;
+* ``log(sum_j exp(x_j - m)) = log(k) + log1p(T / k)`` where ``k`` counts the
+  entries tied at the max and ``T`` sums the others, so a tiny ``T`` keeps its
+  relative precision (mpmath's exponents are unbounded: ``exp(-1e4)`` is an
+  ordinary number to it);
+* the softmax gradient ``Q p_j - q_j`` (``Q = sum q``) is computed as
+  ``(Q_{-j} E_j - q_j R_j) / S`` with ``Q_{-j} = sum_{i != j} q_i`` from exact
+  sums of the float targets and ``R_j = S - E_j`` summed directly at a max, so
+  the one-hot target entry ``p_y - 1 = -R_y / S`` never cancels;
+* the differences that remain (that numerator, ``sigmoid(x) - t``, and
+  ``m + log S`` for ``logsumexp``) measure the bits they lose, and the whole
+  row (or element) is recomputed with more precision when fewer than
+  ``GUARD_BITS`` bits would survive.
+
+Results are kept as float64 pairs ``hi + lo`` (``hi`` the nearest double,
+``lo`` the rest), which measure errors of float32 and float64 results to a
+tiny fraction of an ulp with vectorised NumPy; the few values below 2**-1000,
+where ``lo`` underflows, are kept as mpf and measured in mpmath.
+
+Errors are in ulps of the exact value, floored at the smallest normal number
+(SPEC 2): ``ulp(v) = 2**(e - p)`` for ``2**(e-1) <= |v| < 2**e`` and ``p`` the
+dtype's precision, never less than the ulp of ``finfo.tiny``.
+"""
+
+import math
+from functools import lru_cache
+
+import mpmath
+import numpy as np
+from mpmath import libmp
+
+#: Working precision (bits).  The guards below raise it where needed.
+PREC = 128
+#: Bits a guarded difference must keep; ~60 would do for float64 ulps.
+GUARD_BITS = 80
+#: Never go beyond this; at it, a difference that still vanishes is taken
+#: to be exactly 0 (it happens only for exact inputs, e.g. a uniform row
+#: with uniform targets, where every term is rational).
+MAX_PREC = 4096
+
+
+# --------------------------------------------------------------------------
+# raw mpmath arithmetic
+#
+# The hot loops (128k classes) work on mpmath's raw values, tuples
+# (sign, mantissa, exponent, bitcount), through mpmath.libmp: the same
+# arithmetic as mpf objects without the wrapper's overhead.  Every operation
+# names its precision (0: exact) and rounds to nearest.
+# --------------------------------------------------------------------------
+
+RN = libmp.round_nearest
+ZERO, ONE = libmp.fzero, libmp.fone
+
+
+def _raw(v):
+    """A float (NumPy or Python, any width) as an exact raw mpf."""
+    return libmp.from_float(float(v))
+
+
+def _is_zero(r):
+    return not r[1]          # finite values only: a zero mantissa is 0
+
+
+def _mag(r):
+    """e with 2**(e-1) <= |r| < 2**e (r != 0)."""
+    return r[2] + r[3]
+
+
+def _lost_bits(a, b, diff):
+    """Bits of a and b cancelled in diff = a - b (inf for a total loss)."""
+    if _is_zero(a) and _is_zero(b):
+        return 0
+    if _is_zero(diff):
+        return math.inf
+    big = max(_mag(a) if a[1] else -math.inf, _mag(b) if b[1] else -math.inf)
+    return big - _mag(diff)
+
+
+def _mpf(r):
+    return mpmath.mp.make_mpf(r)
+
+
+def _with_guard(compute):
+    """Run ``compute(prec) -> (result, lost_bits)`` at rising precision until
+    at least GUARD_BITS bits survive every guarded difference."""
+    prec = PREC
+    while True:
+        result, lost = compute(prec)
+        if lost <= prec - GUARD_BITS or prec >= MAX_PREC:
+            return result
+        need = lost + 2 * GUARD_BITS if math.isfinite(lost) else 0
+        prec = min(MAX_PREC, max(2 * prec, int(need)))
+
+
+# --------------------------------------------------------------------------
+# exact values, and errors against them
+# --------------------------------------------------------------------------
+
+_SMALL = 2.0 ** -1000   # below this, hi + lo loses bits (lo underflows)
+
+
+class Exact:
+    """Exact values as ``hi + lo`` float64 pairs (any shape), plus the raw
+    mpf of the entries below 2**-1000 in magnitude, which the pair cannot
+    hold to full precision."""
+
+    def __init__(self, raws, shape=None):
+        raws = list(raws)
+        hi = [libmp.to_float(r, rnd=RN) for r in raws]
+        lo = [libmp.to_float(libmp.mpf_sub(r, libmp.from_float(h)), rnd=RN) if h else 0.0
+              for r, h in zip(raws, hi)]
+        self.hi = np.array(hi, dtype=np.float64)
+        self.lo = np.array(lo, dtype=np.float64)
+        self.small = {i: r for i, (r, h) in enumerate(zip(raws, hi)) if r[1] and abs(h) < _SMALL}
+        if shape is not None:
+            self.hi = self.hi.reshape(shape)
+            self.lo = self.lo.reshape(shape)
+
+    @property
+    def shape(self):
+        return self.hi.shape
+
+    def value(self, flat_index):
+        """The exact value at a flat index, as an mpf (for reports)."""
+        if flat_index in self.small:
+            return _mpf(self.small[flat_index])
+        return _mpf(libmp.mpf_add(_raw(self.hi.flat[flat_index]), _raw(self.lo.flat[flat_index])))
+
+    def replaced(self, updates):
+        """A copy with some flat entries set to new raw values."""
+        out = Exact([])
+        out.hi, out.lo, out.small = self.hi.copy(), self.lo.copy(), dict(self.small)
+        part = Exact([r for _, r in updates])
+        for n, (i, _) in enumerate(updates):
+            out.hi.flat[i], out.lo.flat[i] = part.hi[n], part.lo[n]
+            out.small.pop(i, None)
+            if n in part.small:
+                out.small[i] = part.small[n]
+        return out
+
+    def take(self, index):
+        """A 1-D Exact of the entries at the given flat indices."""
+        index = np.asarray(index)
+        out = Exact([])
+        out.hi, out.lo = self.hi.ravel()[index], self.lo.ravel()[index]
+        if self.small:
+            at = np.nonzero(np.isin(index, list(self.small)))[0]
+            out.small = {int(p): self.small[int(index[p])] for p in at}
+        return out
+
+    def row(self, i):
+        """Row i of a 2-D Exact, as a 1-D Exact."""
+        out = Exact([])
+        out.hi, out.lo = self.hi[i].copy(), self.lo[i].copy()
+        n = self.hi.shape[1]
+        out.small = {j - i * n: r for j, r in self.small.items() if i * n <= j < (i + 1) * n}
+        return out
+
+    @classmethod
+    def concat(cls, parts):
+        """Flat concatenation of several Exact objects."""
+        out = cls([])
+        out.hi = np.concatenate([p.hi.ravel() for p in parts])
+        out.lo = np.concatenate([p.lo.ravel() for p in parts])
+        out.small, offset = {}, 0
+        for p in parts:
+            out.small.update({offset + i: v for i, v in p.small.items()})
+            offset += p.hi.size
+        return out
+
+
+def _precision(dtype):
+    info = np.finfo(dtype)
+    return info.nmant + 1, info.minexp   # (24, -126) or (53, -1022)
+
+
+def ulp_exponent(exact, dtype):
+    """log2 of the ulp of each exact value in ``dtype``, floored at the ulp
+    of the smallest normal number."""
+    p, minexp = _precision(dtype)
+    mant, e = np.frexp(np.abs(exact.hi))           # |hi| in [2**(e-1), 2**e)
+    # hi a power of two with a lo of the other sign: the value lies below it
+    below = (mant == 0.5) & (exact.lo * exact.hi < 0)
+    e = e - below.astype(e.dtype)
+    return np.maximum(np.where(exact.hi == 0, minexp + 1, e), minexp + 1) - p
+
+
+def _raw_errors(got, exact):
+    got = np.asarray(got, dtype=np.float64).reshape(exact.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs((got - exact.hi) - exact.lo)
+    return got, np.where(np.isnan(err) | ~np.isfinite(got), np.inf, err)
+
+
+def ulp_errors(got, exact, dtype):
+    """|got - exact| in ulps of the exact value (SPEC 2), per entry."""
+    got, err = _raw_errors(got, exact)
+    with np.errstate(over="ignore"):
+        out = np.ldexp(err, -ulp_exponent(exact, dtype))
+    p, minexp = _precision(dtype)
+    for i, r in exact.small.items():                # values hi + lo cannot hold
+        g = got.flat[i]
+        if np.isfinite(g):
+            e = max(_mag(r), minexp + 1) - p
+            diff = libmp.mpf_sub(_raw(g), r)
+            out.flat[i] = abs(libmp.to_float(libmp.mpf_shift(diff, -e), rnd=RN))
+    return out
+
+
+def abs_errors_eps(got, exact, dtype):
+    """|got - exact| in units of the dtype's machine epsilon."""
+    _, err = _raw_errors(got, exact)
+    return err / np.finfo(dtype).eps
+
+
+# --------------------------------------------------------------------------
+# softmax family: one row of logits
+# --------------------------------------------------------------------------
+
+class ExactRow:
+    """Exact softmax quantities of one row of finite float logits.
+
+    The exponentials (the costly part for C = 128k) are computed once per
+    distinct value of the row and shared by every kernel's oracle; so is the
+    softmax.  ``inv`` maps each entry to its distinct value.
+    """
+
+    def __init__(self, x, prec=PREC):
+        self.x = np.asarray(x)
+        self.prec = prec
+        values, self.inv = np.unique(self.x.astype(np.float64), return_inverse=True)
+        self.inv = self.inv.ravel()
+        counts = np.bincount(self.inv).tolist()
+        m = _raw(values[-1])
+        self.m = m
+        self.du = [libmp.mpf_sub(_raw(v), m) for v in values.tolist()]   # x - max(x), exact
+        self.Eu = [libmp.mpf_exp(v, prec, RN) if v[1] else ONE for v in self.du]
+        self.k = counts[-1]                                               # ties at the max
+        self.T = libmp.mpf_sum([libmp.mpf_mul(e, libmp.from_int(c))
+                                for e, c in zip(self.Eu[:-1], counts[:-1])], prec, RN)
+        self.S = libmp.mpf_add(libmp.from_int(self.k), self.T, prec, RN)
+        self.inv_S = libmp.mpf_div(ONE, self.S, prec, RN)
+        with mpmath.workprec(prec):
+            # log S = log k + log1p(T / k): a tiny T keeps its relative precision
+            log_S = mpmath.log(self.k) + mpmath.log1p(_mpf(self.T) / self.k)
+        self.log_S = log_S._mpf_
+        self._higher = {}
+        self._softmax = None
+
+    @property
+    def C(self):
+        return self.inv.size
+
+    def d(self, j):
+        """x_j - max(x), exact (raw)."""
+        return self.du[self.inv[j]]
+
+    def E(self, j):
+        """exp(x_j - max(x)) (raw)."""
+        return self.Eu[self.inv[j]]
+
+    def at(self, prec):
+        """This row at a higher precision (cached per precision)."""
+        if prec <= self.prec:
+            return self
+        if prec not in self._higher:
+            self._higher[prec] = ExactRow(self.x, prec)
+        return self._higher[prec]
+
+    def R(self, j):
+        """sum_{i != j} exp(x_i - m), without cancellation (raw)."""
+        if not self.d(j)[1]:
+            return libmp.mpf_add(libmp.from_int(self.k - 1), self.T, self.prec, RN)
+        return libmp.mpf_sub(self.S, self.E(j), self.prec, RN)   # S >= 2 E_j: <= 1 bit lost
+
+    # ---- primitives -----------------------------------------------------
+    def logsumexp(self):
+        """Exact ``logsumexp`` of the row (a 1-element Exact)."""
+        def compute(prec):
+            r = self.at(prec)
+            v = libmp.mpf_add(r.m, r.log_S, prec, RN)     # cancels when m < 0
+            return v, _lost_bits(r.m, libmp.mpf_neg(r.log_S), v)
+        return Exact([_with_guard(compute)])
+
+    def log_softmax(self):
+        # (x_j - m) - log S: both terms <= 0, no cancellation
+        return Exact([libmp.mpf_sub(v, self.log_S, self.prec, RN) for v in self.du]).take(self.inv)
+
+    def softmax(self):
+        if self._softmax is None:
+            p = [libmp.mpf_mul(e, self.inv_S, self.prec, RN) for e in self.Eu]
+            self._softmax = Exact(p).take(self.inv)
+        return self._softmax
+
+    # ---- cross-entropy --------------------------------------------------
+    def ce_index(self, y):
+        """Exact (loss, grad) for class index ``y``, no smoothing, no weights."""
+        loss = libmp.mpf_sub(self.log_S, self.d(y), self.prec, RN)      # both >= 0
+        # p_y - 1 = -(sum of the others) / S, without cancellation
+        gy = libmp.mpf_neg(libmp.mpf_mul(self.R(y), self.inv_S, self.prec, RN))
+        return Exact([loss]), self.softmax().replaced([(y, gy)])
+
+    def ce_prob(self, t, eps=0.0):
+        """Exact (loss, grad) for float targets ``t`` (any non-negative values)
+        with label smoothing ``eps``: ``q = (1 - eps) t + eps / C`` (PyTorch;
+        class indices with smoothing are the one-hot ``t``).  The gradient is
+        ``Q p - q`` with ``Q = sum q``, computed as
+        ``(Q_{-j} E_j - q_j R_j) / S``.  Entries are computed once per
+        distinct (logit, target) pair."""
+        t64 = np.asarray(t, dtype=np.float64).ravel()
+        C = t64.size
+        t_sum = libmp.mpf_sum([_raw(v) for v in t64.tolist()])            # exact
+        keys = np.stack([self.inv, t64.view(np.int64)], axis=1)
+        _, first, pair_of, count = np.unique(keys, axis=0, return_index=True,
+                                             return_inverse=True, return_counts=True)
+        pair_of = pair_of.ravel()
+        reps = first.tolist()                     # an entry of each distinct pair
+        tr = [_raw(t64[j]) for j in reps]
+        eps_r = _raw(eps)
+
+        def compute(prec):
+            r = self.at(prec)
+            if eps:
+                keep = libmp.mpf_sub(ONE, eps_r)          # exact
+                spread = libmp.mpf_div(eps_r, libmp.from_int(C), prec, RN)
+                rest = libmp.mpf_div(libmp.mpf_mul(eps_r, libmp.from_int(C - 1)),
+                                     libmp.from_int(C), prec, RN)
+                q = [libmp.mpf_add(libmp.mpf_mul(keep, v), spread, prec, RN) for v in tr]
+            else:
+                q = tr
+            # loss = sum_c q_c (log S - d_c): every term >= 0
+            loss = libmp.mpf_sum([libmp.mpf_mul(libmp.mpf_mul(qp, libmp.from_int(n)),
+                                                libmp.mpf_sub(r.log_S, r.d(j)), prec, RN)
+                                  for qp, n, j in zip(q, count.tolist(), reps) if qp[1]], prec, RN)
+            grad, lost = [], 0
+            for qp, tp, j in zip(q, tr, reps):
+                # Q - q_j from the exact sum of the float targets
+                q_minus = libmp.mpf_sub(t_sum, tp)
+                if eps:
+                    q_minus = libmp.mpf_add(libmp.mpf_mul(keep, q_minus), rest, prec, RN)
+                a = libmp.mpf_mul(q_minus, r.E(j), prec, RN)
+                b = libmp.mpf_mul(qp, r.R(j), prec, RN) if qp[1] else ZERO
+                num = libmp.mpf_sub(a, b, prec, RN)
+                lost = max(lost, _lost_bits(a, b, num))
+                grad.append(libmp.mpf_mul(num, r.inv_S, prec, RN))
+            return (loss, grad), lost
+
+        loss, grad = _with_guard(compute)
+        return Exact([loss]), Exact(grad).take(pair_of)
+
+
+@lru_cache(maxsize=64)
+def _row_cached(key):
+    return ExactRow(np.frombuffer(key, dtype=np.float64))
+
+
+def exact_row(x):
+    """ExactRow of a 1-D array, cached by its values (the rows are shared by
+    several kernels' tests, and by both dtypes where the values agree)."""
+    return _row_cached(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+
+
+# --------------------------------------------------------------------------
+# sigmoid binary cross-entropy, elementwise
+# --------------------------------------------------------------------------
+
+def bce(x, t):
+    """Exact (loss, grad) of sigmoid BCE for float arrays ``x``, ``t`` (same
+    shape): ``(1-t) softplus(x) + t softplus(-x)`` and ``sigmoid(x) - t``."""
+    x = np.asarray(x)
+    t = np.asarray(t)
+    losses, grads = [], []
+    for xv, tv in zip(x.ravel().tolist(), t.ravel().tolist()):
+        xm, tm = _mpf(_raw(xv)), _mpf(_raw(tv))
+
+        def compute(prec):
+            with mpmath.workprec(prec):
+                a = mpmath.fsub(1, tm, exact=True)        # 1 - t, exact
+                e = mpmath.exp(-abs(xm))
+                lg = mpmath.log1p(e)
+                # softplus(x) = max(x, 0) + log1p(exp(-|x|)); all terms >= 0
+                loss = a * (max(xm, 0) + lg) + tm * (max(-xm, 0) + lg)
+                big, small = 1 / (1 + e), e / (1 + e)     # sigmoid(|x|), sigmoid(-|x|)
+                sig_pos, sig_neg = (big, small) if xm >= 0 else (small, big)
+                ga, gb = a * sig_pos, tm * sig_neg
+                g = ga - gb
+            return (loss._mpf_, g._mpf_), _lost_bits(ga._mpf_, gb._mpf_, g._mpf_)
+
+        loss, g = _with_guard(compute)
+        losses.append(loss)
+        grads.append(g)
+    return Exact(losses, x.shape), Exact(grads, x.shape)
+
+
+# --------------------------------------------------------------------------
+# strata: the inputs the harness runs on
+# --------------------------------------------------------------------------
+
+DTYPES = (np.float32, np.float64)
+#: C of the softmax strata (128256: a Llama-3 vocabulary).
+CLASS_COUNTS = (1, 2, 3, 10, 1000, 128256)
+BIG_C = 128256
+#: Gaps between the max and the rest of a row.
+GAPS = (0.0, 2.0 ** -10, 1.0, 10.0, 30.0, 100.0, 700.0, 1e4)
+ROW_KINDS = ("uniform", "ties", "confident-right", "confident-wrong", "random")
+TARGET_KINDS = ("one-hot", "smoothed", "unnormalised")
+#: BCE: |x| on a log grid over [1e-10, 1e20], both signs, and 0; three targets.
+BCE_TARGETS = (0.0, 0.3, 1.0)
+
+
+def dyadic(values, dtype):
+    """``values`` rounded to multiples of one power of two ``q`` with every
+    ``|v| <= 2**(p-1) q``, so each is exact in ``dtype`` and so is every
+    difference of two of them: ``x - max(x)`` is exact, as SPEC 2 asks."""
+    v = np.asarray(values, dtype=np.float64)
+    big = float(np.max(np.abs(v))) if v.size else 0.0
+    if big == 0.0:
+        return v.astype(dtype)
+    p, _ = _precision(dtype)
+    q = 2.0 ** (math.ceil(math.log2(big)) - (p - 1))
+    out = np.round(v / q) * q + 0.0            # + 0.0: no -0.0
+    assert np.all(out.astype(dtype).astype(np.float64) == out)
+    return out.astype(dtype)
+
+
+class Row:
+    """One test row: logits, a class index and its kind."""
+
+    def __init__(self, kind, gap, x, y, origin=""):
+        self.kind, self.gap, self.x, self.y = kind, gap, x, y
+        self.origin = origin      # how to rebuild it, e.g. "softmax_rows(float64, 10)[3]"
+
+    @property
+    def C(self):
+        return self.x.shape[0]
+
+    def describe(self):
+        x = self.x
+        m = int(np.argmax(x))
+        return (f"{self.kind} row, C={self.C}, gap={self.gap:g}, y={self.y}, "
+                f"x[y]={x[self.y]!r}, max x[{m}]={x[m]!r}, min={x.min()!r}, "
+                f"ties at max={int(np.sum(x == x[m]))}"
+                + (f", x={x.tolist()!r}" if self.C <= 10 else "")
+                + (f" [tests/_exact.py: {self.origin}]" if self.origin else ""))
+
+
+def _make_row(rng, kind, gap, C, dtype, offset, max_at_end=False):
+    """Logits of one row of the given kind (values before the dyadic rounding)."""
+    if kind == "uniform":
+        v = np.zeros(C)
+        y = int(rng.integers(C))
+    elif kind == "ties":
+        k = C if gap == 0.0 else max(2, min(C, int(rng.integers(2, 6))))
+        v = -gap * rng.uniform(0.5, 1.0, C)
+        top = rng.choice(C, size=k, replace=False)
+        v[top] = 0.0
+        # the target at a tied max, or elsewhere
+        y = int(top[0]) if rng.random() < 0.5 or k == C else int(rng.choice(np.setdiff1d(np.arange(C), top)))
+    elif kind == "confident-right":
+        # the target is the max, every other class at least `gap` below it
+        v = -gap - rng.uniform(0.0, 1.0, C)
+        y = C - 1 if max_at_end else int(rng.integers(C))
+        v[y] = 0.0
+    elif kind == "confident-wrong":
+        # the target `gap` below a max; the rest in between
+        v = -rng.uniform(0.0, 1.0, C)
+        y = int(rng.integers(C))
+        v[y] = -gap
+        if C > 1:
+            v[(y + 1) % C] = 0.0
+    elif kind == "random":
+        v = -gap * rng.uniform(0.0, 1.0, C)
+        if max_at_end:
+            # a max that keeps growing along the row: every block of a
+            # streaming (online) max/sum has to rescale what came before
+            v = -gap * np.linspace(1.0, 0.0, C) * rng.uniform(0.9, 1.0, C)
+        y = int(rng.integers(C))
+    else:
+        raise ValueError(kind)
+    return dyadic(v + offset, dtype), y
+
+
+def _offsets(rng):
+    # shifts that must not matter: 0, a negative and a positive one (the
+    # dyadic rounding keeps x - max(x) exact at any of them)
+    return float(rng.choice([0.0, -1000.5, 37.25, 3000.0]))
+
+
+def softmax_rows(dtype, C, seed=0):
+    """The rows of every kind and gap for one class count (small C: several
+    draws per kind and gap)."""
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng([seed, C, dtype.itemsize])
+    draws = 6 if C <= 10 else 1
+    rows = []
+    for kind in ROW_KINDS:
+        gaps = (0.0,) if kind == "uniform" else GAPS[1:]
+        if C == 1 and kind != "uniform":
+            continue                      # one class: only one kind of row
+        for gap in gaps:
+            for _ in range(draws):
+                x, y = _make_row(rng, kind, gap, C, dtype, _offsets(rng))
+                origin = f"softmax_rows(np.{dtype.name}, {C}, seed={seed})[{len(rows)}]"
+                rows.append(Row(kind, gap, x, y, origin))
+    return rows
+
+
+def big_rows(dtype, full=False, seed=0):
+    """Rows with C = 128256.
+
+    The quick set is one row with the max moving to the end (every block of a
+    streaming max/sum merge rescales what came before), values in [-20, 0] on
+    a grid of 2**-8: exact in both dtypes (the same row for each, so one
+    oracle) and about 5000 distinct values, which keeps the pure-Python
+    oracle to a fraction of a second.  The full set adds one row of each kind
+    with values at the dtype's full precision."""
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng([seed, BIG_C])
+    v = -20.0 * np.linspace(1.0, 0.0, BIG_C) * rng.uniform(0.9, 1.0, BIG_C)
+    x = (np.round(v * 256) / 256 + 0.0).astype(dtype)
+    rows = [Row("random", 20.0, x, int(rng.integers(BIG_C)), f"big_rows(np.{dtype.name})[0]")]
+    if full:
+        rng = np.random.default_rng([seed, BIG_C, dtype.itemsize])
+        for kind, gap in (("uniform", 0.0), ("ties", 10.0), ("confident-right", 30.0),
+                          ("confident-wrong", 1e4), ("random", 1e4)):
+            x, y = _make_row(rng, kind, gap, BIG_C, dtype, _offsets(rng), max_at_end=True)
+            rows.append(Row(kind, gap, x, y, f"big_rows(np.{dtype.name}, full=True)[{len(rows)}]"))
+    return rows
+
+
+def targets(kind, row, dtype, rng):
+    """Probability targets of a kind for a row: one-hot at its label,
+    label-smoothed (0.9 one-hot + 0.1 / C, rounded to dtype), or positive
+    values that do not sum to 1 (dyadic, summing to about 0.3 or 2.5)."""
+    C = row.C
+    if kind == "one-hot":
+        t = np.zeros(C)
+        t[row.y] = 1.0
+    elif kind == "smoothed":
+        t = np.full(C, 0.1 / C)
+        t[row.y] += 0.9
+    elif kind == "unnormalised":
+        t = rng.uniform(0.0, 1.0, C)
+        t *= rng.choice([0.3, 2.5]) / t.sum()
+        t = dyadic(t, dtype).astype(np.float64)
+    else:
+        raise ValueError(kind)
+    return t.astype(dtype)
+
+
+def bce_grid(dtype):
+    """(x, t) of the BCE stratum: x in 0, +-logspace(-10, 20) (4 points per
+    decade), each against the targets 0, 0.3, 1 (as ``dtype`` values)."""
+    mags = np.logspace(-10, 20, 121)
+    x = np.concatenate([-mags[::-1], [0.0], mags]).astype(dtype)
+    t = np.array(BCE_TARGETS, dtype=dtype)
+    return np.repeat(x[None, :], t.size, axis=0), np.repeat(t[:, None], x.size, axis=1)
+
+
+# --------------------------------------------------------------------------
+# measurement: run a kernel of xent on the strata, compare with the oracle
+# --------------------------------------------------------------------------
+
+#: SPEC 2's bounds: ulps of the exact value (loss, gradient, outputs)...
+ULP_BOUND = {np.dtype(np.float32): 8.0, np.dtype(np.float64): 4.0}
+#: ... and, for BCE gradients (which cancel near sigmoid(x) = t), machine
+#: epsilons, absolute.
+EPS_BOUND = ULP_BOUND
+LABEL_SMOOTHING = 0.1
+
+#: Kernels of the softmax family, each measured on the softmax strata.
+SOFTMAX_KERNELS = (
+    "ce-index",               # softmax_cross_entropy, class indices
+    "ce-index-smoothing",     # ... with label_smoothing=0.1
+    "ce-prob-one-hot",        # ... with probabilities: one-hot targets
+    "ce-prob-smoothed",       # ... 0.9 one-hot + 0.1 / C
+    "ce-prob-unnormalised",   # ... positive, not summing to 1
+    "logsumexp",
+    "log_softmax",
+    "softmax",
+)
+
+
+def _prob_targets(kernel, row, dtype):
+    kind = kernel[len("ce-prob-"):]
+    rng = np.random.default_rng([row.C, row.y, int(row.gap * 1024) % 2**31])
+    return targets(kind, row, dtype, rng)
+
+
+def run_softmax_kernel(kernel, dtype, rows):
+    """xent's results for a batch of rows of one C: (values, grad or None).
+
+    Per-row losses come from ``reduction="none"``, gradients from
+    ``_with_grad(..., reduction="sum")`` (the unscaled per-row gradient)."""
+    import xent
+
+    X = np.stack([r.x for r in rows]).astype(dtype)
+    y = np.array([r.y for r in rows], dtype=np.int64)
+    if kernel in ("logsumexp", "log_softmax", "softmax"):
+        return getattr(xent, kernel)(X), None
+    kw = {}
+    if kernel == "ce-index":
+        target = y
+    elif kernel == "ce-index-smoothing":
+        target, kw = y, {"label_smoothing": LABEL_SMOOTHING}
+    else:
+        target = np.stack([_prob_targets(kernel, r, dtype) for r in rows])
+    loss = xent.softmax_cross_entropy(X, target, reduction="none", **kw)
+    _, grad = xent.softmax_cross_entropy_with_grad(X, target, reduction="sum", **kw)
+    return loss, grad
+
+
+def exact_softmax_kernel(kernel, row):
+    """The oracle's (values, grad or None) for one row (cached on the row)."""
+    cache = row.__dict__.setdefault("_exact", {})
+    if kernel not in cache:
+        er = exact_row(row.x)
+        if kernel == "logsumexp":
+            res = er.logsumexp(), None
+        elif kernel == "log_softmax":
+            res = er.log_softmax(), None
+        elif kernel == "softmax":
+            res = er.softmax(), None
+        elif kernel == "ce-index":
+            res = er.ce_index(row.y)
+        elif kernel == "ce-index-smoothing":
+            onehot = np.zeros(row.C)
+            onehot[row.y] = 1.0
+            res = er.ce_prob(onehot, LABEL_SMOOTHING)
+        else:
+            res = er.ce_prob(_prob_targets(kernel, row, row.x.dtype))
+        cache[kernel] = res
+    return cache[kernel]
+
+
+class Measured:
+    """Errors of one kernel's quantity (loss, value or grad) over some rows."""
+
+    def __init__(self, kernel, dtype, quantity, unit):
+        self.kernel, self.dtype, self.quantity, self.unit = kernel, np.dtype(dtype), quantity, unit
+        self.items = []     # (row, errors, got, exact)
+
+    @property
+    def bound(self):
+        return (EPS_BOUND if self.unit == "eps" else ULP_BOUND)[self.dtype]
+
+    def add(self, row, errors, got, exact):
+        self.items.append((row, np.asarray(errors), np.asarray(got), exact))
+
+    def errors(self, select=None):
+        errs = [e.ravel() for r, e, _, _ in self.items if select is None or select(r)]
+        return np.concatenate(errs) if errs else np.empty(0)
+
+    def worst(self):
+        """(error, row, flat index, got, exact) of the worst entry."""
+        best = None
+        for row, err, got, exact in self.items:
+            if err.size:
+                i = int(np.argmax(err))
+                if best is None or err.flat[i] > best[0]:
+                    best = (float(err.flat[i]), row, i, got.flat[i], exact)
+        return best
+
+    def failures(self):
+        return int(np.sum(self.errors() > self.bound))
+
+    def report(self):
+        """A precise account of the worst case, for assertion messages."""
+        w = self.worst()
+        if w is None:
+            return f"{self.kernel} {self.dtype}: nothing measured"
+        err, row, i, got, exact = w
+        where = f"entry {i} of the row" if exact.hi.size > 1 else "the row's value"
+        with mpmath.workdps(25):
+            ex_s = mpmath.nstr(exact.value(i), 20)
+        n_bad, n_all = self.failures(), self.errors().size
+        target = ""
+        if self.kernel.startswith("ce-prob-") and isinstance(row, Row):
+            t = _prob_targets(self.kernel, row, row.x.dtype)
+            target = f"; target {t.tolist()!r}" if row.C <= 10 else f"; target t[{i}]={t[i]!r}"
+        return (f"{self.kernel} {self.dtype} {self.quantity}: {n_bad} of {n_all} entries over "
+                f"{self.bound:g} {self.unit}; worst {err:.4g} {self.unit} at {where}: got "
+                f"{got!r}, exact {ex_s}; input: {row.describe()}{target}")
+
+
+def measure_softmax(kernel, dtype, rows):
+    """Measure one softmax-family kernel of xent on rows of one C against the
+    oracle: a dict quantity -> Measured (ulps)."""
+    dtype = np.dtype(dtype)
+    values, grad = run_softmax_kernel(kernel, dtype, rows)
+    first = "loss" if kernel.startswith("ce-") else "value"
+    out = {first: Measured(kernel, dtype, first, "ulp")}
+    if grad is not None:
+        out["grad"] = Measured(kernel, dtype, "grad", "ulp")
+    for i, row in enumerate(rows):
+        ex_val, ex_grad = exact_softmax_kernel(kernel, row)
+        got = values[i]
+        out[first].add(row, ulp_errors(got, ex_val, dtype), got, ex_val)
+        if grad is not None:
+            out["grad"].add(row, ulp_errors(grad[i], ex_grad, dtype), grad[i], ex_grad)
+    return out
+
+
+class BceRow:
+    """A row of the BCE grid: one target value against every x."""
+
+    def __init__(self, x, t):
+        self.x, self.t = x, t
+        self.kind = f"t={float(t[0]):.3g}"
+
+    def describe(self):
+        return f"BCE, target {float(self.t[0])!r}, x from the grid {self.x[:1]!r}...{self.x[-1:]!r}"
+
+
+def measure_bce(dtype):
+    """Sigmoid BCE on the grid: loss in ulps, gradient in eps (absolute, the
+    SPEC's bound) and in ulps (informative; SPEC 1.2 promises no
+    cancellation for hard targets, t in {0, 1})."""
+    import xent
+
+    dtype = np.dtype(dtype)
+    x, t = bce_grid(dtype)
+    loss = xent.sigmoid_binary_cross_entropy(x, t, reduction="none")
+    _, grad = xent.sigmoid_binary_cross_entropy_with_grad(x, t, reduction="sum")
+    ex_loss, ex_grad = _bce_exact(x.tobytes(), t.tobytes(), dtype.str, x.shape)
+    out = {"loss": Measured("sigmoid-bce", dtype, "loss", "ulp"),
+           "grad": Measured("sigmoid-bce", dtype, "grad", "eps"),
+           "grad-ulp": Measured("sigmoid-bce", dtype, "grad", "ulp")}
+    for i in range(x.shape[0]):
+        row = BceRow(x[i], t[i])
+        el, eg = ex_loss.row(i), ex_grad.row(i)
+        out["loss"].add(row, ulp_errors(loss[i], el, dtype), loss[i], el)
+        out["grad"].add(row, abs_errors_eps(grad[i], eg, dtype), grad[i], eg)
+        out["grad-ulp"].add(row, ulp_errors(grad[i], eg, dtype), grad[i], eg)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _bce_exact(xb, tb, dtype_str, shape):
+    x = np.frombuffer(xb, dtype=dtype_str).reshape(shape)
+    t = np.frombuffer(tb, dtype=dtype_str).reshape(shape)
+    return bce(x, t)
