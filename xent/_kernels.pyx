@@ -108,14 +108,20 @@ cdef extern from "_xent_simd.h" nogil:
     const char* xent_isa_active()
     xent_stats xent_row_stats_f32(const float* x, Py_ssize_t n)
     xent_stats xent_row_stats_f64(const double* x, Py_ssize_t n)
-    void xent_exp_map_f32(const float* x, float* out, Py_ssize_t n, float m, float mul)
-    void xent_exp_map_f64(const double* x, double* out, Py_ssize_t n, double m, double mul)
+    void xent_exp_map_f32(const float* x, float* out, Py_ssize_t n, float m, float mul, float div)
+    void xent_exp_map_f64(const double* x, double* out, Py_ssize_t n, double m, double mul, double div)
+    void xent_exp_map_sub_f32(const float* x, const float* w, float* out, Py_ssize_t n, float m,
+                              double mul, double sub)
+    void xent_exp_map_sub_f64(const double* x, const double* w, double* out, Py_ssize_t n, double m,
+                              double mul, double sub)
     double xent_qsum_f32(const float* t, const float* w, Py_ssize_t n, double keep, double spread)
     double xent_qsum_f64(const double* t, const double* w, Py_ssize_t n, double keep, double spread)
     double xent_prob_row_f32(const float* x, const float* t, const float* w, float* g, Py_ssize_t n,
-                             float m, double keep, double spread, float gmul, float gsub)
+                             float m, double keep, double spread, double gmul, double gdiv,
+                             double gsub)
     double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, Py_ssize_t n,
-                             double m, double keep, double spread, double gmul, double gsub)
+                             double m, double keep, double spread, double gmul, double gdiv,
+                             double gsub)
     enum: XENT_SMALL_C
     double xent_index_small_f32(const float* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
                                 const float* w, const float* sw, int has_ignore, int64_t ignore,
@@ -154,13 +160,23 @@ cdef inline RowStats _row_stats(const floating* x, Py_ssize_t C) noexcept nogil:
         return xent_row_stats_f64(x, C)
 
 
-cdef inline void _exp_map(const floating* x, floating* out, Py_ssize_t n, floating m,
-                          floating mul) noexcept nogil:
-    """out[j] = exp(x[j] - m) * mul; out may be x."""
+cdef inline void _softmax_map(const floating* x, floating* out, Py_ssize_t n, double m,
+                              double mul, double total) noexcept nogil:
+    """out[j] = mul exp(x[j] - m) / total; out may be x.  float multiplies by
+    mul / total (within its bound); double divides, for the last half ulp."""
     if floating is float:
-        xent_exp_map_f32(x, out, n, m, mul)
+        xent_exp_map_f32(x, out, n, <float>m, <float>(mul / total), 1.0)
     else:
-        xent_exp_map_f64(x, out, n, m, mul)
+        xent_exp_map_f64(x, out, n, m, mul, total)
+
+
+cdef inline void _exp_map_sub(const floating* x, const floating* w, floating* out, Py_ssize_t n,
+                              floating m, double mul, double sub) noexcept nogil:
+    """out[j] = mul exp(x[j] - m) - sub w[j], in double; out may be x."""
+    if floating is float:
+        xent_exp_map_sub_f32(x, w, out, n, m, mul, sub)
+    else:
+        xent_exp_map_sub_f64(x, w, out, n, m, mul, sub)
 
 
 cdef inline double _qsum(const floating* t, const floating* w, Py_ssize_t n, double keep,
@@ -173,11 +189,11 @@ cdef inline double _qsum(const floating* t, const floating* w, Py_ssize_t n, dou
 
 cdef inline double _prob_row(const floating* x, const floating* t, const floating* w,
                              floating* g, Py_ssize_t n, floating m, double keep, double spread,
-                             floating gmul, floating gsub) noexcept nogil:
+                             double gmul, double gdiv, double gsub) noexcept nogil:
     if floating is float:
-        return xent_prob_row_f32(x, t, w, g, n, m, keep, spread, gmul, gsub)
+        return xent_prob_row_f32(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)
     else:
-        return xent_prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gsub)
+        return xent_prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)
 
 
 cdef inline double _index_small(const floating* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
@@ -236,6 +252,7 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
     cdef const floating* xr
     cdef floating* gr
     cdef double wy, xy, ls, rest, total, inv, li, si, smooth, a, sc, p, wj
+    cdef Acc sacc
     cdef double keep = 1.0 - eps
     cdef double spread = eps / <double>C
     if C <= XENT_SMALL_C and eps == 0.0:   # few classes: rows as SIMD lanes
@@ -270,10 +287,13 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
             li = keep * wy * ((st.m - xy) + ls) if keep * wy != 0.0 else 0.0
             smooth = 0.0
             if eps != 0.0:                   # before the gradient: it may overwrite x
+                sacc.s = 0.0
+                sacc.c = 0.0
                 for j in range(C):
                     wj = <double>w[j] if w != NULL else 1.0
                     if wj != 0.0:
-                        smooth += wj * (st.m - <double>xr[j])
+                        _acc_add(&sacc, wj * (st.m - <double>xr[j]))
+                smooth = _acc_value(&sacc)
             if grad != NULL:
                 gr = grad + i * C
                 inv = 1.0 / total
@@ -284,10 +304,10 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                     rest = st.s + (st.ties - 1.0)
                 else:
                     rest = total - exp(xy - st.m)
-                _exp_map(xr, gr, C, <floating>st.m, <floating>(sc * a * inv))
-                if eps != 0.0:
-                    for j in range(C):
-                        gr[j] = gr[j] - <floating>(sc * spread * (<double>w[j] if w != NULL else 1.0))
+                if eps == 0.0:
+                    _softmax_map(xr, gr, C, st.m, sc * a, total)
+                else:
+                    _exp_map_sub(xr, w, gr, C, <floating>st.m, sc * a * inv, sc * spread)
                 # the target entry, where softmax - 1 would cancel
                 p = exp(xy - st.m) * inv
                 gr[yi] = <floating>(sc * (spread * (wsum * p - wy) - keep * wy * (rest / total)))
@@ -342,10 +362,11 @@ def check_labels(const int64_t[::1] y, Py_ssize_t C, bint has_ignore, int64_t ig
     cdef int64_t[::1] bad = bad_arr
     cdef double[::1] den = den_arr
     if n_threads == 1 or n_tiles == 1:
-        for t in range(n_tiles):
-            r0 = t * rpt
-            r1 = r0 + rpt if r0 + rpt < N else N
-            _index_check_tile(&y[0], r0, r1, C, has_ignore, ignore, wp, swp, &bad[t], &den[t])
+        with nogil:
+            for t in range(n_tiles):
+                r0 = t * rpt
+                r1 = r0 + rpt if r0 + rpt < N else N
+                _index_check_tile(&y[0], r0, r1, C, has_ignore, ignore, wp, swp, &bad[t], &den[t])
     else:
         for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
             r0 = t * rpt
@@ -460,8 +481,8 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
                 qtop = keep * <double>tr[top] + spread
                 if w != NULL:
                     qtop = qtop * <double>w[top]
-            lsum = _prob_row(xr, tr, w, gr, C, <floating>st.m, keep, spread,
-                             <floating>(sc * qsum * inv), <floating>sc)
+            lsum = _prob_row(xr, tr, w, gr, C, <floating>st.m, keep, spread, sc * qsum,
+                             st.s + st.ties, sc)
             if gr != NULL:
                 # Q p_top - q_top = (Q_rest - q_top r) / (1 + r), r = sum of the
                 # other exp(x - m): no cancellation when the row is confident
@@ -632,7 +653,7 @@ cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
             for j in range(C):
                 orow[j] = <floating>((<double>xr[j] - shift) - ls)
         else:
-            _exp_map(xr, orow, C, <floating>st.m, <floating>(1.0 / (st.s + st.ties)))
+            _softmax_map(xr, orow, C, st.m, 1.0, st.s + st.ties)
 
 
 def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_threads):

@@ -32,14 +32,16 @@ typedef struct {
     const char* name;
     xent_stats (*row_stats_f32)(const float*, ptrdiff_t);
     xent_stats (*row_stats_f64)(const double*, ptrdiff_t);
-    void (*exp_map_f32)(const float*, float*, ptrdiff_t, float, float);
-    void (*exp_map_f64)(const double*, double*, ptrdiff_t, double, double);
+    void (*exp_map_f32)(const float*, float*, ptrdiff_t, float, float, float);
+    void (*exp_map_f64)(const double*, double*, ptrdiff_t, double, double, double);
+    void (*exp_map_sub_f32)(const float*, const float*, float*, ptrdiff_t, float, double, double);
+    void (*exp_map_sub_f64)(const double*, const double*, double*, ptrdiff_t, double, double, double);
     double (*qsum_f32)(const float*, const float*, ptrdiff_t, double, double);
     double (*qsum_f64)(const double*, const double*, ptrdiff_t, double, double);
     double (*prob_row_f32)(const float*, const float*, const float*, float*, ptrdiff_t, float,
-                           double, double, float, float);
-    double (*prob_row_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
                            double, double, double, double, double);
+    double (*prob_row_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
+                           double, double, double, double, double, double);
     double (*index_small_f32)(const float*, const int64_t*, ptrdiff_t, ptrdiff_t, const float*,
                               const float*, int, int64_t, float*, float*, double);
     double (*index_small_f64)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*,
@@ -61,6 +63,7 @@ typedef struct {
         XENT_STR(isa),                                                            \
         XENT_CAT3(row_stats, f32, isa), XENT_CAT3(row_stats, f64, isa),           \
         XENT_CAT3(exp_map, f32, isa), XENT_CAT3(exp_map, f64, isa),               \
+        XENT_CAT3(exp_map_sub, f32, isa), XENT_CAT3(exp_map_sub, f64, isa),       \
         XENT_CAT3(qsum, f32, isa), XENT_CAT3(qsum, f64, isa),                     \
         XENT_CAT3(prob_row, f32, isa), XENT_CAT3(prob_row, f64, isa),             \
         XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
@@ -70,16 +73,16 @@ typedef struct {
 #define N(name) XENT_CAT3(name, XT_SUFFIX, XENT_ISA)
 
 #define XENT_ISA base
-#define T float
-#define XT_FLOAT 1
-#define XT_SUFFIX f32
+#define T double
+#define XT_FLOAT 0
+#define XT_SUFFIX f64
 #include "_xent_simd_body.h"
 #undef T
 #undef XT_FLOAT
 #undef XT_SUFFIX
-#define T double
-#define XT_FLOAT 0
-#define XT_SUFFIX f64
+#define T float
+#define XT_FLOAT 1
+#define XT_SUFFIX f32
 #include "_xent_simd_body.h"
 #undef T
 #undef XT_FLOAT
@@ -97,16 +100,16 @@ XENT_OPS_TABLE(base)
 #pragma GCC target("avx2,fma")
 #endif
 #define XENT_ISA avx2
-#define T float
-#define XT_FLOAT 1
-#define XT_SUFFIX f32
+#define T double
+#define XT_FLOAT 0
+#define XT_SUFFIX f64
 #include "_xent_simd_body.h"
 #undef T
 #undef XT_FLOAT
 #undef XT_SUFFIX
-#define T double
-#define XT_FLOAT 0
-#define XT_SUFFIX f64
+#define T float
+#define XT_FLOAT 1
+#define XT_SUFFIX f32
 #include "_xent_simd_body.h"
 #undef T
 #undef XT_FLOAT
@@ -126,16 +129,16 @@ XENT_OPS_TABLE(avx2)
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")
 #endif
 #define XENT_ISA avx512
-#define T float
-#define XT_FLOAT 1
-#define XT_SUFFIX f32
+#define T double
+#define XT_FLOAT 0
+#define XT_SUFFIX f64
 #include "_xent_simd_body.h"
 #undef T
 #undef XT_FLOAT
 #undef XT_SUFFIX
-#define T double
-#define XT_FLOAT 0
-#define XT_SUFFIX f64
+#define T float
+#define XT_FLOAT 1
+#define XT_SUFFIX f32
 #include "_xent_simd_body.h"
 #undef T
 #undef XT_FLOAT
@@ -197,16 +200,18 @@ static const char* xent_isa_active(void) { return xent_active->name; }
 /* Thin wrappers so that Cython sees plain functions. */
 static inline xent_stats xent_row_stats_f32(const float* x, ptrdiff_t n) { return xent_active->row_stats_f32(x, n); }
 static inline xent_stats xent_row_stats_f64(const double* x, ptrdiff_t n) { return xent_active->row_stats_f64(x, n); }
-static inline void xent_exp_map_f32(const float* x, float* o, ptrdiff_t n, float m, float k) { xent_active->exp_map_f32(x, o, n, m, k); }
-static inline void xent_exp_map_f64(const double* x, double* o, ptrdiff_t n, double m, double k) { xent_active->exp_map_f64(x, o, n, m, k); }
+static inline void xent_exp_map_f32(const float* x, float* o, ptrdiff_t n, float m, float k, float d) { xent_active->exp_map_f32(x, o, n, m, k, d); }
+static inline void xent_exp_map_f64(const double* x, double* o, ptrdiff_t n, double m, double k, double d) { xent_active->exp_map_f64(x, o, n, m, k, d); }
+static inline void xent_exp_map_sub_f32(const float* x, const float* w, float* o, ptrdiff_t n, float m, double k, double s) { xent_active->exp_map_sub_f32(x, w, o, n, m, k, s); }
+static inline void xent_exp_map_sub_f64(const double* x, const double* w, double* o, ptrdiff_t n, double m, double k, double s) { xent_active->exp_map_sub_f64(x, w, o, n, m, k, s); }
 static inline double xent_qsum_f32(const float* t, const float* w, ptrdiff_t n, double keep, double spread) { return xent_active->qsum_f32(t, w, n, keep, spread); }
 static inline double xent_qsum_f64(const double* t, const double* w, ptrdiff_t n, double keep, double spread) { return xent_active->qsum_f64(t, w, n, keep, spread); }
 static inline double xent_prob_row_f32(const float* x, const float* t, const float* w, float* g, ptrdiff_t n, float m,
-                                       double keep, double spread, float gmul, float gsub)
-{ return xent_active->prob_row_f32(x, t, w, g, n, m, keep, spread, gmul, gsub); }
+                                       double keep, double spread, double gmul, double gdiv, double gsub)
+{ return xent_active->prob_row_f32(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
 static inline double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, ptrdiff_t n, double m,
-                                       double keep, double spread, double gmul, double gsub)
-{ return xent_active->prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gsub); }
+                                       double keep, double spread, double gmul, double gdiv, double gsub)
+{ return xent_active->prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
 static inline double xent_index_small_f32(const float* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const float* w,
                                           const float* sw, int hi, int64_t ig, float* loss, float* grad, double sc)
 { return xent_active->index_small_f32(x, y, n, C, w, sw, hi, ig, loss, grad, sc); }

@@ -26,6 +26,8 @@ typedef int32_t N(int_t);
 #define XT_SQRT2 1.41421356237309505f
 #define XT_HUGE 3.0e38f
 #define XT_BLOCK 4096                       /* 16 KiB: a block is re-read from L1 */
+#define XT_SUB 64                           /* terms summed in lanes before a Kahan step */
+#define XT_TWO_PASS_BYTES (1u << 20)        /* rows up to 1 MiB: max first (see row_stats) */
 #else
 typedef int64_t N(int_t);
 #define XT_MANT 52
@@ -38,7 +40,9 @@ typedef int64_t N(int_t);
 #define XT_EXP_LO (-746.0)
 #define XT_SQRT2 1.41421356237309504880
 #define XT_HUGE 1.0e308
-#define XT_BLOCK 1024                       /* 8 KiB; 128 terms per lane keeps the float64 sum ~1 ulp */
+#define XT_BLOCK 1024                       /* 8 KiB: a block is re-read from L1 */
+#define XT_SUB 32
+#define XT_TWO_PASS_BYTES (1u << 20)
 #endif
 
 static inline T N(from_bits)(N(int_t) b)
@@ -60,12 +64,12 @@ static inline N(int_t) N(to_bits)(T v)
  * |r| <= ln2/2, then a Taylor polynomial (degree 7 for float: tail < 6e-9;
  * degree 13 for double: tail < 5e-18) and a scale by 2^n done as two
  * factors so that results below the smallest normal round only once. */
-static inline T N(exp_neg)(T x)
+static inline T N(exp_core)(T x, N(int_t)* n_out)
 {
     x = x < XT_EXP_LO ? XT_EXP_LO : x;     /* NaN < LO is false: NaN passes */
     T t = x * XT_LOG2E + XT_SHIFTER;
     T n = t - XT_SHIFTER;
-    N(int_t) ni = N(to_bits)(t) - N(to_bits)((T)XT_SHIFTER);
+    *n_out = N(to_bits)(t) - N(to_bits)((T)XT_SHIFTER);
     T r = x - n * XT_LN2_HI;
     r = r - n * XT_LN2_LO;
 #if XT_FLOAT
@@ -93,10 +97,52 @@ static inline T N(exp_neg)(T x)
     p = p * r + 1.0;
     p = p * r + 1.0;
 #endif
+    return p;                               /* exp(x) = p 2^n */
+}
+
+static inline T N(exp_neg)(T x)
+{
+    N(int_t) ni;
+    T p = N(exp_core)(x, &ni);
     N(int_t) h = ni / 2;
     T s1 = N(from_bits)((N(int_t))(h + XT_BIAS) << XT_MANT);
     T s2 = N(from_bits)((N(int_t))(ni - h + XT_BIAS) << XT_MANT);
     return (p * s1) * s2;
+}
+
+/* exp(x) for x <= 0 as a double.  For float the scaling by 2^n happens in
+ * double, where it is exact: a sum of many exponentials below float's
+ * normal range is then not the sum of their roundings to subnormals. */
+static inline double N(exp_neg_d)(T x)
+{
+#if XT_FLOAT
+    int32_t ni;
+    T p = N(exp_core)(x, &ni);
+    int64_t b = ((int64_t)ni + 1023) << 52;
+    double s;
+    memcpy(&s, &b, sizeof s);
+    return (double)p * s;
+#else
+    return N(exp_neg)(x);
+#endif
+}
+
+/* exp(x) for x <= 0 computed in double precision whatever T: for the few
+ * places where float's 1-ulp exp is not enough (sums of terms below float's
+ * range, gradients that cancel).  The double body is instantiated first. */
+#if XT_FLOAT
+#define XT_EXP_WIDE(v) XENT_CAT3(exp_neg, f64, XENT_ISA)(v)
+#else
+#define XT_EXP_WIDE(v) N(exp_neg)(v)
+#endif
+
+/* Kahan-add v to (s, c); once the sum is +-inf or NaN the compensation is
+ * dropped (it would be inf - inf). */
+static inline void N(kahan_add)(double* s, double* c, double v)
+{
+    double y = v - *c, t = *s + y;
+    *c = t - t == 0.0 ? (t - *s) - y : 0.0;
+    *s = t;
 }
 
 /* log1p(v) for v >= 0 (+inf gives +inf, NaN stays NaN), with 1/(1+v) as a
@@ -148,23 +194,62 @@ static inline T N(log1p_pos)(T v, T* inv_u)
 static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
 {
     double m = -INFINITY, ties = 0.0, s = 0.0, comp = 0.0;
+    /* A row that fits in L2 is swept twice (max, then sums from cache) so
+     * that every block is summed against the row's max: the online merge's
+     * rescaling by a rounded exp(m_old - m_new) costs up to an ulp each time
+     * the max grows, which float64 at 128k classes cannot afford. */
+    int two_pass = C > XT_BLOCK && (size_t)C * sizeof(T) <= XT_TWO_PASS_BYTES;
+    T gmax = -INFINITY;
+    if (two_pass) {
+#pragma omp simd reduction(max : gmax)
+        for (ptrdiff_t j = 0; j < C; j++)
+            gmax = x[j] > gmax ? x[j] : gmax;
+    }
     for (ptrdiff_t b0 = 0; b0 < C; b0 += XT_BLOCK) {
         ptrdiff_t nb = C - b0 < XT_BLOCK ? C - b0 : XT_BLOCK;
         const T* xb = x + b0;
-        T bm = -INFINITY;
-#pragma omp simd reduction(max : bm)
-        for (ptrdiff_t j = 0; j < nb; j++)
-            bm = xb[j] > bm ? xb[j] : bm;   /* a NaN never becomes the max ... */
-        double bs = 0.0;
-        N(int_t) bt = 0;
-#pragma omp simd reduction(+ : bs, bt)
+        T bm = -INFINITY, bmin = INFINITY;
+#pragma omp simd reduction(max : bm) reduction(min : bmin)
         for (ptrdiff_t j = 0; j < nb; j++) {
             T v = xb[j];
-            int tie = v >= bm;              /* ... and is not a tie: exp(NaN) = NaN */
-            T e = N(exp_neg)(v - bm);
-            bs += tie ? 0.0 : (double)e;
-            bt += tie;
+            bm = v > bm ? v : bm;           /* a NaN never becomes the max ... */
+            bmin = v < bmin && v > -INFINITY ? v : bmin;   /* finite min: -inf gives 0 anyway */
         }
+        /* float: terms below exp(-80) are summed from double exps (exact
+         * scaling and a double polynomial), for tiny losses' relative precision */
+        if (two_pass)
+            bm = gmax;
+        int wide = XT_FLOAT && (double)bm - (double)bmin > 80.0;
+        /* Sub-blocks of XT_SUB summed in SIMD lanes (a few terms per lane),
+         * their sums Kahan-added: ~1 ulp whatever C, on every variant. */
+        double bs = 0.0, bc = 0.0;
+        N(int_t) bt = 0;
+        for (ptrdiff_t s0 = 0; s0 < nb; s0 += XT_SUB) {
+            ptrdiff_t ns = nb - s0 < XT_SUB ? nb - s0 : XT_SUB;
+            const T* xs = xb + s0;
+            double ss = 0.0;
+            if (wide) {
+#pragma omp simd reduction(+ : ss, bt)
+                for (ptrdiff_t j = 0; j < ns; j++) {
+                    T v = xs[j];
+                    int tie = v >= bm;
+                    double e = XT_EXP_WIDE((double)v - (double)bm);
+                    ss += tie ? 0.0 : e;
+                    bt += tie;
+                }
+            } else {
+#pragma omp simd reduction(+ : ss, bt)
+                for (ptrdiff_t j = 0; j < ns; j++) {
+                    T v = xs[j];
+                    int tie = v >= bm;      /* ... and is not a tie: exp(NaN) = NaN */
+                    double e = N(exp_neg_d)(v - bm);
+                    ss += tie ? 0.0 : e;
+                    bt += tie;
+                }
+            }
+            N(kahan_add)(&bs, &bc, ss);
+        }
+        bs -= bc;
         double dbm = (double)bm;
         if (dbm > m) {                      /* new max: rescale what we had */
             /* the first block has nothing to rescale: skip libm's exp */
@@ -175,9 +260,7 @@ static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
             m = dbm;
         } else {
             double add = dbm == m ? bs : (bs + (double)bt) * exp(dbm - m);
-            double y = add - comp, t = s + y;   /* Kahan: blocks of a long row */
-            comp = (t - s) - y;
-            s = t;
+            N(kahan_add)(&s, &comp, add);       /* blocks of a long row */
             if (dbm == m)
                 ties += (double)bt;
         }
@@ -186,34 +269,67 @@ static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
     return st;
 }
 
-/* out[j] = exp(x[j] - m) * mul  (softmax, the gradient's softmax part).
+/* out[j] = exp(x[j] - m) * mul / div  (softmax, the gradient's softmax
+ * part); div = 1 skips the division (float: a multiply is within its
+ * bound; double divides by the sum for the last half ulp).
  * `out` may be `x` (each x[j] is read before out[j] is written). */
-static void N(exp_map)(const T* x, T* out, ptrdiff_t n, T m, T mul)
+static void N(exp_map)(const T* x, T* out, ptrdiff_t n, T m, T mul, T div)
 {
+    if (div == 1) {
 #pragma omp simd
-    for (ptrdiff_t j = 0; j < n; j++)
-        out[j] = N(exp_neg)(x[j] - m) * mul;
+        for (ptrdiff_t j = 0; j < n; j++)
+            out[j] = N(exp_neg)(x[j] - m) * mul;
+    } else {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            out[j] = (N(exp_neg)(x[j] - m) * mul) / div;
+    }
 }
 
-/* sum_c q_c, q_c = (keep t_c + spread) w_c  (w may be NULL). */
+/* out[j] = mul exp(x[j] - m) - sub w[j]  (w NULL: 1), in double whatever T:
+ * the label-smoothed gradient, which cancels where softmax meets the target. */
+static void N(exp_map_sub)(const T* x, const T* w, T* out, ptrdiff_t n, T m, double mul,
+                           double sub)
+{
+    if (w) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            out[j] = (T)(mul * XT_EXP_WIDE((double)x[j] - (double)m) - sub * (double)w[j]);
+    } else {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            out[j] = (T)(mul * XT_EXP_WIDE((double)x[j] - (double)m) - sub);
+    }
+}
+
+/* sum_c q_c, q_c = (keep t_c + spread) w_c  (w may be NULL): sub-blocks in
+ * SIMD lanes, Kahan across them. */
 static double N(qsum)(const T* t, const T* w, ptrdiff_t n, double keep, double spread)
 {
-    double acc = 0.0;
-    if (w) {
+    double s = 0.0, c = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_SUB) {
+        ptrdiff_t ns = n - j0 < XT_SUB ? n - j0 : XT_SUB;
+        const T* ts = t + j0;
+        double acc = 0.0;
+        if (w) {
+            const T* ws = w + j0;
 #pragma omp simd reduction(+ : acc)
-        for (ptrdiff_t j = 0; j < n; j++)
-            acc += (keep * (double)t[j] + spread) * (double)w[j];
-    } else {
+            for (ptrdiff_t j = 0; j < ns; j++)
+                acc += (keep * (double)ts[j] + spread) * (double)ws[j];
+        } else {
 #pragma omp simd reduction(+ : acc)
-        for (ptrdiff_t j = 0; j < n; j++)
-            acc += keep * (double)t[j] + spread;
+            for (ptrdiff_t j = 0; j < ns; j++)
+                acc += keep * (double)ts[j] + spread;
+        }
+        N(kahan_add)(&s, &c, acc);
     }
-    return acc;
+    return s - c;
 }
 
 /* One row of probability-target CE: returns sum_c q_c (m - x_c) (terms with
  * q_c = 0 skipped: no 0 * inf at a -inf mask); when g is not NULL writes
- * g_c = gmul exp(x_c - m) - gsub q_c.  `g` may be `x`.  The loop is written
+ * g_c = gmul exp(x_c - m) / gdiv - gsub q_c, in double whatever T (it cancels where
+ * the softmax meets the target).  `g` may be `x`.  The loop is written
  * out per case (weights or not, gradient or not) so that each copy has no
  * conditional load or store and vectorises. */
 #define XT_PROB_LOOP(WJ, GRAD_STMT)                                               \
@@ -224,22 +340,33 @@ static double N(qsum)(const T* t, const T* w, ptrdiff_t n, double keep, double s
         acc += q != 0.0 ? q * ((double)m - (double)xv) : 0.0;                     \
         GRAD_STMT;                                                                \
     }
-static double N(prob_row)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n, T m,
-                          double keep, double spread, T gmul, T gsub)
+static inline double N(prob_sub)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n, T m,
+                                 double keep, double spread, double gmul, double gdiv, double gsub)
 {
     double acc = 0.0;
     if (w && g) {
-        XT_PROB_LOOP((double)w[j], g[j] = gmul * N(exp_neg)(xv - m) - gsub * (T)q)
+        XT_PROB_LOOP((double)w[j], g[j] = (T)((gmul * XT_EXP_WIDE((double)xv - (double)m)) / gdiv - gsub * q))
     } else if (w) {
         XT_PROB_LOOP((double)w[j], (void)0)
     } else if (g) {
-        XT_PROB_LOOP(1.0, g[j] = gmul * N(exp_neg)(xv - m) - gsub * (T)q)
+        XT_PROB_LOOP(1.0, g[j] = (T)((gmul * XT_EXP_WIDE((double)xv - (double)m)) / gdiv - gsub * q))
     } else {
         XT_PROB_LOOP(1.0, (void)0)
     }
     return acc;
 }
 #undef XT_PROB_LOOP
+
+static double N(prob_row)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n, T m,
+                          double keep, double spread, double gmul, double gdiv, double gsub)
+{
+    double s = 0.0, c = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_SUB)
+        N(kahan_add)(&s, &c, N(prob_sub)(x + j0, t + j0, w ? w + j0 : NULL, g ? g + j0 : NULL,
+                                         n - j0 < XT_SUB ? n - j0 : XT_SUB, m, keep, spread,
+                                         gmul, gdiv, gsub));
+    return s - c;
+}
 
 /* ---- Few classes (C <= XENT_SMALL_C): rows as SIMD lanes ----------------
  * Blocks of XENT_LANES rows are transposed into a C x XENT_LANES buffer, so
@@ -255,15 +382,26 @@ static void N(lanes_max)(const T* restrict col, T* restrict m, ptrdiff_t L)
 }
 
 static void N(lanes_expsum)(const T* restrict col, const T* restrict m, double* restrict s,
-                            T* restrict ties, ptrdiff_t L)
+                            T* restrict ties, ptrdiff_t L, int wide)
 {
+    if (wide) {                             /* see row_stats */
 #pragma omp simd
-    for (ptrdiff_t l = 0; l < L; l++) {
-        T v = col[l];
-        int tie = v >= m[l];
-        T e = N(exp_neg)(v - m[l]);
-        s[l] += tie ? 0.0 : (double)e;
-        ties[l] += tie ? (T)1 : (T)0;
+        for (ptrdiff_t l = 0; l < L; l++) {
+            T v = col[l];
+            int tie = v >= m[l];
+            double e = XT_EXP_WIDE((double)v - (double)m[l]);
+            s[l] += tie ? 0.0 : e;
+            ties[l] += tie ? (T)1 : (T)0;
+        }
+    } else {
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+            T v = col[l];
+            int tie = v >= m[l];
+            double e = N(exp_neg_d)(v - m[l]);
+            s[l] += tie ? 0.0 : e;
+            ties[l] += tie ? (T)1 : (T)0;
+        }
     }
 }
 
@@ -337,9 +475,15 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
             s[l] = 0.0;
             ties[l] = 0;
         }
+        T hi = -INFINITY, lo = INFINITY;
         for (ptrdiff_t l = 0; l < nl; l++)
-            for (ptrdiff_t j = 0; j < C; j++)
-                buf[j * L + l] = xb[l * C + j];
+            for (ptrdiff_t j = 0; j < C; j++) {
+                T v = xb[l * C + j];
+                buf[j * L + l] = v;
+                hi = v > hi ? v : hi;
+                lo = v < lo && v > -INFINITY ? v : lo;
+            }
+        int wide = XT_FLOAT && (double)hi - (double)lo > 80.0;
         for (ptrdiff_t l = nl; l < L; l++)
             for (ptrdiff_t j = 0; j < C; j++)
                 buf[j * L + l] = 0;
@@ -350,7 +494,7 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
         for (ptrdiff_t j = 1; j < C; j++)
             N(lanes_max)(buf + j * L, m, L);
         for (ptrdiff_t j = 0; j < C; j++)
-            N(lanes_expsum)(buf + j * L, m, s, ties, L);
+            N(lanes_expsum)(buf + j * L, m, s, ties, L, wide);
         N(lanes_finish)(m, s, ties, xy, wy, si, skip, (T)scale, li, mul, tgt, nan_row, L);
         for (ptrdiff_t l = 0; l < nl; l++) {
             double yk = (double)li[l] - comp, tk = acc + yk;   /* Kahan, row order */
@@ -452,3 +596,6 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const
 #undef XT_SQRT2
 #undef XT_HUGE
 #undef XT_BLOCK
+#undef XT_SUB
+#undef XT_TWO_PASS_BYTES
+#undef XT_EXP_WIDE
