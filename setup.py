@@ -78,16 +78,20 @@ def _openmp_flags(compiler):
     return None
 
 
+# -O3 for vectorisation; -fopenmp-simd honours the `omp simd` reductions of
+# _xent_simd.h even in a serial build; -fno-trapping-math lets conditional
+# float expressions be if-converted (vectorised) and -ffp-contract=fast
+# allows FMA where the variant has it.  None of them changes inf/NaN
+# semantics or reassociates sums (unlike -ffast-math).  tests/test_vectorized.py
+# compiles the SIMD header with these same flags and checks the hot loops.
+UNIX_FLAGS = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno",
+              "-ffp-contract=fast", "-Wno-unused-function"]
+
+
 def compile_flags(compiler):
     if compiler.compiler_type == "msvc":
         return ["/O2"]
-    # -O3 for vectorisation; -fopenmp-simd honours the `omp simd` reductions of
-    # _xent_simd.h even in a serial build; -fno-trapping-math lets conditional
-    # float expressions be if-converted (vectorised) and -ffp-contract=fast
-    # allows FMA where the variant has it.  None of them changes inf/NaN
-    # semantics or reassociates sums (unlike -ffast-math).
-    return ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno",
-            "-ffp-contract=fast", "-Wno-unused-function"]
+    return list(UNIX_FLAGS)
 
 
 class BuildExt(build_ext):

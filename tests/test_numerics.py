@@ -470,7 +470,15 @@ def test_masked_non_target_class_contributes_exactly_zero(rng, dtype, kind):
             assert np.all(g[:, masked] == 0)
             ln, gn = xent.softmax_cross_entropy_with_grad(negligible, target, weight=w,
                                                           reduction=reduction)
-            assert bitwise_equal(g, gn) and bitwise_equal(np.asarray(l), np.asarray(ln))
+            if dtype == np.float64:
+                assert bitwise_equal(g, gn) and bitwise_equal(np.asarray(l), np.asarray(ln))
+            else:
+                # float32 blocks whose finite logits span more than 80 sum
+                # their exps in double precision (tiny-loss accuracy); a -inf
+                # does not count toward that span, a finite far-below logit
+                # does, so the two rows take different (both exact) routes
+                np.testing.assert_allclose(g, gn, rtol=4 * eps, atol=4 * eps * np.abs(g).max())
+                np.testing.assert_allclose(l, ln, rtol=4 * eps)
             lk, gk = xent.softmax_cross_entropy_with_grad(x[:, keep], target_kept, weight=w_kept,
                                                           reduction=reduction)
             row_scale = np.max(np.abs(gk), axis=1, keepdims=True)

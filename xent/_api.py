@@ -42,9 +42,9 @@ def _rows(x, axis, cdt):
     Returns (rows, owned): ``owned`` is True when this is a private copy that
     the gradient may overwrite.
     """
-    moved = np.moveaxis(x, axis, -1)
+    moved = np.moveaxis(x, axis, -1)          # always a new view object
     rows = np.ascontiguousarray(moved, dtype=cdt)
-    owned = not np.may_share_memory(rows, x)
+    owned = rows.flags.owndata                # a fresh copy, not the caller's memory
     n_classes = x.shape[axis]
     return rows.reshape(x.size // n_classes if n_classes else 0, n_classes), owned
 
@@ -352,8 +352,9 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
         check_out(grad_out, "grad_out", x.shape, gdt,
                   [("logits", x), ("target", t), ("weight", weight), ("pos_weight", pos_weight)],
                   may_alias=x)
-    flat = np.ascontiguousarray(x, dtype=cdt).reshape(-1)
-    owned = not np.may_share_memory(flat, x)
+    contiguous = np.ascontiguousarray(x, dtype=cdt)
+    owned = contiguous is not x and contiguous.flags.owndata
+    flat = contiguous.reshape(-1)
     tf = np.ascontiguousarray(t, dtype=cdt).reshape(-1)
     n = flat.shape[0]
     loss_out = np.empty(n, dtype=cdt) if reduction == "none" else None

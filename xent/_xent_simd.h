@@ -24,6 +24,15 @@ typedef struct {
     double ties;  /* number of entries equal to m */
 } xent_stats;
 
+/* The per-element helpers must be inlined into the `omp simd` loops, or the
+ * loops cannot be vectorised; gcc's heuristics refuse some of them (bce_elem
+ * is used by eight loops), so say it. */
+#if defined(__GNUC__) || defined(__clang__)
+#define XENT_INLINE static inline __attribute__((always_inline))
+#else
+#define XENT_INLINE static __forceinline
+#endif
+
 /* few-classes path: rows as SIMD lanes */
 #define XENT_SMALL_C 32
 #define XENT_LANES 16

@@ -14,6 +14,7 @@
 
 #if XT_FLOAT
 typedef int32_t N(int_t);
+typedef uint32_t N(uint_t);
 #define XT_MANT 23
 #define XT_BIAS 127
 #define XT_SHIFTER 12582912.0f              /* 1.5 * 2^23: adding it rounds to an integer */
@@ -30,6 +31,7 @@ typedef int32_t N(int_t);
 #define XT_TWO_PASS_BYTES (1u << 20)        /* rows up to 1 MiB: max first (see row_stats) */
 #else
 typedef int64_t N(int_t);
+typedef uint64_t N(uint_t);
 #define XT_MANT 52
 #define XT_BIAS 1023
 #define XT_SHIFTER 6755399441055744.0       /* 1.5 * 2^52 */
@@ -45,14 +47,14 @@ typedef int64_t N(int_t);
 #define XT_TWO_PASS_BYTES (1u << 20)
 #endif
 
-static inline T N(from_bits)(N(int_t) b)
+XENT_INLINE T N(from_bits)(N(int_t) b)
 {
     T v;
     memcpy(&v, &b, sizeof v);
     return v;
 }
 
-static inline N(int_t) N(to_bits)(T v)
+XENT_INLINE N(int_t) N(to_bits)(T v)
 {
     N(int_t) b;
     memcpy(&b, &v, sizeof b);
@@ -64,12 +66,14 @@ static inline N(int_t) N(to_bits)(T v)
  * |r| <= ln2/2, then a Taylor polynomial (degree 7 for float: tail < 6e-9;
  * degree 13 for double: tail < 5e-18) and a scale by 2^n done as two
  * factors so that results below the smallest normal round only once. */
-static inline T N(exp_core)(T x, N(int_t)* n_out)
+typedef struct { T p; N(int_t) n; } N(exp_t);
+
+XENT_INLINE N(exp_t) N(exp_core)(T x)
 {
     x = x < XT_EXP_LO ? XT_EXP_LO : x;     /* NaN < LO is false: NaN passes */
     T t = x * XT_LOG2E + XT_SHIFTER;
     T n = t - XT_SHIFTER;
-    *n_out = N(to_bits)(t) - N(to_bits)((T)XT_SHIFTER);
+    N(int_t) ni = N(to_bits)(t) - N(to_bits)((T)XT_SHIFTER);
     T r = x - n * XT_LN2_HI;
     r = r - n * XT_LN2_LO;
 #if XT_FLOAT
@@ -97,14 +101,18 @@ static inline T N(exp_core)(T x, N(int_t)* n_out)
     p = p * r + 1.0;
     p = p * r + 1.0;
 #endif
-    return p;                               /* exp(x) = p 2^n */
+    N(exp_t) out = {p, ni};                 /* exp(x) = p 2^n */
+    return out;
 }
 
-static inline T N(exp_neg)(T x)
+XENT_INLINE T N(exp_neg)(T x)
 {
-    N(int_t) ni;
-    T p = N(exp_core)(x, &ni);
-    N(int_t) h = ni / 2;
+    N(exp_t) ec = N(exp_core)(x);
+    T p = ec.p;
+    N(int_t) ni = ec.n;
+    /* h = ni / 2 for ni <= 0, through an unsigned (logical) shift: AVX2 has
+     * no 64-bit arithmetic shift, and a signed division stops the vectoriser */
+    N(int_t) h = -(N(int_t))((N(uint_t))(-ni) >> 1);
     T s1 = N(from_bits)((N(int_t))(h + XT_BIAS) << XT_MANT);
     T s2 = N(from_bits)((N(int_t))(ni - h + XT_BIAS) << XT_MANT);
     return (p * s1) * s2;
@@ -113,15 +121,14 @@ static inline T N(exp_neg)(T x)
 /* exp(x) for x <= 0 as a double.  For float the scaling by 2^n happens in
  * double, where it is exact: a sum of many exponentials below float's
  * normal range is then not the sum of their roundings to subnormals. */
-static inline double N(exp_neg_d)(T x)
+XENT_INLINE double N(exp_neg_d)(T x)
 {
 #if XT_FLOAT
-    int32_t ni;
-    T p = N(exp_core)(x, &ni);
-    int64_t b = ((int64_t)ni + 1023) << 52;
+    N(exp_t) ec = N(exp_core)(x);
+    int64_t b = ((int64_t)ec.n + 1023) << 52;
     double s;
     memcpy(&s, &b, sizeof s);
-    return (double)p * s;
+    return (double)ec.p * s;
 #else
     return N(exp_neg)(x);
 #endif
@@ -138,7 +145,7 @@ static inline double N(exp_neg_d)(T x)
 
 /* Kahan-add v to (s, c); once the sum is +-inf or NaN the compensation is
  * dropped (it would be inf - inf). */
-static inline void N(kahan_add)(double* s, double* c, double v)
+XENT_INLINE void N(kahan_add)(double* s, double* c, double v)
 {
     double y = v - *c, t = *s + y;
     *c = t - t == 0.0 ? (t - *s) - y : 0.0;
@@ -150,17 +157,25 @@ static inline void N(kahan_add)(double* s, double* c, double v)
  * corrects that rounding (so log1p(v) = v for tiny v);
  * u = 2^k f with f in [sqrt2/2, sqrt2], log f = 2 atanh(s), s = (f-1)/(f+1),
  * |s| <= 0.1716, odd series to s^11 (float) / s^21 (double). */
-static inline T N(log1p_pos)(T v, T* inv_u)
+typedef struct { T v; T inv_u; } N(log1p_t);
+
+/* (no pointer out-parameters in these helpers: inside `omp simd` loops gcc
+ * turns an address-taken local into a per-lane array, which defeats the
+ * vectoriser for some types and targets; small structs scalarise cleanly) */
+XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
 {
     T u = 1 + v;
     T iu = 1 / u;
     T c = (v - (u - 1)) * iu;
     N(int_t) bits = N(to_bits)(u);
-    N(int_t) k = (bits >> XT_MANT) - XT_BIAS;
+    /* u >= 1: a logical shift (AVX2 has no 64-bit arithmetic one) */
+    N(int_t) k = (N(int_t))((N(uint_t))bits >> XT_MANT) - XT_BIAS;
     T f = N(from_bits)((bits & ((((N(int_t))1) << XT_MANT) - 1)) | ((N(int_t))XT_BIAS << XT_MANT));
     int big = f > XT_SQRT2;
     f = big ? f * (T)0.5 : f;
-    T kf = (T)(k + big);
+    /* (T)(k + big) without an int64 -> double conversion (none before
+     * AVX-512DQ): add the integer to the shifter's bits, subtract the shifter */
+    T kf = N(from_bits)(N(to_bits)((T)XT_SHIFTER) + k + big) - (T)XT_SHIFTER;
     T s = (f - 1) / (f + 1);
     T z = s * s;
 #if XT_FLOAT
@@ -182,9 +197,9 @@ static inline T N(log1p_pos)(T v, T* inv_u)
     q = q * z + 1.0 / 3;
 #endif
     T logf_ = 2 * s + 2 * s * (z * q);
-    *inv_u = iu;
     T r = kf * XT_LN2_HI + ((logf_ + c) + kf * XT_LN2_LO);
-    return v < XT_HUGE ? r : v;             /* +inf (and NaN) pass through */
+    N(log1p_t) out = {v < XT_HUGE ? r : v, iu};   /* +inf (and NaN) pass through */
+    return out;
 }
 
 /* Max, sum of exp(x - max) over the entries strictly below the max, and the
@@ -340,7 +355,7 @@ static double N(qsum)(const T* t, const T* w, ptrdiff_t n, double keep, double s
         acc += q != 0.0 ? q * ((double)m - (double)xv) : 0.0;                     \
         GRAD_STMT;                                                                \
     }
-static inline double N(prob_sub)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n, T m,
+XENT_INLINE double N(prob_sub)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n, T m,
                                  double keep, double spread, double gmul, double gdiv, double gsub)
 {
     double acc = 0.0;
@@ -382,14 +397,14 @@ static void N(lanes_max)(const T* restrict col, T* restrict m, ptrdiff_t L)
 }
 
 static void N(lanes_expsum)(const T* restrict col, const T* restrict m, double* restrict s,
-                            T* restrict ties, ptrdiff_t L, int wide)
+                            T* restrict ties, const int* restrict wide, ptrdiff_t L, int any_wide)
 {
-    if (wide) {                             /* see row_stats */
+    if (any_wide) {                         /* see row_stats; decided per row (lane) */
 #pragma omp simd
         for (ptrdiff_t l = 0; l < L; l++) {
             T v = col[l];
             int tie = v >= m[l];
-            double e = XT_EXP_WIDE((double)v - (double)m[l]);
+            double e = wide[l] ? XT_EXP_WIDE((double)v - (double)m[l]) : N(exp_neg_d)(v - m[l]);
             s[l] += tie ? 0.0 : e;
             ties[l] += tie ? (T)1 : (T)0;
         }
@@ -415,10 +430,10 @@ static void N(lanes_finish)(const T* restrict m, const double* restrict s, const
 {
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
-        T iu;
         T strict = (T)s[l];
         T sp = strict + (ties[l] - 1);          /* sum_j exp(x_j - m) - 1 */
-        T ls = N(log1p_pos)(sp, &iu);           /* iu = 1 / sum_j exp(x_j - m) */
+        N(log1p_t) l1 = N(log1p_pos)(sp);
+        T ls = l1.v, iu = l1.inv_u;             /* iu = 1 / sum_j exp(x_j - m) */
         int bad = !(m[l] - m[l] == 0) || ls != ls;
         T coef = wy[l];
         T v = coef != 0 ? coef * ((m[l] - xy[l]) + ls) : (T)0;
@@ -475,18 +490,24 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
             s[l] = 0.0;
             ties[l] = 0;
         }
-        T hi = -INFINITY, lo = INFINITY;
-        for (ptrdiff_t l = 0; l < nl; l++)
+        int wide[XENT_LANES], any_wide = 0;
+        for (ptrdiff_t l = 0; l < nl; l++) {
+            T hi = -INFINITY, lo = INFINITY;
             for (ptrdiff_t j = 0; j < C; j++) {
                 T v = xb[l * C + j];
                 buf[j * L + l] = v;
                 hi = v > hi ? v : hi;
                 lo = v < lo && v > -INFINITY ? v : lo;
             }
-        int wide = XT_FLOAT && (double)hi - (double)lo > 80.0;
-        for (ptrdiff_t l = nl; l < L; l++)
+            /* per row, so that a row's bits never depend on its neighbours */
+            wide[l] = XT_FLOAT && (double)hi - (double)lo > 80.0;
+            any_wide |= wide[l];
+        }
+        for (ptrdiff_t l = nl; l < L; l++) {
+            wide[l] = 0;
             for (ptrdiff_t j = 0; j < C; j++)
                 buf[j * L + l] = 0;
+        }
         for (ptrdiff_t l = 0; l < L; l++) {
             m[l] = buf[l];
             xy[l] = buf[yl[l] * L + l];
@@ -494,7 +515,7 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
         for (ptrdiff_t j = 1; j < C; j++)
             N(lanes_max)(buf + j * L, m, L);
         for (ptrdiff_t j = 0; j < C; j++)
-            N(lanes_expsum)(buf + j * L, m, s, ties, L, wide);
+            N(lanes_expsum)(buf + j * L, m, s, ties, wide, L, any_wide);
         N(lanes_finish)(m, s, ties, xy, wy, si, skip, (T)scale, li, mul, tgt, nan_row, L);
         for (ptrdiff_t l = 0; l < nl; l++) {
             double yk = (double)li[l] - comp, tk = acc + yk;   /* Kahan, row order */
@@ -520,12 +541,14 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
  *   dl/dx = w [(1-t) sigmoid(x) - p t sigmoid(-x)]   (stored in *g)
  * A term whose coefficient is exactly 0 contributes 0 (x = +inf, t = 1 -> 0);
  * a weight of 0 removes the element, even a NaN. */
-static inline T N(bce_elem)(T xv, T tv, T wv, T pv, T* g)
+typedef struct { T loss; T grad; } N(bce_t);
+
+XENT_INLINE N(bce_t) N(bce_elem)(T xv, T tv, T wv, T pv)
 {
     T ax = xv < 0 ? -xv : xv;
     T e = N(exp_neg)(-ax);
-    T iu;
-    T lg = N(log1p_pos)(e, &iu);
+    N(log1p_t) l1 = N(log1p_pos)(e);
+    T iu = l1.inv_u, lg = l1.v;
     T a = 1 - tv, b = pv * tv;
     T pos = (xv > 0 ? xv : (T)0) + lg;      /* softplus(x)  */
     T neg = (xv < 0 ? -xv : (T)0) + lg;     /* softplus(-x) */
@@ -533,8 +556,8 @@ static inline T N(bce_elem)(T xv, T tv, T wv, T pv, T* g)
     li = xv != xv ? xv : li;
     T sp = xv >= 0 ? iu : e * iu;           /* sigmoid(x)  */
     T sn = xv >= 0 ? e * iu : iu;           /* sigmoid(-x) */
-    *g = wv != 0 ? wv * (a * sp - b * sn) : (T)0;
-    return wv != 0 ? wv * li : (T)0;
+    N(bce_t) out = {wv != 0 ? wv * li : (T)0, wv != 0 ? wv * (a * sp - b * sn) : (T)0};
+    return out;
 }
 
 /* Sigmoid BCE over n contiguous elements; weight / pos_weight are read at
@@ -545,8 +568,8 @@ static inline T N(bce_elem)(T xv, T tv, T wv, T pv, T* g)
 #define XT_BCE_LOOP(WV, PV, STORES)                                               \
     _Pragma("omp simd reduction(+ : acc)")                                         \
     for (ptrdiff_t j = 0; j < n; j++) {                                           \
-        T g_;                                                                     \
-        T li = N(bce_elem)(x[j], keep * t[j] + half, WV, PV, &g_);                \
+        N(bce_t) r_ = N(bce_elem)(x[j], keep * t[j] + half, WV, PV);              \
+        T li = r_.loss, g_ = r_.grad;                                             \
         acc += (double)li;                                                        \
         STORES;                                                                   \
     }
