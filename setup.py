@@ -129,7 +129,8 @@ def extensions():
             "xent._kernels",
             sources=["xent/_kernels.pyx"],
             include_dirs=["xent"],
-            depends=["xent/_xent_omp.h", "xent/_xent_simd.h", "xent/_xent_simd_body.h"],
+            depends=["xent/_xent_omp.h", "xent/_xent_simd.h", "xent/_xent_simd_isa.h",
+                     "xent/_xent_simd_body.h"],
         )
     ]
     return cythonize(exts, compiler_directives=DIRECTIVES)

@@ -82,21 +82,7 @@ typedef struct {
 #define N(name) XENT_CAT3(name, XT_SUFFIX, XENT_ISA)
 
 #define XENT_ISA base
-#define T double
-#define XT_FLOAT 0
-#define XT_SUFFIX f64
-#include "_xent_simd_body.h"
-#undef T
-#undef XT_FLOAT
-#undef XT_SUFFIX
-#define T float
-#define XT_FLOAT 1
-#define XT_SUFFIX f32
-#include "_xent_simd_body.h"
-#undef T
-#undef XT_FLOAT
-#undef XT_SUFFIX
-XENT_OPS_TABLE(base)
+#include "_xent_simd_isa.h"
 #undef XENT_ISA
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(XENT_NO_ISA_VARIANTS)
@@ -109,21 +95,7 @@ XENT_OPS_TABLE(base)
 #pragma GCC target("avx2,fma")
 #endif
 #define XENT_ISA avx2
-#define T double
-#define XT_FLOAT 0
-#define XT_SUFFIX f64
-#include "_xent_simd_body.h"
-#undef T
-#undef XT_FLOAT
-#undef XT_SUFFIX
-#define T float
-#define XT_FLOAT 1
-#define XT_SUFFIX f32
-#include "_xent_simd_body.h"
-#undef T
-#undef XT_FLOAT
-#undef XT_SUFFIX
-XENT_OPS_TABLE(avx2)
+#include "_xent_simd_isa.h"
 #undef XENT_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -138,21 +110,7 @@ XENT_OPS_TABLE(avx2)
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")
 #endif
 #define XENT_ISA avx512
-#define T double
-#define XT_FLOAT 0
-#define XT_SUFFIX f64
-#include "_xent_simd_body.h"
-#undef T
-#undef XT_FLOAT
-#undef XT_SUFFIX
-#define T float
-#define XT_FLOAT 1
-#define XT_SUFFIX f32
-#include "_xent_simd_body.h"
-#undef T
-#undef XT_FLOAT
-#undef XT_SUFFIX
-XENT_OPS_TABLE(avx512)
+#include "_xent_simd_isa.h"
 #undef XENT_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
