@@ -555,6 +555,12 @@ cdef void _bce_tile(const floating* x, const floating* tg, Py_ssize_t i0, Py_ssi
     cdef const floating* pw = <const floating*>pb.p
     num.s = 0.0
     num.c = 0.0
+    if w == NULL and pw == NULL:             # nothing to index by row: one segment
+        part[0] = _bce_seg(x + i0, tg + i0, NULL, 0, NULL, 0, i1 - i0,
+                           <floating>(1.0 - eps), <floating>(0.5 * eps),
+                           loss_out + i0 if loss_out != NULL else NULL,
+                           grad + i0 if grad != NULL else NULL, <floating>scale)
+        return
     r = i0 // K
     c = i0 - r * K
     while i < i1:

@@ -15,6 +15,9 @@
 
 #include <math.h>
 #include <stddef.h>
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict   /* MSVC's C has the keyword under another name */
+#endif
 #include <stdint.h>
 #include <string.h>
 

@@ -29,6 +29,10 @@ typedef uint32_t N(uint_t);
 #define XT_BLOCK 4096                       /* 16 KiB: a block is re-read from L1 */
 #define XT_SUB 64                           /* terms summed in lanes before a Kahan step */
 #define XT_TWO_PASS_BYTES (1u << 20)        /* rows up to 1 MiB: max first (see row_stats) */
+#define XT_FAR (-80.0f)                     /* exp below this: sum in double (see row_stats) */
+#define XT_BCE_CHUNK 256
+#define XT_FAR_CLAMP (-80.0f)
+#define XT_EXP_SUM(d) N(exp_fast)(d)
 #else
 typedef int64_t N(int_t);
 typedef uint64_t N(uint_t);
@@ -45,6 +49,10 @@ typedef uint64_t N(uint_t);
 #define XT_BLOCK 1024                       /* 8 KiB: a block is re-read from L1 */
 #define XT_SUB 32
 #define XT_TWO_PASS_BYTES (1u << 20)
+#define XT_FAR (-INFINITY)                  /* double has the range: never */
+#define XT_BCE_CHUNK 256
+#define XT_FAR_CLAMP (-700.0)
+#define XT_EXP_SUM(d) N(exp_neg)(d)
 #endif
 
 XENT_INLINE T N(from_bits)(N(int_t) b)
@@ -116,6 +124,15 @@ XENT_INLINE T N(exp_neg)(T x)
     T s1 = N(from_bits)((N(int_t))(h + XT_BIAS) << XT_MANT);
     T s2 = N(from_bits)((N(int_t))(ni - h + XT_BIAS) << XT_MANT);
     return (p * s1) * s2;
+}
+
+/* exp(x) for XT_FAR <= x <= 0, where the result is a normal number: one
+ * scaling step (callers zero or redo what lies below XT_FAR). */
+XENT_INLINE T N(exp_fast)(T x)
+{
+    x = x < (T)XT_FAR_CLAMP ? (T)XT_FAR_CLAMP : x;
+    N(exp_t) ec = N(exp_core)(x);
+    return ec.p * N(from_bits)((N(int_t))(ec.n + XT_BIAS) << XT_MANT);
 }
 
 /* exp(x) for x <= 0 as a double.  For float the scaling by 2^n happens in
@@ -223,18 +240,13 @@ static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
     for (ptrdiff_t b0 = 0; b0 < C; b0 += XT_BLOCK) {
         ptrdiff_t nb = C - b0 < XT_BLOCK ? C - b0 : XT_BLOCK;
         const T* xb = x + b0;
-        T bm = -INFINITY, bmin = INFINITY;
-#pragma omp simd reduction(max : bm) reduction(min : bmin)
-        for (ptrdiff_t j = 0; j < nb; j++) {
-            T v = xb[j];
-            bm = v > bm ? v : bm;           /* a NaN never becomes the max ... */
-            bmin = v < bmin && v > -INFINITY ? v : bmin;   /* finite min: -inf gives 0 anyway */
+        T bm = gmax;                        /* two passes: the row's max */
+        if (!two_pass) {
+            bm = -INFINITY;
+#pragma omp simd reduction(max : bm)
+            for (ptrdiff_t j = 0; j < nb; j++)
+                bm = xb[j] > bm ? xb[j] : bm;   /* a NaN never becomes the max ... */
         }
-        /* float: terms below exp(-80) are summed from double exps (exact
-         * scaling and a double polynomial), for tiny losses' relative precision */
-        if (two_pass)
-            bm = gmax;
-        int wide = XT_FLOAT && (double)bm - (double)bmin > 80.0;
         /* Sub-blocks of XT_SUB summed in SIMD lanes (a few terms per lane),
          * their sums Kahan-added: ~1 ulp whatever C, on every variant. */
         double bs = 0.0, bc = 0.0;
@@ -242,27 +254,37 @@ static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
         for (ptrdiff_t s0 = 0; s0 < nb; s0 += XT_SUB) {
             ptrdiff_t ns = nb - s0 < XT_SUB ? nb - s0 : XT_SUB;
             const T* xs = xb + s0;
-            double ss = 0.0;
-            if (wide) {
-#pragma omp simd reduction(+ : ss, bt)
+            T ss = 0, dmin = 0;
+            N(int_t) st = 0;
+#pragma omp simd reduction(+ : ss, st) reduction(min : dmin)
+            for (ptrdiff_t j = 0; j < ns; j++) {
+                T v = xs[j];
+                T d = v - bm;
+                int tie = v >= bm;          /* ... and is not a tie: exp(NaN) = NaN */
+                /* below XT_FAR (a -inf mask included) count 0 here */
+                ss += tie || d < (T)XT_FAR ? (T)0 : XT_EXP_SUM(d);
+                st += tie;
+                dmin = d < dmin ? d : dmin;
+            }
+            double sd = (double)ss;
+            int far = 0;
+            if (dmin < (T)XT_FAR) {         /* only -inf masks, or a real far term? */
+                for (ptrdiff_t j = 0; j < ns; j++)
+                    far |= xs[j] - bm < (T)XT_FAR && xs[j] > -INFINITY;
+            }
+            if (far) {
+                /* float: a term below exp(-80) nears float's subnormals, where
+                 * rounding each term would cost a tiny loss its relative
+                 * precision: redo the sub-block with double exps */
+                sd = 0.0;
+#pragma omp simd reduction(+ : sd)
                 for (ptrdiff_t j = 0; j < ns; j++) {
                     T v = xs[j];
-                    int tie = v >= bm;
-                    double e = XT_EXP_WIDE((double)v - (double)bm);
-                    ss += tie ? 0.0 : e;
-                    bt += tie;
-                }
-            } else {
-#pragma omp simd reduction(+ : ss, bt)
-                for (ptrdiff_t j = 0; j < ns; j++) {
-                    T v = xs[j];
-                    int tie = v >= bm;      /* ... and is not a tie: exp(NaN) = NaN */
-                    double e = N(exp_neg_d)(v - bm);
-                    ss += tie ? 0.0 : e;
-                    bt += tie;
+                    sd += v >= bm ? 0.0 : XT_EXP_WIDE((double)v - (double)bm);
                 }
             }
-            N(kahan_add)(&bs, &bc, ss);
+            N(kahan_add)(&bs, &bc, sd);
+            bt += st;
         }
         bs -= bc;
         double dbm = (double)bm;
@@ -573,8 +595,8 @@ XENT_INLINE N(bce_t) N(bce_elem)(T xv, T tv, T wv, T pv)
         acc += (double)li;                                                        \
         STORES;                                                                   \
     }
-static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const T* pw,
-                         ptrdiff_t ps, ptrdiff_t n, T keep, T half, T* loss, T* grad, T gscale)
+static double N(bce_chunk)(const T* x, const T* t, const T* w, ptrdiff_t ws, const T* pw,
+                           ptrdiff_t ps, ptrdiff_t n, T keep, T half, T* loss, T* grad, T gscale)
 {
     double acc = 0.0;
     if (!w && !pw) {
@@ -609,6 +631,20 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const
 }
 #undef XT_BCE_LOOP
 
+/* The chunks' float64 sums Kahan-added: a tile of 32768 elements keeps ~1 ulp. */
+static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const T* pw,
+                         ptrdiff_t ps, ptrdiff_t n, T keep, T half, T* loss, T* grad, T gscale)
+{
+    double s = 0.0, c = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK)
+        N(kahan_add)(&s, &c, N(bce_chunk)(x + j0, t + j0, w ? w + j0 * ws : NULL, ws,
+                                          pw ? pw + j0 * ps : NULL, ps,
+                                          n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep,
+                                          half, loss ? loss + j0 : NULL, grad ? grad + j0 : NULL,
+                                          gscale));
+    return s - c;
+}
+
 #undef XT_MANT
 #undef XT_BIAS
 #undef XT_SHIFTER
@@ -620,5 +656,9 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const
 #undef XT_HUGE
 #undef XT_BLOCK
 #undef XT_SUB
+#undef XT_FAR
+#undef XT_BCE_CHUNK
+#undef XT_FAR_CLAMP
+#undef XT_EXP_SUM
 #undef XT_TWO_PASS_BYTES
 #undef XT_EXP_WIDE
