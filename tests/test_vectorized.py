@@ -5,7 +5,8 @@ A regression here is silent otherwise -- the results stay right, only 10-20x
 slower (it happened: a helper that gcc stopped inlining turned every BCE loop
 scalar).  Checked: in the AVX2 and AVX-512 variants each hot function uses
 256-/512-bit registers and calls nothing but libm's scalar exp (the per-block
-merge of row_stats) -- a call inside a loop means a helper was not inlined.
+merge of row_stats) and the few-classes lane helpers -- any other call means
+a per-element helper was not inlined.
 """
 
 import ast
@@ -18,7 +19,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ROOT / "xent" / "_xent_simd.h"
-HOT = ("row_stats", "exp_map", "exp_map_sub", "qsum", "prob_row", "index_small", "bce_chunk")
+HOT = ("row_stats", "exp_map", "exp_map_sub", "qsum", "prob_row", "index_small", "bce_chunk",
+       "lanes_max", "lanes_expsum", "lanes_finish", "lanes_grad")
 
 pytestmark = pytest.mark.skipif(
     not (HEADER.exists() and (ROOT / "setup.py").exists() and shutil.which("gcc") and shutil.which("objdump")),
@@ -63,10 +65,16 @@ def disassembly(tmp_path_factory):
 @pytest.mark.parametrize("func", HOT)
 def test_hot_function_is_vectorised(disassembly, func, dtype, isa, reg):
     name = f"{func}_{dtype}_{isa}"
-    body = disassembly.get(name)
+    # gcc may clone a function with constants propagated: name.constprop.0
+    body = next((b for n, b in disassembly.items() if n == name or n.startswith(name + ".")), None)
+    if body is None and func.startswith("lanes_"):
+        pytest.skip(f"{name} was inlined into index_small, which is checked")
     assert body, f"{name} not found in the probe object"
     wide = sum(reg in line for line in body)
     assert wide >= 8, f"{name} uses {reg} only {wide} times: its loops are not vectorised"
     calls = [line for line in body if "call" in line.split("\t")[-1]]
-    bad = [c for c in calls if not re.search(r"<(exp|log1p)(@plt)?>$", c)]
+    # allowed: libm's scalar exp (row_stats' per-block merge) and the
+    # few-classes lane helpers, called once per column of 16 rows and
+    # themselves checked here
+    bad = [c for c in calls if not re.search(r"<((exp|log1p)(@plt)?|lanes_[\w.]+)>$", c)]
     assert not bad, f"{name} calls helpers it should inline: {bad[:3]}"

@@ -15,6 +15,7 @@ from . import _kernels
 from ._validate import (
     LabelError,
     as_array,
+    c_array,
     check_axis,
     check_ignore_index,
     check_out,
@@ -43,7 +44,7 @@ def _rows(x, axis, cdt):
     the gradient may overwrite.
     """
     moved = np.moveaxis(x, axis, -1)          # always a new view object
-    rows = np.ascontiguousarray(moved, dtype=cdt)
+    rows = c_array(moved, cdt)
     owned = rows.flags.owndata                # a fresh copy, not the caller's memory
     n_classes = x.shape[axis]
     return rows.reshape(x.size // n_classes if n_classes else 0, n_classes), owned
@@ -146,7 +147,7 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
                   may_alias=x)
 
     if sparse:
-        y = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+        y = c_array(t, np.int64).reshape(-1)
         if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
             has_ignore, ignore = _wide_uint_labels(t, y, has_ignore, ignore, ignore_index)
         bad, den = _kernel("check_labels", cdt)(y, n_classes, has_ignore, ignore, w, sw, nt)
@@ -352,10 +353,10 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
         check_out(grad_out, "grad_out", x.shape, gdt,
                   [("logits", x), ("target", t), ("weight", weight), ("pos_weight", pos_weight)],
                   may_alias=x)
-    contiguous = np.ascontiguousarray(x, dtype=cdt)
+    contiguous = c_array(x, cdt)
     owned = contiguous is not x and contiguous.flags.owndata
     flat = contiguous.reshape(-1)
-    tf = np.ascontiguousarray(t, dtype=cdt).reshape(-1)
+    tf = c_array(t, cdt).reshape(-1)
     n = flat.shape[0]
     loss_out = np.empty(n, dtype=cdt) if reduction == "none" else None
     gbuf, direct = None, False
@@ -391,7 +392,7 @@ def _broadcast_rows(arr, name, shape, n_rows, n_cols, cdt):
     # allow it ((C,), scalars, (N, 1), full arrays); otherwise it copies.
     b2 = b.reshape(n_rows, n_cols) if b.size else np.zeros((n_rows, n_cols), cdt)
     if not b2.flags.aligned or b2.strides[0] % b2.itemsize or b2.strides[1] % b2.itemsize:
-        b2 = np.ascontiguousarray(b2)
+        b2 = c_array(b2)
     return b2
 
 

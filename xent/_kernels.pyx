@@ -123,6 +123,9 @@ cdef extern from "_xent_simd.h" nogil:
                              double m, double keep, double spread, double gmul, double gdiv,
                              double gsub)
     enum: XENT_SMALL_C
+    enum: XENT_LANES
+    void xent_stats_small_f32(const float* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
+    void xent_stats_small_f64(const double* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
     double xent_index_small_f32(const float* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
                                 const float* w, const float* sw, int has_ignore, int64_t ignore,
                                 float* loss, float* grad, double scale)
@@ -158,6 +161,26 @@ cdef inline RowStats _row_stats(const floating* x, Py_ssize_t C) noexcept nogil:
         return xent_row_stats_f32(x, C)
     else:
         return xent_row_stats_f64(x, C)
+
+
+cdef inline RowStats _tile_row_stats(const floating* x, Py_ssize_t i, Py_ssize_t r1,
+                                     Py_ssize_t C, RowStats* cache,
+                                     Py_ssize_t* cached_from) noexcept nogil:
+    """Row i's statistics.  With few classes they are computed XENT_LANES rows
+    at a time (rows as SIMD lanes; `cache` holds those of rows cached_from...),
+    which saves a call and a short vector loop per row.  Each lane is its own
+    row's computation: the bits do not depend on the neighbours."""
+    cdef Py_ssize_t n
+    if C > XENT_SMALL_C:
+        return _row_stats(x + i * C, C)
+    if cached_from[0] < 0 or i < cached_from[0] or i >= cached_from[0] + XENT_LANES:
+        n = r1 - i if r1 - i < XENT_LANES else XENT_LANES
+        if floating is float:
+            xent_stats_small_f32(x + i * C, n, C, cache)
+        else:
+            xent_stats_small_f64(x + i * C, n, C, cache)
+        cached_from[0] = i
+    return cache[i - cached_from[0]]
 
 
 cdef inline void _softmax_map(const floating* x, floating* out, Py_ssize_t n, double m,
@@ -247,6 +270,8 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                          double scale, double* part) noexcept nogil:
     cdef Acc num
     cdef RowStats st
+    cdef RowStats cache[XENT_LANES]
+    cdef Py_ssize_t cached_from = -1
     cdef Py_ssize_t i, j
     cdef int64_t yi
     cdef const floating* xr
@@ -273,7 +298,7 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                 _fill(grad + i * C, C, 0.0)
             continue
         xr = x + i * C
-        st = _row_stats(xr, C)
+        st = _tile_row_stats(x, i, r1, C, cache, &cached_from)
         wy = <double>w[yi] if w != NULL else 1.0
         if _row_is_nan(&st):
             li = NAN
@@ -443,6 +468,8 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
                         double* part) noexcept nogil:
     cdef Acc num
     cdef RowStats st
+    cdef RowStats cache[XENT_LANES]
+    cdef Py_ssize_t cached_from = -1
     cdef Py_ssize_t i, j
     cdef const floating* xr
     cdef const floating* tr
@@ -463,7 +490,7 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
             if grad != NULL:
                 _fill(grad + i * C, C, 0.0)
             continue
-        st = _row_stats(xr, C)
+        st = _tile_row_stats(x, i, r1, C, cache, &cached_from)
         if _row_is_nan(&st):
             li = NAN
             if grad != NULL:
@@ -635,13 +662,15 @@ def sigmoid_bce(const floating[::1] x, const floating[::1] tg, Py_ssize_t K,
 cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t C,
                         int mode, floating* out) noexcept nogil:
     cdef RowStats st
+    cdef RowStats cache[XENT_LANES]
+    cdef Py_ssize_t cached_from = -1
     cdef Py_ssize_t i, j
     cdef const floating* xr
     cdef floating* orow
     cdef double ls, shift
     for i in range(r0, r1):
         xr = x + i * C
-        st = _row_stats(xr, C)
+        st = _tile_row_stats(x, i, r1, C, cache, &cached_from)
         if mode == 0:
             if st.s != st.s:
                 out[i] = <floating>NAN

@@ -108,7 +108,7 @@ def class_weight(weight, n_classes, cdt):
     w = real_array(weight, "weight", cdt)
     if w.shape != (n_classes,):
         raise ValueError(f"`weight` must have shape ({n_classes},) (one per class); got shape {w.shape}.")
-    return np.ascontiguousarray(w)
+    return c_array(w)
 
 
 def per_sample_weight(sample_weight, sample_shape, cdt):
@@ -119,7 +119,7 @@ def per_sample_weight(sample_weight, sample_shape, cdt):
         raise ValueError(
             f"`sample_weight` must have the per-sample loss shape {tuple(sample_shape)}; got shape {s.shape}."
         )
-    return np.ascontiguousarray(s).reshape(-1)
+    return c_array(s).reshape(-1)
 
 
 def check_ignore_index(ignore_index):
@@ -133,6 +133,13 @@ def check_ignore_index(ignore_index):
     if not info.min <= v <= info.max:
         return False, 0
     return True, v
+
+
+def c_array(a, dtype=None):
+    """C-contiguous, aligned, native-endian, of `dtype`: what the kernels
+    read through raw pointers.  At most one copy (none when `a` already is);
+    np.ascontiguousarray alone would pass a misaligned array through."""
+    return np.require(a, dtype=dtype, requirements=("C", "A"))
 
 
 def position(flat_index, shape):

@@ -54,6 +54,8 @@ typedef struct {
                            double, double, double, double, double);
     double (*prob_row_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
                            double, double, double, double, double, double);
+    void (*stats_small_f32)(const float*, ptrdiff_t, ptrdiff_t, xent_stats*);
+    void (*stats_small_f64)(const double*, ptrdiff_t, ptrdiff_t, xent_stats*);
     double (*index_small_f32)(const float*, const int64_t*, ptrdiff_t, ptrdiff_t, const float*,
                               const float*, int, int64_t, float*, float*, double);
     double (*index_small_f64)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*,
@@ -78,6 +80,7 @@ typedef struct {
         XENT_CAT3(exp_map_sub, f32, isa), XENT_CAT3(exp_map_sub, f64, isa),       \
         XENT_CAT3(qsum, f32, isa), XENT_CAT3(qsum, f64, isa),                     \
         XENT_CAT3(prob_row, f32, isa), XENT_CAT3(prob_row, f64, isa),             \
+        XENT_CAT3(stats_small, f32, isa), XENT_CAT3(stats_small, f64, isa),       \
         XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
         XENT_CAT3(bce_seg, f32, isa), XENT_CAT3(bce_seg, f64, isa),               \
     };
@@ -182,6 +185,8 @@ static inline double xent_prob_row_f32(const float* x, const float* t, const flo
 static inline double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, ptrdiff_t n, double m,
                                        double keep, double spread, double gmul, double gdiv, double gsub)
 { return xent_active->prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
+static inline void xent_stats_small_f32(const float* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_small_f32(x, n, C, out); }
+static inline void xent_stats_small_f64(const double* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_small_f64(x, n, C, out); }
 static inline double xent_index_small_f32(const float* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const float* w,
                                           const float* sw, int hi, int64_t ig, float* loss, float* grad, double sc)
 { return xent_active->index_small_f32(x, y, n, C, w, sw, hi, ig, loss, grad, sc); }

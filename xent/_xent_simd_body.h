@@ -120,9 +120,11 @@ XENT_INLINE T N(exp_neg)(T x)
     N(int_t) ni = ec.n;
     /* h = ni / 2 for ni <= 0, through an unsigned (logical) shift: AVX2 has
      * no 64-bit arithmetic shift, and a signed division stops the vectoriser */
-    N(int_t) h = -(N(int_t))((N(uint_t))(-ni) >> 1);
-    T s1 = N(from_bits)((N(int_t))(h + XT_BIAS) << XT_MANT);
-    T s2 = N(from_bits)((N(int_t))(ni - h + XT_BIAS) << XT_MANT);
+    N(int_t) h = (N(int_t))(0 - (((N(uint_t))0 - (N(uint_t))ni) >> 1));
+    /* unsigned shifts: a NaN input leaves garbage in n, and a signed shift of
+     * it would be undefined behaviour (the NaN propagates through p anyway) */
+    T s1 = N(from_bits)((N(int_t))((N(uint_t))(h + XT_BIAS) << XT_MANT));
+    T s2 = N(from_bits)((N(int_t))((N(uint_t))(ni - h + XT_BIAS) << XT_MANT));
     return (p * s1) * s2;
 }
 
@@ -132,7 +134,7 @@ XENT_INLINE T N(exp_fast)(T x)
 {
     x = x < (T)XT_FAR_CLAMP ? (T)XT_FAR_CLAMP : x;
     N(exp_t) ec = N(exp_core)(x);
-    return ec.p * N(from_bits)((N(int_t))(ec.n + XT_BIAS) << XT_MANT);
+    return ec.p * N(from_bits)((N(int_t))((N(uint_t))(ec.n + XT_BIAS) << XT_MANT));
 }
 
 /* exp(x) for x <= 0 as a double.  For float the scaling by 2^n happens in
@@ -142,7 +144,7 @@ XENT_INLINE double N(exp_neg_d)(T x)
 {
 #if XT_FLOAT
     N(exp_t) ec = N(exp_core)(x);
-    int64_t b = ((int64_t)ec.n + 1023) << 52;
+    int64_t b = (int64_t)((uint64_t)((int64_t)ec.n + 1023) << 52);
     double s;
     memcpy(&s, &b, sizeof s);
     return (double)ec.p * s;
@@ -484,6 +486,56 @@ static void N(lanes_grad)(T* restrict col, const T* restrict m, const T* restric
     }
 }
 
+/* Transpose rows [0, nl) (nl <= XENT_LANES) into buf (C x XENT_LANES, the
+ * missing lanes zero) and compute each lane's max m, sum s of exp(x - m)
+ * below the max, and ties at the max. */
+XENT_INLINE void N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m, double* s,
+                           T* ties)
+{
+    const ptrdiff_t L = XENT_LANES;
+    int wide[XENT_LANES], any_wide = 0;
+    for (ptrdiff_t l = 0; l < nl; l++) {
+        T hi = -INFINITY, lo = INFINITY;
+        for (ptrdiff_t j = 0; j < C; j++) {
+            T v = xb[l * C + j];
+            buf[j * L + l] = v;
+            hi = v > hi ? v : hi;
+            lo = v < lo && v > -INFINITY ? v : lo;
+        }
+        /* per row, so that a row's bits never depend on its neighbours */
+        wide[l] = XT_FLOAT && (double)hi - (double)lo > 80.0;
+        any_wide |= wide[l];
+    }
+    for (ptrdiff_t l = nl; l < L; l++) {
+        wide[l] = 0;
+        for (ptrdiff_t j = 0; j < C; j++)
+            buf[j * L + l] = 0;
+    }
+    for (ptrdiff_t l = 0; l < L; l++) {
+        m[l] = buf[l];
+        s[l] = 0.0;
+        ties[l] = 0;
+    }
+    for (ptrdiff_t j = 1; j < C; j++)
+        N(lanes_max)(buf + j * L, m, L);
+    for (ptrdiff_t j = 0; j < C; j++)
+        N(lanes_expsum)(buf + j * L, m, s, ties, wide, L, any_wide);
+}
+
+/* Row statistics (as row_stats) of rows [0, n), n <= XENT_LANES, few classes. */
+static void N(stats_small)(const T* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out)
+{
+    T buf[XENT_SMALL_C * XENT_LANES];
+    T m[XENT_LANES], ties[XENT_LANES];
+    double s[XENT_LANES];
+    N(lanes_stats)(x, n, C, buf, m, s, ties);
+    for (ptrdiff_t l = 0; l < n; l++) {
+        out[l].m = (double)m[l];
+        out[l].s = s[l];
+        out[l].ties = (double)ties[l];
+    }
+}
+
 /* Class-index CE over rows [0, n) of a tile, no label smoothing (the same
  * formulas as _kernels.pyx's _ce_index_tile).  Returns the float64 sum of
  * s_i l_i, accumulated in row order. */
@@ -501,7 +553,6 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
     const ptrdiff_t L = XENT_LANES;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
         ptrdiff_t nl = n - i0 < L ? n - i0 : L;
-        const T* xb = x + i0 * C;
         for (ptrdiff_t l = 0; l < L; l++) {
             int valid = l < nl;
             int64_t yi = valid ? y[i0 + l] : 0;
@@ -509,35 +560,10 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
             skip[l] = !valid || (has_ignore && yi == ignore) || si[l] == 0;
             yl[l] = skip[l] ? 0 : yi;
             wy[l] = w ? w[yl[l]] : (T)1;
-            s[l] = 0.0;
-            ties[l] = 0;
         }
-        int wide[XENT_LANES], any_wide = 0;
-        for (ptrdiff_t l = 0; l < nl; l++) {
-            T hi = -INFINITY, lo = INFINITY;
-            for (ptrdiff_t j = 0; j < C; j++) {
-                T v = xb[l * C + j];
-                buf[j * L + l] = v;
-                hi = v > hi ? v : hi;
-                lo = v < lo && v > -INFINITY ? v : lo;
-            }
-            /* per row, so that a row's bits never depend on its neighbours */
-            wide[l] = XT_FLOAT && (double)hi - (double)lo > 80.0;
-            any_wide |= wide[l];
-        }
-        for (ptrdiff_t l = nl; l < L; l++) {
-            wide[l] = 0;
-            for (ptrdiff_t j = 0; j < C; j++)
-                buf[j * L + l] = 0;
-        }
-        for (ptrdiff_t l = 0; l < L; l++) {
-            m[l] = buf[l];
+        N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties);
+        for (ptrdiff_t l = 0; l < L; l++)
             xy[l] = buf[yl[l] * L + l];
-        }
-        for (ptrdiff_t j = 1; j < C; j++)
-            N(lanes_max)(buf + j * L, m, L);
-        for (ptrdiff_t j = 0; j < C; j++)
-            N(lanes_expsum)(buf + j * L, m, s, ties, wide, L, any_wide);
         N(lanes_finish)(m, s, ties, xy, wy, si, skip, (T)scale, li, mul, tgt, nan_row, L);
         for (ptrdiff_t l = 0; l < nl; l++) {
             double yk = (double)li[l] - comp, tk = acc + yk;   /* Kahan, row order */

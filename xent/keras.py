@@ -26,7 +26,7 @@ import numpy as np
 from xent import _kernels
 from xent._api import _FUSED, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from xent._api import _rows as _as_rows
-from xent._validate import (LabelError, as_array, check_axis, check_smoothing, compute_dtype,
+from xent._validate import (LabelError, as_array, c_array, check_axis, check_smoothing, compute_dtype,
                             position, resolve_n_threads)
 
 #: Keras's ``keras.config.epsilon()``: probabilities are clipped to ``[EPSILON, 1 - EPSILON]``.
@@ -165,7 +165,7 @@ def _prob_rows(p, t, labels, ax, mode, eps, has_ignore=False):
     lo, hi = _clip_bounds(cdt)
     rows, _ = _as_rows(p, ax, cdt)
     trows = _as_rows(t, ax, cdt)[0] if t is not None else None
-    y = np.ascontiguousarray(labels, dtype=np.int64).reshape(-1) if labels is not None else None
+    y = c_array(labels, np.int64).reshape(-1) if labels is not None else None
     sample_shape = p.shape[:ax] + p.shape[ax + 1:]
     out = np.empty(sample_shape, dtype=cdt).reshape(-1)
     if p.shape[ax] == 0:
