@@ -69,7 +69,10 @@ def _openmp_flags(compiler):
             with open(src, "w") as f:
                 f.write(OPENMP_TEST)
             objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
-            compiler.link_executable(objs, "omp_test", output_dir=tmp, extra_postargs=ldflags)
+            # distutils passes no LDFLAGS to link_executable: add them, so that
+            # a runtime found through them (macOS's libomp, sanitizers) counts
+            extra = os.environ.get("LDFLAGS", "").split()
+            compiler.link_executable(objs, "omp_test", output_dir=tmp, extra_postargs=ldflags + extra)
             return cflags, ldflags
         except Exception:  # any compile or link failure means "no OpenMP here"
             continue

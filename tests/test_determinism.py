@@ -177,6 +177,8 @@ json.dump({"threads": xent.config()["default_threads"], "results": out}, sys.std
 """
 
 
+@pytest.mark.skipif(not xent.config()["openmp"],
+                    reason="serial build: OMP_NUM_THREADS has no effect on xent")
 def test_primitives_bitwise_identical_across_omp_num_threads():
     results = {}
     for nt in THREADS:

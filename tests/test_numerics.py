@@ -169,7 +169,7 @@ def test_softmax_ce_gradient_matches_finite_differences(rng, case, reduction):
         return total(xent.softmax_cross_entropy(z, target, reduction=reduction, **kw))
 
     # the fused and loss-only paths agree (to rounding: they may sum in another order)
-    assert total(loss) == pytest.approx(f(x), rel=8 * np.finfo(np.float64).eps)
+    assert total(loss) == pytest.approx(f(x), rel=float(8 * np.finfo(np.float64).eps))
     np.testing.assert_allclose(grad, finite_difference(f, x), rtol=1e-6, atol=1e-8)
     if "ignore_index" in kw:
         ignored = target == kw["ignore_index"]
@@ -216,7 +216,7 @@ def test_bce_gradient_matches_finite_differences(rng, case, reduction):
     def f(z):
         return total(xent.sigmoid_binary_cross_entropy(z, target, reduction=reduction, **kw))
 
-    assert total(loss) == pytest.approx(f(x), rel=8 * np.finfo(np.float64).eps)
+    assert total(loss) == pytest.approx(f(x), rel=float(8 * np.finfo(np.float64).eps))
     np.testing.assert_allclose(grad, finite_difference(f, x), rtol=1e-6, atol=1e-8)
 
 
@@ -486,7 +486,7 @@ def test_masked_non_target_class_contributes_exactly_zero(rng, dtype, kind):
             if reduction == "none":
                 assert_ulps(l, lk, 4)
             else:
-                assert l == pytest.approx(lk, rel=4 * eps)
+                assert l == pytest.approx(lk, rel=float(4 * eps))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -735,12 +735,12 @@ def test_removed_rows_are_zero_even_when_nan(rng, dtype):
                 if reduction == "none":
                     assert np.all(loss[removed] == 0) and bitwise_equal(loss[keep], lk)
                 else:   # the same terms, maybe summed in another order
-                    assert loss == pytest.approx(lk, rel=4 * np.finfo(np.float64).eps)
+                    assert loss == pytest.approx(lk, rel=float(4 * np.finfo(np.float64).eps))
             mean = xent.softmax_cross_entropy(x, target, reduction="mean", **kw)
             assert np.isfinite(mean)
             assert mean == pytest.approx(xent.softmax_cross_entropy(x[keep], target[keep],
                                                                      reduction="mean", **kw_keep),
-                                         rel=4 * np.finfo(np.float64).eps)
+                                         rel=float(4 * np.finfo(np.float64).eps))
         # BCE: an element of weight 0 is removed
         xb = x.copy()
         wb = np.ones_like(xb)
