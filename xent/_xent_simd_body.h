@@ -81,7 +81,7 @@ XENT_INLINE N(exp_t) N(exp_core)(T x)
     x = x < XT_EXP_LO ? XT_EXP_LO : x;     /* NaN < LO is false: NaN passes */
     T t = x * XT_LOG2E + XT_SHIFTER;
     T n = t - XT_SHIFTER;
-    N(int_t) ni = N(to_bits)(t) - N(to_bits)((T)XT_SHIFTER);
+    N(int_t) ni = (N(int_t))((N(uint_t))N(to_bits)(t) - (N(uint_t))N(to_bits)((T)XT_SHIFTER));
     T r = x - n * XT_LN2_HI;
     r = r - n * XT_LN2_LO;
 #if XT_FLOAT
@@ -123,8 +123,8 @@ XENT_INLINE T N(exp_neg)(T x)
     N(int_t) h = (N(int_t))(0 - (((N(uint_t))0 - (N(uint_t))ni) >> 1));
     /* unsigned shifts: a NaN input leaves garbage in n, and a signed shift of
      * it would be undefined behaviour (the NaN propagates through p anyway) */
-    T s1 = N(from_bits)((N(int_t))((N(uint_t))(h + XT_BIAS) << XT_MANT));
-    T s2 = N(from_bits)((N(int_t))((N(uint_t))(ni - h + XT_BIAS) << XT_MANT));
+    T s1 = N(from_bits)((N(int_t))(((N(uint_t))h + XT_BIAS) << XT_MANT));
+    T s2 = N(from_bits)((N(int_t))(((N(uint_t))ni - (N(uint_t))h + XT_BIAS) << XT_MANT));
     return (p * s1) * s2;
 }
 
@@ -134,7 +134,7 @@ XENT_INLINE T N(exp_fast)(T x)
 {
     x = x < (T)XT_FAR_CLAMP ? (T)XT_FAR_CLAMP : x;
     N(exp_t) ec = N(exp_core)(x);
-    return ec.p * N(from_bits)((N(int_t))((N(uint_t))(ec.n + XT_BIAS) << XT_MANT));
+    return ec.p * N(from_bits)((N(int_t))(((N(uint_t))ec.n + XT_BIAS) << XT_MANT));
 }
 
 /* exp(x) for x <= 0 as a double.  For float the scaling by 2^n happens in
@@ -144,7 +144,7 @@ XENT_INLINE double N(exp_neg_d)(T x)
 {
 #if XT_FLOAT
     N(exp_t) ec = N(exp_core)(x);
-    int64_t b = (int64_t)((uint64_t)((int64_t)ec.n + 1023) << 52);
+    int64_t b = (int64_t)(((uint64_t)(int64_t)ec.n + 1023) << 52);
     double s;
     memcpy(&s, &b, sizeof s);
     return (double)ec.p * s;
@@ -194,7 +194,8 @@ XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
     f = big ? f * (T)0.5 : f;
     /* (T)(k + big) without an int64 -> double conversion (none before
      * AVX-512DQ): add the integer to the shifter's bits, subtract the shifter */
-    T kf = N(from_bits)(N(to_bits)((T)XT_SHIFTER) + k + big) - (T)XT_SHIFTER;
+    T kf = N(from_bits)((N(int_t))((N(uint_t))N(to_bits)((T)XT_SHIFTER) + (N(uint_t))k
+                                   + (N(uint_t))big)) - (T)XT_SHIFTER;
     T s = (f - 1) / (f + 1);
     T z = s * s;
 #if XT_FLOAT
