@@ -690,7 +690,7 @@ def test_tiny_losses_keep_relative_precision(dtype, gap, kind):
     assert_ulps(loss, np.array([lo, lo], dtype=dtype), 1)
     assert_ulps(grad, np.array([[-g, g], [g, -g]], dtype=dtype), 1)
     assert xent.softmax_cross_entropy(x, target, reduction="sum") == pytest.approx(
-        2 * float(dtype(lo)), rel=2 * np.finfo(dtype).eps)
+        2 * float(dtype(lo)), rel=float(2 * np.finfo(dtype).eps))
 
 
 def test_tiny_loss_float64_pinned():
