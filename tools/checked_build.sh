@@ -23,29 +23,9 @@
 # on failure).
 set -euo pipefail
 
-PYTHON=${PYTHON:-python3}
-# the interpreter itself, not a wrapper (pyenv's shims are shell scripts)
-PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
-REPO=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/xent-checked.XXXXXX")
-status=1
-cleanup() {
-    if [ "$status" -eq 0 ] && [ "${KEEP:-0}" != 1 ]; then
-        rm -rf "$WORK"
-    else
-        echo "checked_build: work directory kept: $WORK" >&2
-    fi
-}
-trap cleanup EXIT
-
-log() { echo "checked_build: $*" >&2; }
-start=$(date +%s)
-
-# 1. the tree as git sees it (deleted-but-tracked files skipped)
-git -C "$REPO" ls-files -z --cached --others --exclude-standard \
-    | (cd "$REPO" && while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done) \
-    | tar -C "$REPO" --null -T - -cf - | tar -C "$WORK" -xf -
-log "copied $(find "$WORK" -type f | wc -l) files to $WORK"
+TOOL=checked_build
+# shellcheck source=tools/_common.sh
+. "$(dirname "$0")/_common.sh"
 
 # 2. the checked build
 cd "$WORK"

@@ -39,30 +39,10 @@
 # directory (it is always kept on failure).
 set -euo pipefail
 
-PYTHON=${PYTHON:-python3}
-# the interpreter itself, not a wrapper (pyenv's shims are shell scripts)
-PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
 CC=${CC:-gcc}
-REPO=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/xent-sanitize.XXXXXX")
-status=1
-cleanup() {
-    if [ "$status" -eq 0 ] && [ "${KEEP:-0}" != 1 ]; then
-        rm -rf "$WORK"
-    else
-        echo "sanitize: work directory kept: $WORK" >&2
-    fi
-}
-trap cleanup EXIT
-
-log() { echo "sanitize: $*" >&2; }
-start=$(date +%s)
-
-# 1. the tree as git sees it (deleted-but-tracked files skipped)
-git -C "$REPO" ls-files -z --cached --others --exclude-standard \
-    | (cd "$REPO" && while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done) \
-    | tar -C "$REPO" --null -T - -cf - | tar -C "$WORK" -xf -
-log "copied $(find "$WORK" -type f | wc -l) files to $WORK"
+TOOL=sanitize
+# shellcheck source=tools/_common.sh
+. "$(dirname "$0")/_common.sh"
 
 # 2. the instrumented build
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -g"
@@ -92,7 +72,11 @@ fi
 # anything allocates; the UBSan runtime comes in as a dependency of the
 # extension); PYTHONPATH makes every subprocess import this copy too,
 # whatever its working directory
-export LD_PRELOAD="$ASAN_LIB"
+# libstdc++ too: ASan intercepts __cxa_throw and must find the real one when a
+# C++ extension that is loaded later (matplotlib's, keras's dependencies)
+# throws; without it ASan aborts with "real___cxa_throw != 0"
+STDCXX_LIB=$("$CC" -print-file-name=libstdc++.so)
+export LD_PRELOAD="$ASAN_LIB${STDCXX_LIB:+ $STDCXX_LIB}"
 # (options already in the environment come last, so they win: e.g.
 # UBSAN_OPTIONS=halt_on_error=0 lists every undefined-behaviour site in one run)
 export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
