@@ -4,7 +4,7 @@ Everything about how the kernels are compiled lives here, in one place:
 
 * Cython compiler directives (``DIRECTIVES``);
 * C compiler flags (``compile_flags``): optimised but portable, never
-  ``-march=native`` or ``-ffast-math`` (the kernels rely on IEEE inf/NaN);
+  a native-CPU target or fast-math mode (the kernels rely on IEEE inf/NaN and
 * OpenMP, detected by compiling and linking a test program.  Where the compiler
   has no OpenMP the build is serial and says so loudly; ``XENT_OPENMP=0``
   forces the serial build.
@@ -85,7 +85,7 @@ def _openmp_flags(compiler):
 # _xent_simd.h even in a serial build; -fno-trapping-math lets conditional
 # float expressions be if-converted (vectorised) and -ffp-contract=fast
 # allows FMA where the variant has it.  None of them changes inf/NaN
-# semantics or reassociates sums (unlike -ffast-math).  tests/test_vectorized.py
+# semantics or reassociates sums (unlike a fast-math mode).  tests/test_vectorized.py
 # compiles the SIMD header with these same flags and checks the hot loops.
 UNIX_FLAGS = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno",
               "-ffp-contract=fast", "-Wno-unused-function"]
