@@ -4,7 +4,7 @@ Everything about how the kernels are compiled lives here, in one place:
 
 * Cython compiler directives (``DIRECTIVES``);
 * C compiler flags (``compile_flags``): optimised but portable, never
-  a native-CPU target or fast-math mode (the kernels rely on IEEE inf/NaN and
+  a native-CPU target or fast-math mode (the kernels rely on IEEE inf/NaN);
 * OpenMP, detected by compiling and linking a test program.  Where the compiler
   has no OpenMP the build is serial and says so loudly; ``XENT_OPENMP=0``
   forces the serial build.
