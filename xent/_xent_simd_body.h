@@ -414,11 +414,28 @@ static double N(prob_row)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n,
  * 10-class row is all loop overhead (SPEC 4's C = 10 case).  Each lane loop
  * is its own function with restrict pointers: that is what lets gcc
  * vectorise it (inside one function it gave up on aliasing). */
-static void N(lanes_max)(const T* restrict col, T* restrict m, ptrdiff_t L)
+static void N(lanes_range)(const T* restrict col, T* restrict m, T* restrict lo, ptrdiff_t L)
 {
 #pragma omp simd
-    for (ptrdiff_t l = 0; l < L; l++)
-        m[l] = col[l] > m[l] ? col[l] : m[l];
+    for (ptrdiff_t l = 0; l < L; l++) {
+        T v = col[l];
+        m[l] = v > m[l] ? v : m[l];
+        lo[l] = v < lo[l] && v > -INFINITY ? v : lo[l];   /* smallest finite */
+    }
+}
+
+/* wide[l]: float row l spans more than 80 (its far terms are summed in
+ * double, see row_stats); returns whether any row is wide. */
+static int N(lanes_wide)(const T* restrict m, const T* restrict lo, int* restrict wide,
+                              ptrdiff_t L)
+{
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (ptrdiff_t l = 0; l < L; l++) {
+        wide[l] = XT_FLOAT && (double)m[l] - (double)lo[l] > 80.0;
+        any |= wide[l];
+    }
+    return any;
 }
 
 static void N(lanes_expsum)(const T* restrict col, const T* restrict m, double* restrict s,
@@ -494,31 +511,26 @@ XENT_INLINE void N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, 
                            T* ties)
 {
     const ptrdiff_t L = XENT_LANES;
-    int wide[XENT_LANES], any_wide = 0;
-    for (ptrdiff_t l = 0; l < nl; l++) {
-        T hi = -INFINITY, lo = INFINITY;
-        for (ptrdiff_t j = 0; j < C; j++) {
-            T v = xb[l * C + j];
-            buf[j * L + l] = v;
-            hi = v > hi ? v : hi;
-            lo = v < lo && v > -INFINITY ? v : lo;
-        }
-        /* per row, so that a row's bits never depend on its neighbours */
-        wide[l] = XT_FLOAT && (double)hi - (double)lo > 80.0;
-        any_wide |= wide[l];
-    }
-    for (ptrdiff_t l = nl; l < L; l++) {
-        wide[l] = 0;
+    T lo[XENT_LANES];
+    int wide[XENT_LANES];
+    /* a plain copy: a running max or min here would be a scalar dependency
+     * chain per row (it was three quarters of the time at C = 10) */
+    for (ptrdiff_t l = 0; l < nl; l++)
+        for (ptrdiff_t j = 0; j < C; j++)
+            buf[j * L + l] = xb[l * C + j];
+    for (ptrdiff_t l = nl; l < L; l++)
         for (ptrdiff_t j = 0; j < C; j++)
             buf[j * L + l] = 0;
-    }
     for (ptrdiff_t l = 0; l < L; l++) {
-        m[l] = buf[l];
+        m[l] = -INFINITY;                   /* a NaN never becomes the max */
+        lo[l] = INFINITY;
         s[l] = 0.0;
         ties[l] = 0;
     }
-    for (ptrdiff_t j = 1; j < C; j++)
-        N(lanes_max)(buf + j * L, m, L);
+    for (ptrdiff_t j = 0; j < C; j++)
+        N(lanes_range)(buf + j * L, m, lo, L);
+    /* per row, so that a row's bits never depend on its neighbours */
+    int any_wide = N(lanes_wide)(m, lo, wide, L);
     for (ptrdiff_t j = 0; j < C; j++)
         N(lanes_expsum)(buf + j * L, m, s, ties, wide, L, any_wide);
 }
@@ -619,6 +631,7 @@ XENT_INLINE N(bce_t) N(bce_elem)(T xv, T tv, T wv, T pv)
     for (ptrdiff_t j = 0; j < n; j++) {                                           \
         N(bce_t) r_ = N(bce_elem)(x[j], keep * t[j] + half, WV, PV);              \
         T li = r_.loss, g_ = r_.grad;                                             \
+        (void)g_;                                                                 \
         acc += (double)li;                                                        \
         STORES;                                                                   \
     }
