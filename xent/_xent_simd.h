@@ -36,6 +36,18 @@ typedef struct {
 #define XENT_INLINE static __forceinline
 #endif
 
+/* A hint to fetch the cache line at p; never faults, so it may point past
+ * the array's end. */
+#if defined(__GNUC__) || defined(__clang__)
+#define XENT_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
+#elif defined(_MSC_VER)
+#include <xmmintrin.h>
+#define XENT_PREFETCH(p) _mm_prefetch((const char*)(p), _MM_HINT_T0)
+#else
+#define XENT_PREFETCH(p) ((void)0)
+#endif
+#define XENT_LINE 64
+
 /* few-classes path: rows as SIMD lanes */
 #define XENT_SMALL_C 32
 #define XENT_LANES 16

@@ -240,6 +240,7 @@ static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
         for (ptrdiff_t j = 0; j < C; j++)
             gmax = x[j] > gmax ? x[j] : gmax;
     }
+    ptrdiff_t ahead = two_pass || C <= XT_BLOCK ? C : XT_BLOCK;
     for (ptrdiff_t b0 = 0; b0 < C; b0 += XT_BLOCK) {
         ptrdiff_t nb = C - b0 < XT_BLOCK ? C - b0 : XT_BLOCK;
         const T* xb = x + b0;
@@ -259,6 +260,11 @@ static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
             const T* xs = xb + s0;
             T ss = 0, dmin = 0;
             N(int_t) st = 0;
+            /* this sweep runs from cache and leaves memory idle: fetch the
+             * stretch the next sweep will read first (the next row of the
+             * caller's tile, or the next block of a long row) */
+            for (ptrdiff_t k = 0; k < ns; k += XENT_LINE / (ptrdiff_t)sizeof(T))
+                XENT_PREFETCH(xs + ahead + k);
 #pragma omp simd reduction(+ : ss, st) reduction(min : dmin)
             for (ptrdiff_t j = 0; j < ns; j++) {
                 T v = xs[j];
