@@ -100,7 +100,9 @@ typedef struct {
 #define N(name) XENT_CAT3(name, XT_SUFFIX, XENT_ISA)
 
 #define XENT_ISA base
+#define XENT_RS_LANES 8
 #include "_xent_simd_isa.h"
+#undef XENT_RS_LANES
 #undef XENT_ISA
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(XENT_NO_ISA_VARIANTS)
@@ -113,7 +115,9 @@ typedef struct {
 #pragma GCC target("avx2,fma")
 #endif
 #define XENT_ISA avx2
+#define XENT_RS_LANES 8
 #include "_xent_simd_isa.h"
+#undef XENT_RS_LANES
 #undef XENT_ISA
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -128,7 +132,9 @@ typedef struct {
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")
 #endif
 #define XENT_ISA avx512
+#define XENT_RS_LANES 16
 #include "_xent_simd_isa.h"
+#undef XENT_RS_LANES
 #undef XENT_ISA
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -76,9 +76,9 @@ XENT_INLINE N(int_t) N(to_bits)(T v)
  * factors so that results below the smallest normal round only once. */
 typedef struct { T p; N(int_t) n; } N(exp_t);
 
-XENT_INLINE N(exp_t) N(exp_core)(T x)
+XENT_INLINE N(exp_t) N(exp_core)(T x, T lo)
 {
-    x = x < XT_EXP_LO ? XT_EXP_LO : x;     /* NaN < LO is false: NaN passes */
+    x = x < lo ? lo : x;                    /* NaN < lo is false: NaN passes */
     T t = x * XT_LOG2E + XT_SHIFTER;
     T n = t - XT_SHIFTER;
     N(int_t) ni = (N(int_t))((N(uint_t))N(to_bits)(t) - (N(uint_t))N(to_bits)((T)XT_SHIFTER));
@@ -115,7 +115,7 @@ XENT_INLINE N(exp_t) N(exp_core)(T x)
 
 XENT_INLINE T N(exp_neg)(T x)
 {
-    N(exp_t) ec = N(exp_core)(x);
+    N(exp_t) ec = N(exp_core)(x, XT_EXP_LO);
     T p = ec.p;
     N(int_t) ni = ec.n;
     /* h = ni / 2 for ni <= 0, through an unsigned (logical) shift: AVX2 has
@@ -132,8 +132,7 @@ XENT_INLINE T N(exp_neg)(T x)
  * scaling step (callers zero or redo what lies below XT_FAR). */
 XENT_INLINE T N(exp_fast)(T x)
 {
-    x = x < (T)XT_FAR_CLAMP ? (T)XT_FAR_CLAMP : x;
-    N(exp_t) ec = N(exp_core)(x);
+    N(exp_t) ec = N(exp_core)(x, (T)XT_FAR_CLAMP);
     return ec.p * N(from_bits)((N(int_t))(((N(uint_t))ec.n + XT_BIAS) << XT_MANT));
 }
 
@@ -143,7 +142,7 @@ XENT_INLINE T N(exp_fast)(T x)
 XENT_INLINE double N(exp_neg_d)(T x)
 {
 #if XT_FLOAT
-    N(exp_t) ec = N(exp_core)(x);
+    N(exp_t) ec = N(exp_core)(x, XT_EXP_LO);
     int64_t b = (int64_t)(((uint64_t)(int64_t)ec.n + 1023) << 52);
     double s;
     memcpy(&s, &b, sizeof s);
@@ -222,6 +221,117 @@ XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
     return out;
 }
 
+/* Sum of exp(x - bm) over the entries of xb[0, nb) strictly below bm (*bs)
+ * and the count of those at or above it (*bt: ties at the max).
+ *
+ * XENT_RS_LANES lanes (per ISA: 16 fill AVX-512's registers, and spill
+ * AVX2's): sub-blocks of XT_SUB terms are summed in T per lane
+ * (a few terms each), then Kahan-added per lane in double; the lanes are
+ * combined at the end in lane order.  Keeping the lanes in registers across
+ * the block (rather than reducing every sub-block) halved the cost per
+ * element.  The tail sub-block is padded with bm: ties, which add nothing to
+ * the sum and are taken off the count.
+ * Float: a term below exp(XT_FAR) nears float's subnormals, where rounding
+ * each term would cost a tiny loss its relative precision; a block with such
+ * a term (not merely a -inf mask) is summed again with double exps.
+ * `ahead`: the distance to prefetch (see row_stats). */
+#define XT_LANES_RS XENT_RS_LANES
+static void N(block_sum)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, double* bs_out,
+                         N(int_t)* bt_out)
+{
+    const ptrdiff_t W = XT_LANES_RS;
+    double ds[XT_LANES_RS], dc[XT_LANES_RS];
+    T lmin[XT_LANES_RS];
+    N(int_t) lt[XT_LANES_RS];
+    T pad[XT_SUB];
+    ptrdiff_t npad = 0;
+    for (ptrdiff_t l = 0; l < W; l++) {
+        ds[l] = 0.0;
+        dc[l] = 0.0;
+        lmin[l] = 0;
+        lt[l] = 0;
+    }
+    for (ptrdiff_t s0 = 0; s0 < nb; s0 += XT_SUB) {
+        const T* xs = xb + s0;
+        if (nb - s0 < XT_SUB) {
+            for (ptrdiff_t j = 0; j < XT_SUB; j++)
+                pad[j] = j < nb - s0 ? xs[j] : bm;
+            xs = pad;
+            npad = XT_SUB - (nb - s0);
+        } else {
+            /* this sweep runs from cache and leaves memory idle: fetch the
+             * stretch the next sweep will read first (the next row of the
+             * caller's tile, or the next block of a long row) */
+            for (ptrdiff_t k = 0; k < XT_SUB; k += XENT_LINE / (ptrdiff_t)sizeof(T))
+                XENT_PREFETCH(xs + ahead + k);
+        }
+        T ls[XT_LANES_RS];
+        for (ptrdiff_t l = 0; l < W; l++)
+            ls[l] = 0;
+        for (ptrdiff_t k = 0; k < XT_SUB; k += XT_LANES_RS) {
+#pragma omp simd
+            for (ptrdiff_t l = 0; l < W; l++) {
+                T v = xs[k + l];
+                T d = v - bm;
+                int tie = v >= bm;          /* a NaN is not a tie: exp(NaN) = NaN */
+                /* below XT_FAR (a -inf mask included) count 0 here */
+                ls[l] += tie || d < (T)XT_FAR ? (T)0 : XT_EXP_SUM(d);
+                lt[l] += tie;
+#if XT_FLOAT
+                lmin[l] = d < lmin[l] ? d : lmin[l];
+#endif
+            }
+        }
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < W; l++) {
+            double y = (double)ls[l] - dc[l], t = ds[l] + y;
+            dc[l] = t - t == 0.0 ? (t - ds[l]) - y : 0.0;   /* see kahan_add */
+            ds[l] = t;
+        }
+    }
+    /* the lanes pairwise, each step exact up to an error kept in dc
+     * (TwoSum): a chain of Kahan steps here cost ~1 ns per row */
+    for (ptrdiff_t w = W / 2; w >= 1; w /= 2) {
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < w; l++) {
+            double a = ds[l], b = ds[l + w], t = a + b, bb = t - a;
+            double e = (a - (t - bb)) + (b - bb);
+            dc[l] = t - t == 0.0 ? (dc[l] + dc[l + w]) - e : 0.0;
+            ds[l] = t;
+            lt[l] += lt[l + w];
+#if XT_FLOAT
+            lmin[l] = lmin[l + w] < lmin[l] ? lmin[l + w] : lmin[l];
+#endif
+        }
+    }
+    double bs = ds[0] - dc[0], bc = 0.0;
+    N(int_t) bt = lt[0] - (N(int_t))npad;
+    T dmin = lmin[0];
+    if (dmin < (T)XT_FAR) {                 /* only -inf masks, or a real far term? */
+        int far = 0;
+#pragma omp simd reduction(| : far)
+        for (ptrdiff_t j = 0; j < nb; j++)
+            far |= xb[j] - bm < (T)XT_FAR && xb[j] > -INFINITY;
+        if (far) {
+            bs = 0.0;
+            bc = 0.0;
+            for (ptrdiff_t s0 = 0; s0 < nb; s0 += XT_SUB) {
+                ptrdiff_t ns = nb - s0 < XT_SUB ? nb - s0 : XT_SUB;
+                double sd = 0.0;
+#pragma omp simd reduction(+ : sd)
+                for (ptrdiff_t j = 0; j < ns; j++) {
+                    T v = xb[s0 + j];
+                    sd += v >= bm ? 0.0 : XT_EXP_WIDE((double)v - (double)bm);
+                }
+                N(kahan_add)(&bs, &bc, sd);
+            }
+            bs -= bc;
+        }
+    }
+    *bs_out = bs;
+    *bt_out = bt;
+}
+
 /* Max, sum of exp(x - max) over the entries strictly below the max, and the
  * count of entries equal to it, in blocks merged online: the row is read from
  * memory once whatever its length.  See _kernels.pyx (_row_stats) for why the
@@ -251,51 +361,9 @@ static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
             for (ptrdiff_t j = 0; j < nb; j++)
                 bm = xb[j] > bm ? xb[j] : bm;   /* a NaN never becomes the max ... */
         }
-        /* Sub-blocks of XT_SUB summed in SIMD lanes (a few terms per lane),
-         * their sums Kahan-added: ~1 ulp whatever C, on every variant. */
-        double bs = 0.0, bc = 0.0;
-        N(int_t) bt = 0;
-        for (ptrdiff_t s0 = 0; s0 < nb; s0 += XT_SUB) {
-            ptrdiff_t ns = nb - s0 < XT_SUB ? nb - s0 : XT_SUB;
-            const T* xs = xb + s0;
-            T ss = 0, dmin = 0;
-            N(int_t) st = 0;
-            /* this sweep runs from cache and leaves memory idle: fetch the
-             * stretch the next sweep will read first (the next row of the
-             * caller's tile, or the next block of a long row) */
-            for (ptrdiff_t k = 0; k < ns; k += XENT_LINE / (ptrdiff_t)sizeof(T))
-                XENT_PREFETCH(xs + ahead + k);
-#pragma omp simd reduction(+ : ss, st) reduction(min : dmin)
-            for (ptrdiff_t j = 0; j < ns; j++) {
-                T v = xs[j];
-                T d = v - bm;
-                int tie = v >= bm;          /* ... and is not a tie: exp(NaN) = NaN */
-                /* below XT_FAR (a -inf mask included) count 0 here */
-                ss += tie || d < (T)XT_FAR ? (T)0 : XT_EXP_SUM(d);
-                st += tie;
-                dmin = d < dmin ? d : dmin;
-            }
-            double sd = (double)ss;
-            int far = 0;
-            if (dmin < (T)XT_FAR) {         /* only -inf masks, or a real far term? */
-                for (ptrdiff_t j = 0; j < ns; j++)
-                    far |= xs[j] - bm < (T)XT_FAR && xs[j] > -INFINITY;
-            }
-            if (far) {
-                /* float: a term below exp(-80) nears float's subnormals, where
-                 * rounding each term would cost a tiny loss its relative
-                 * precision: redo the sub-block with double exps */
-                sd = 0.0;
-#pragma omp simd reduction(+ : sd)
-                for (ptrdiff_t j = 0; j < ns; j++) {
-                    T v = xs[j];
-                    sd += v >= bm ? 0.0 : XT_EXP_WIDE((double)v - (double)bm);
-                }
-            }
-            N(kahan_add)(&bs, &bc, sd);
-            bt += st;
-        }
-        bs -= bc;
+        double bs;
+        N(int_t) bt;
+        N(block_sum)(xb, nb, bm, ahead, &bs, &bt);
         double dbm = (double)bm;
         if (dbm > m) {                      /* new max: rescale what we had */
             /* the first block has nothing to rescale: skip libm's exp */
@@ -702,6 +770,7 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const
 #undef XT_HUGE
 #undef XT_BLOCK
 #undef XT_SUB
+#undef XT_LANES_RS
 #undef XT_FAR
 #undef XT_BCE_CHUNK
 #undef XT_FAR_CLAMP
