@@ -126,6 +126,8 @@ cdef extern from "_xent_simd.h" nogil:
     enum: XENT_LANES
     void xent_stats_small_f32(const float* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
     void xent_stats_small_f64(const double* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
+    void xent_softmax_small_f32(const float* x, Py_ssize_t n, Py_ssize_t C, int mode, float* out)
+    void xent_softmax_small_f64(const double* x, Py_ssize_t n, Py_ssize_t C, int mode, double* out)
     double xent_index_small_f32(const float* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
                                 const float* w, const float* sw, int has_ignore, int64_t ignore,
                                 float* loss, float* grad, double scale)
@@ -668,6 +670,14 @@ cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
     cdef const floating* xr
     cdef floating* orow
     cdef double ls, shift
+    if C <= XENT_SMALL_C:                    # few classes: rows as SIMD lanes
+        if floating is float:
+            xent_softmax_small_f32(x + r0 * C, r1 - r0, C, mode,
+                                   out + (r0 if mode == 0 else r0 * C))
+        else:
+            xent_softmax_small_f64(x + r0 * C, r1 - r0, C, mode,
+                                   out + (r0 if mode == 0 else r0 * C))
+        return
     for i in range(r0, r1):
         xr = x + i * C
         st = _tile_row_stats(x, i, r1, C, cache, &cached_from)

@@ -632,6 +632,96 @@ static void N(stats_small)(const T* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out
     }
 }
 
+/* Per lane, for softmax_small (in double, one copy per ISA, instantiated
+ * with the double body): v = the logsumexp (mode 0), the log of the sum
+ * (mode 1), or for softmax (mode 2) the sum (double) or its reciprocal
+ * (float: `recip`); bad = the row is NaN for modes 1, 2 (all -inf, a +inf or
+ * a NaN).  The same special values as _kernels.pyx's _softmax_tile
+ * (scipy.special's). */
+#if !XT_FLOAT
+XENT_LANE_FN void N(lanes_lse)(const double* restrict m, const double* restrict s,
+                               const double* restrict ties, double* restrict v,
+                               int* restrict bad, int mode, int recip, ptrdiff_t L)
+{
+    /* one loop per mode: a select between the three stopped gcc vectorising */
+    if (mode == 2) {
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+            double total = s[l] + ties[l];
+            double inv = 1.0 / total;
+            v[l] = recip ? inv : total;
+            bad[l] = (s[l] != s[l]) | !(m[l] - m[l] == 0.0);
+        }
+        return;
+    }
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        double dm = m[l], sp = s[l] + (ties[l] - 1.0);
+        N(log1p_t) l1 = N(log1p_pos)(sp < 0 ? 0.0 : sp);      /* sp < 0: a bad row */
+        double ls = l1.v;
+        int nan_s = s[l] != s[l], inf_m = !(dm - dm == 0.0);
+        double lse = nan_s ? (double)NAN : inf_m ? dm : dm + ls;
+        v[l] = mode == 0 ? lse : ls;
+        bad[l] = nan_s | inf_m;
+    }
+}
+#endif
+
+XENT_LANE_FN void N(lanes_softmax)(T* restrict col, const T* restrict m, const double* restrict v,
+                             const int* restrict bad, int mode, ptrdiff_t L)
+{
+    if (mode == 1) {
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+            T o = (T)(((double)col[l] - (double)m[l]) - v[l]);
+            col[l] = bad[l] ? (T)NAN : o;
+        }
+    } else {
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+            /* as exp_map: float multiplies by 1 / the sum (within its
+             * bound), double divides by the sum (the last half ulp) */
+#if XT_FLOAT
+            T o = N(exp_neg)(col[l] - m[l]) * (T)v[l];
+#else
+            T o = N(exp_neg)(col[l] - m[l]) / v[l];
+#endif
+            col[l] = bad[l] ? (T)NAN : o;
+        }
+    }
+}
+
+/* logsumexp (mode 0: out[i]), log_softmax (1) or softmax (2: out rows, which
+ * may be x) of rows [0, n), few classes: rows as SIMD lanes. */
+static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* out)
+{
+    T buf[XENT_SMALL_C * XENT_LANES];
+    T m[XENT_LANES], ties[XENT_LANES];
+    double s[XENT_LANES], v[XENT_LANES], dm[XENT_LANES], dt[XENT_LANES];
+    int bad[XENT_LANES];
+    const ptrdiff_t L = XENT_LANES;
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
+        ptrdiff_t nl = n - i0 < L ? n - i0 : L;
+        N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties);
+        for (ptrdiff_t l = 0; l < L; l++) {
+            dm[l] = (double)m[l];
+            dt[l] = (double)ties[l];
+        }
+        XENT_CAT3(lanes_lse, f64, XENT_ISA)(dm, s, dt, v, bad, mode, XT_FLOAT, L);
+        if (mode == 0) {
+            for (ptrdiff_t l = 0; l < nl; l++)
+                out[i0 + l] = (T)v[l];
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < C; j++)
+            N(lanes_softmax)(buf + j * L, m, v, bad, mode, L);
+        T* ob = out + i0 * C;
+        for (ptrdiff_t l = 0; l < nl; l++)
+            for (ptrdiff_t j = 0; j < C; j++)
+                ob[l * C + j] = buf[j * L + l];
+    }
+}
+
 /* Class-index CE over rows [0, n) of a tile, no label smoothing (the same
  * formulas as _kernels.pyx's _ce_index_tile).  Returns the float64 sum of
  * s_i l_i, accumulated in row order. */
