@@ -126,6 +126,12 @@ cdef extern from "_xent_simd.h" nogil:
     enum: XENT_LANES
     void xent_stats_small_f32(const float* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
     void xent_stats_small_f64(const double* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
+    double xent_prob_small_f32(const float* x, const float* t, Py_ssize_t n, Py_ssize_t C,
+                               const float* w, const float* sw, double eps, float* loss,
+                               float* grad, double scale)
+    double xent_prob_small_f64(const double* x, const double* t, Py_ssize_t n, Py_ssize_t C,
+                               const double* w, const double* sw, double eps, double* loss,
+                               double* grad, double scale)
     void xent_softmax_small_f32(const float* x, Py_ssize_t n, Py_ssize_t C, int mode, float* out)
     void xent_softmax_small_f64(const double* x, Py_ssize_t n, Py_ssize_t C, int mode, double* out)
     double xent_index_small_f32(const float* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
@@ -480,6 +486,18 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
     cdef double spread = eps / <double>C
     cdef double qsum, ls, li, si, sc, inv, lsum, qtop
     cdef Py_ssize_t top
+    if C <= XENT_SMALL_C:                    # few classes: rows as SIMD lanes
+        if floating is float:
+            part[0] = xent_prob_small_f32(x + r0 * C, tg + r0 * C, r1 - r0, C, w,
+                                          sw + r0 if sw != NULL else NULL, eps,
+                                          loss_out + r0 if loss_out != NULL else NULL,
+                                          grad + r0 * C if grad != NULL else NULL, scale)
+        else:
+            part[0] = xent_prob_small_f64(x + r0 * C, tg + r0 * C, r1 - r0, C, w,
+                                          sw + r0 if sw != NULL else NULL, eps,
+                                          loss_out + r0 if loss_out != NULL else NULL,
+                                          grad + r0 * C if grad != NULL else NULL, scale)
+        return
     num.s = 0.0
     num.c = 0.0
     for i in range(r0, r1):

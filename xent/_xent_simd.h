@@ -74,6 +74,10 @@ typedef struct {
     void (*stats_small_f64)(const double*, ptrdiff_t, ptrdiff_t, xent_stats*);
     void (*softmax_small_f32)(const float*, ptrdiff_t, ptrdiff_t, int, float*);
     void (*softmax_small_f64)(const double*, ptrdiff_t, ptrdiff_t, int, double*);
+    double (*prob_small_f32)(const float*, const float*, ptrdiff_t, ptrdiff_t, const float*,
+                             const float*, double, float*, float*, double);
+    double (*prob_small_f64)(const double*, const double*, ptrdiff_t, ptrdiff_t, const double*,
+                             const double*, double, double*, double*, double);
     double (*index_small_f32)(const float*, const int64_t*, ptrdiff_t, ptrdiff_t, const float*,
                               const float*, int, int64_t, float*, float*, double);
     double (*index_small_f64)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*,
@@ -100,6 +104,7 @@ typedef struct {
         XENT_CAT3(prob_row, f32, isa), XENT_CAT3(prob_row, f64, isa),             \
         XENT_CAT3(stats_small, f32, isa), XENT_CAT3(stats_small, f64, isa),       \
         XENT_CAT3(softmax_small, f32, isa), XENT_CAT3(softmax_small, f64, isa),   \
+        XENT_CAT3(prob_small, f32, isa), XENT_CAT3(prob_small, f64, isa),         \
         XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
         XENT_CAT3(bce_seg, f32, isa), XENT_CAT3(bce_seg, f64, isa),               \
     };
@@ -214,6 +219,12 @@ static inline void xent_stats_small_f32(const float* x, ptrdiff_t n, ptrdiff_t C
 static inline void xent_stats_small_f64(const double* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_small_f64(x, n, C, out); }
 static inline void xent_softmax_small_f32(const float* x, ptrdiff_t n, ptrdiff_t C, int mode, float* out) { xent_active->softmax_small_f32(x, n, C, mode, out); }
 static inline void xent_softmax_small_f64(const double* x, ptrdiff_t n, ptrdiff_t C, int mode, double* out) { xent_active->softmax_small_f64(x, n, C, mode, out); }
+static inline double xent_prob_small_f32(const float* x, const float* t, ptrdiff_t n, ptrdiff_t C, const float* w,
+                                         const float* sw, double eps, float* loss, float* grad, double sc)
+{ return xent_active->prob_small_f32(x, t, n, C, w, sw, eps, loss, grad, sc); }
+static inline double xent_prob_small_f64(const double* x, const double* t, ptrdiff_t n, ptrdiff_t C, const double* w,
+                                         const double* sw, double eps, double* loss, double* grad, double sc)
+{ return xent_active->prob_small_f64(x, t, n, C, w, sw, eps, loss, grad, sc); }
 static inline double xent_index_small_f32(const float* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const float* w,
                                           const float* sw, int hi, int64_t ig, float* loss, float* grad, double sc)
 { return xent_active->index_small_f32(x, y, n, C, w, sw, hi, ig, loss, grad, sc); }

@@ -770,6 +770,152 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
     return acc - comp;
 }
 
+/* ---- Few classes, probability targets (as _kernels.pyx's _ce_prob_tile) --
+ * Per lane (row): Q = sum_c q_c and lsum = sum_{q_c != 0} q_c (m - x_c),
+ * Kahan-added over the columns in order; top = the first column at the max
+ * and q there.  q_c = (keep t_c + spread) w_c. */
+XENT_LANE_FN void N(lanes_prob_col)(const T* restrict col, const T* restrict tcol, double wj,
+                                   const T* restrict m, double* restrict q_s,
+                                   double* restrict q_c, double* restrict l_s,
+                                   double* restrict l_c, double* restrict top,
+                                   double* restrict qtop, double keep, double spread,
+                                   double j, ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        double q = (keep * (double)tcol[l] + spread) * wj;
+        double xv = (double)col[l], dm = (double)m[l];
+        double add = q != 0.0 ? q * (dm - xv) : 0.0;
+        double y = q - q_c[l], t = q_s[l] + y;
+        q_c[l] = t - t == 0.0 ? (t - q_s[l]) - y : 0.0;
+        q_s[l] = t;
+        y = add - l_c[l];
+        t = l_s[l] + y;
+        l_c[l] = t - t == 0.0 ? (t - l_s[l]) - y : 0.0;
+        l_s[l] = t;
+        int first = xv == dm && top[l] < 0.0;
+        qtop[l] = first ? q : qtop[l];
+        top[l] = first ? j : top[l];
+    }
+}
+
+/* Per lane, in double (one copy per ISA, with the double body): the loss
+ * si l_i (0 for a removed row, NaN for a NaN row), and the gradient's
+ * factors: gq = sc Q / total (float) or sc Q (double, divided per entry),
+ * gtop = the entry at the max, sc ((Q - q_top) - q_top r) / total with
+ * r = total - 1 (no cancellation when the row is confident). */
+#if !XT_FLOAT
+XENT_LANE_FN void N(lanes_prob_finish)(const double* restrict m, const double* restrict s,
+                                      const double* restrict ties, const double* restrict qs,
+                                      const double* restrict ls_, const double* restrict qtop,
+                                      const double* restrict si, double scale, int recip,
+                                      double* restrict li, double* restrict gq,
+                                      double* restrict total_, double* restrict gtop,
+                                      int* restrict bad, ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        double sp = s[l] + (ties[l] - 1.0);
+        N(log1p_t) l1 = N(log1p_pos)(sp < 0 ? 0.0 : sp);      /* sp < 0: a bad row */
+        int b = (s[l] != s[l]) | !(m[l] - m[l] == 0.0);
+        double v = ls_[l] + qs[l] * l1.v;
+        li[l] = si[l] == 0.0 ? 0.0 : b ? (double)NAN : si[l] * v;
+        double total = s[l] + ties[l], inv = 1.0 / total, sc = scale * si[l];
+        double g = sc * qs[l], gi = g * inv;
+        gq[l] = recip ? gi : g;
+        total_[l] = total;
+        gtop[l] = sc * ((qs[l] - qtop[l]) - qtop[l] * sp) * inv;
+        bad[l] = b;
+    }
+}
+#endif
+
+XENT_LANE_FN void N(lanes_prob_grad)(T* restrict col, const T* restrict tcol, double wj,
+                                    const T* restrict m, const double* restrict gq,
+                                    const double* restrict total, const double* restrict si,
+                                    const double* restrict top, const double* restrict gtop,
+                                    const int* restrict bad, double scale, double keep,
+                                    double spread, double j, ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        double q = (keep * (double)tcol[l] + spread) * wj;
+        double e = XT_EXP_WIDE((double)col[l] - (double)m[l]);
+#if XT_FLOAT
+        double g = gq[l] * e;               /* as prob_row */
+#else
+        double g = (gq[l] * e) / total[l];
+#endif
+        g = g - scale * si[l] * q;
+        g = top[l] == j ? gtop[l] : g;
+        g = bad[l] ? (double)NAN : g;
+        col[l] = si[l] == 0.0 ? (T)0 : (T)g;
+    }
+}
+
+/* Probability-target CE over rows [0, n) of a tile, few classes: returns
+ * the float64 sum of s_i l_i in row order; writes the losses / gradient
+ * when `loss` / `grad` are not NULL.  `grad` may be `x`. */
+static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, const T* w,
+                            const T* sw, double eps, T* loss, T* grad, double scale)
+{
+    T buf[XENT_SMALL_C * XENT_LANES], tbuf[XENT_SMALL_C * XENT_LANES];
+    T m[XENT_LANES], ties[XENT_LANES];
+    double s[XENT_LANES], dm[XENT_LANES], dt[XENT_LANES], si[XENT_LANES];
+    double qs[XENT_LANES], qc[XENT_LANES], ls[XENT_LANES], lc[XENT_LANES];
+    double top[XENT_LANES], qtop[XENT_LANES], li[XENT_LANES], gq[XENT_LANES];
+    double total[XENT_LANES], gtop[XENT_LANES];
+    int bad[XENT_LANES];
+    const ptrdiff_t L = XENT_LANES;
+    double keep = 1.0 - eps, spread = eps / (double)C;
+    double acc = 0.0, comp = 0.0;
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
+        ptrdiff_t nl = n - i0 < L ? n - i0 : L;
+        N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties);
+        const T* tb = tg + i0 * C;
+        for (ptrdiff_t l = 0; l < nl; l++)
+            for (ptrdiff_t j = 0; j < C; j++)
+                tbuf[j * L + l] = tb[l * C + j];
+        for (ptrdiff_t l = nl; l < L; l++)
+            for (ptrdiff_t j = 0; j < C; j++)
+                tbuf[j * L + l] = 0;
+        for (ptrdiff_t l = 0; l < L; l++) {
+            dm[l] = (double)m[l];
+            dt[l] = (double)ties[l];
+            si[l] = l < nl ? (sw ? (double)sw[i0 + l] : 1.0) : 0.0;
+            qs[l] = qc[l] = ls[l] = lc[l] = qtop[l] = 0.0;
+            top[l] = -1.0;
+        }
+        for (ptrdiff_t j = 0; j < C; j++)
+            N(lanes_prob_col)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, qs, qc, ls,
+                              lc, top, qtop, keep, spread, (double)j, L);
+        for (ptrdiff_t l = 0; l < L; l++) {
+            qs[l] -= qc[l];
+            ls[l] -= lc[l];
+        }
+        XENT_CAT3(lanes_prob_finish, f64, XENT_ISA)(dm, s, dt, qs, ls, qtop, si, scale, XT_FLOAT,
+                                                    li, gq, total, gtop, bad, L);
+        for (ptrdiff_t l = 0; l < nl; l++) {
+            double v = (double)(T)li[l];    /* sum exactly what "none" returns */
+            double yk = v - comp, tk = acc + yk;   /* Kahan, row order */
+            comp = tk - tk == 0 ? (tk - acc) - yk : 0.0;
+            acc = tk;
+            if (loss)
+                loss[i0 + l] = (T)v;
+        }
+        if (grad) {
+            for (ptrdiff_t j = 0; j < C; j++)
+                N(lanes_prob_grad)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, gq, total,
+                                   si, top, gtop, bad, scale, keep, spread, (double)j, L);
+            T* gb = grad + i0 * C;
+            for (ptrdiff_t l = 0; l < nl; l++)
+                for (ptrdiff_t j = 0; j < C; j++)
+                    gb[l * C + j] = buf[j * L + l];
+        }
+    }
+    return acc - comp;
+}
+
 /* Sigmoid BCE of one element, PyTorch's loss as a sum of non-negative terms:
  *   l = w [p t sp(-x) + (1-t) sp(x)],  sp(z) = max(z, 0) + log1p(exp(-|z|))
  *   dl/dx = w [(1-t) sigmoid(x) - p t sigmoid(-x)]   (stored in *g)
