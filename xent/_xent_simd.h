@@ -40,15 +40,17 @@ typedef struct {
 #define XENT_LANE_FN static __declspec(noinline)
 #endif
 
-/* A hint to fetch the cache line at p; never faults, so it may point past
- * the array's end. */
+/* A hint to fetch the cache line `bytes` past p.  A prefetch never faults,
+ * so the address may lie past the array's end; it is formed as an integer,
+ * since pointer arithmetic past the end would be undefined. */
+#define XENT_AHEAD(p, bytes) ((const void*)((uintptr_t)(p) + (uintptr_t)(bytes)))
 #if defined(__GNUC__) || defined(__clang__)
-#define XENT_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
+#define XENT_PREFETCH(p, bytes) __builtin_prefetch(XENT_AHEAD(p, bytes), 0, 3)
 #elif defined(_MSC_VER)
 #include <xmmintrin.h>
-#define XENT_PREFETCH(p) _mm_prefetch((const char*)(p), _MM_HINT_T0)
+#define XENT_PREFETCH(p, bytes) _mm_prefetch((const char*)XENT_AHEAD(p, bytes), _MM_HINT_T0)
 #else
-#define XENT_PREFETCH(p) ((void)0)
+#define XENT_PREFETCH(p, bytes) ((void)0)
 #endif
 #define XENT_LINE 64
 

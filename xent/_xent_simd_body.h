@@ -227,9 +227,9 @@ XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
  * XENT_RS_LANES lanes (per ISA: 16 fill AVX-512's registers, and spill
  * AVX2's): sub-blocks of XT_SUB terms are summed in T per lane
  * (a few terms each), then Kahan-added per lane in double; the lanes are
- * combined at the end in lane order.  Keeping the lanes in registers across
- * the block (rather than reducing every sub-block) halved the cost per
- * element.  The tail sub-block is padded with bm: ties, which add nothing to
+ * combined at the end pairwise.  Keeping the lanes in registers across the
+ * block (rather than reducing every sub-block to one number) cut the cost per
+ * element by a third at C = 1000 and by half at C = 32000 (AVX-512).  The tail sub-block is padded with bm: ties, which add nothing to
  * the sum and are taken off the count.
  * Float: a term below exp(XT_FAR) nears float's subnormals, where rounding
  * each term would cost a tiny loss its relative precision; a block with such
@@ -263,7 +263,7 @@ static void N(block_sum)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, doubl
              * stretch the next sweep will read first (the next row of the
              * caller's tile, or the next block of a long row) */
             for (ptrdiff_t k = 0; k < XT_SUB; k += XENT_LINE / (ptrdiff_t)sizeof(T))
-                XENT_PREFETCH(xs + ahead + k);
+                XENT_PREFETCH(xs, (ahead + k) * (ptrdiff_t)sizeof(T));
         }
         T ls[XT_LANES_RS];
         for (ptrdiff_t l = 0; l < W; l++)
