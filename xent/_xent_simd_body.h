@@ -180,21 +180,31 @@ typedef struct { T v; T inv_u; } N(log1p_t);
 /* (no pointer out-parameters in these helpers: inside `omp simd` loops gcc
  * turns an address-taken local into a per-lane array, which defeats the
  * vectoriser for some types and targets; small structs scalarise cleanly) */
-XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
+XENT_INLINE N(log1p_t) N(log1p_core)(T v, int unit)
 {
     T u = 1 + v;
     T iu = 1 / u;
     T c = (v - (u - 1)) * iu;
-    N(int_t) bits = N(to_bits)(u);
-    /* u >= 1: a logical shift (AVX2 has no 64-bit arithmetic one) */
-    N(int_t) k = (N(int_t))((N(uint_t))bits >> XT_MANT) - XT_BIAS;
-    T f = N(from_bits)((bits & ((((N(int_t))1) << XT_MANT) - 1)) | ((N(int_t))XT_BIAS << XT_MANT));
-    int big = f > XT_SQRT2;
-    f = big ? f * (T)0.5 : f;
-    /* (T)(k + big) without an int64 -> double conversion (none before
-     * AVX-512DQ): add the integer to the shifter's bits, subtract the shifter */
-    T kf = N(from_bits)((N(int_t))((N(uint_t))N(to_bits)((T)XT_SHIFTER) + (N(uint_t))k
-                                   + (N(uint_t))big)) - (T)XT_SHIFTER;
+    T f, kf;
+    if (unit) {
+        /* v in [0, 1]: u in [1, 2], so k + big is 1 exactly when u > sqrt2
+         * (u = 2 included: f = 1); the same f and kf as below, bit for bit,
+         * without the exponent extraction */
+        int big = u > XT_SQRT2;
+        f = big ? u * (T)0.5 : u;
+        kf = big ? (T)1 : (T)0;
+    } else {
+        N(int_t) bits = N(to_bits)(u);
+        /* u >= 1: a logical shift (AVX2 has no 64-bit arithmetic one) */
+        N(int_t) k = (N(int_t))((N(uint_t))bits >> XT_MANT) - XT_BIAS;
+        f = N(from_bits)((bits & ((((N(int_t))1) << XT_MANT) - 1)) | ((N(int_t))XT_BIAS << XT_MANT));
+        int big = f > XT_SQRT2;
+        f = big ? f * (T)0.5 : f;
+        /* (T)(k + big) without an int64 -> double conversion (none before
+         * AVX-512DQ): add the integer to the shifter's bits, subtract the shifter */
+        kf = N(from_bits)((N(int_t))((N(uint_t))N(to_bits)((T)XT_SHIFTER) + (N(uint_t))k
+                                     + (N(uint_t))big)) - (T)XT_SHIFTER;
+    }
     T s = (f - 1) / (f + 1);
     T z = s * s;
 #if XT_FLOAT
@@ -220,6 +230,11 @@ XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
     N(log1p_t) out = {v < XT_HUGE ? r : v, iu};   /* +inf (and NaN) pass through */
     return out;
 }
+
+XENT_INLINE N(log1p_t) N(log1p_pos)(T v) { return N(log1p_core)(v, 0); }
+
+/* log1p(v) for 0 <= v <= 1 (BCE's log1p(exp(-|x|))), bitwise log1p_pos. */
+XENT_INLINE N(log1p_t) N(log1p_unit)(T v) { return N(log1p_core)(v, 1); }
 
 /* Sum of exp(x - bm) over the entries of xb[0, nb) strictly below bm (*bs)
  * and the count of those at or above it (*bt: ties at the max).
@@ -927,7 +942,7 @@ XENT_INLINE N(bce_t) N(bce_elem)(T xv, T tv, T wv, T pv)
 {
     T ax = xv < 0 ? -xv : xv;
     T e = N(exp_neg)(-ax);
-    N(log1p_t) l1 = N(log1p_pos)(e);
+    N(log1p_t) l1 = N(log1p_unit)(e);
     T iu = l1.inv_u, lg = l1.v;
     T a = 1 - tv, b = pv * tv;
     T pos = (xv > 0 ? xv : (T)0) + lg;      /* softplus(x)  */
