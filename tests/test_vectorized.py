@@ -20,7 +20,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ROOT / "xent" / "_xent_simd.h"
 HOT = ("row_stats", "exp_map", "exp_map_sub", "qsum", "prob_row", "index_small", "bce_chunk",
-       "lanes_range", "lanes_wide", "lanes_expsum", "lanes_lse", "lanes_softmax", "softmax_small", "lanes_prob_col", "lanes_prob_finish", "lanes_prob_grad", "prob_small", "lanes_finish", "lanes_grad")
+       "lanes_range", "lanes_wide", "lanes_expsum", "lanes_lse", "lanes_softmax", "softmax_small", "lanes_prob_col", "lanes_prob_top", "lanes_prob_finish", "lanes_prob_grad", "prob_small", "lanes_finish", "lanes_grad")
 
 pytestmark = pytest.mark.skipif(
     not (HEADER.exists() and (ROOT / "setup.py").exists() and shutil.which("gcc") and shutil.which("objdump")),

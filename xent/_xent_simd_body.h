@@ -787,14 +787,11 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
 
 /* ---- Few classes, probability targets (as _kernels.pyx's _ce_prob_tile) --
  * Per lane (row): Q = sum_c q_c and lsum = sum_{q_c != 0} q_c (m - x_c),
- * Kahan-added over the columns in order; top = the first column at the max
- * and q there.  q_c = (keep t_c + spread) w_c. */
+ * Kahan-added over the columns in order.  q_c = (keep t_c + spread) w_c. */
 XENT_LANE_FN void N(lanes_prob_col)(const T* restrict col, const T* restrict tcol, double wj,
                                    const T* restrict m, double* restrict q_s,
                                    double* restrict q_c, double* restrict l_s,
-                                   double* restrict l_c, double* restrict top,
-                                   double* restrict qtop, double keep, double spread,
-                                   double j, ptrdiff_t L)
+                                   double* restrict l_c, double keep, double spread, ptrdiff_t L)
 {
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
@@ -808,9 +805,22 @@ XENT_LANE_FN void N(lanes_prob_col)(const T* restrict col, const T* restrict tco
         t = l_s[l] + y;
         l_c[l] = t - t == 0.0 ? (t - l_s[l]) - y : 0.0;
         l_s[l] = t;
-        int first = xv == dm && top[l] < 0.0;
-        qtop[l] = first ? q : qtop[l];
-        top[l] = first ? j : top[l];
+    }
+}
+
+/* For the gradient: top = the first column at the max and q there, the
+ * columns visited last to first (a plain select; "the first not yet found"
+ * made gcc branch around masked stores). */
+XENT_LANE_FN void N(lanes_prob_top)(const T* restrict col, const T* restrict tcol, double wj,
+                                   const T* restrict m, double* restrict top,
+                                   double* restrict qtop, double keep, double spread, double j,
+                                   ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        int at = col[l] == m[l];
+        qtop[l] = at ? (keep * (double)tcol[l] + spread) * wj : qtop[l];
+        top[l] = at ? j : top[l];
     }
 }
 
@@ -903,7 +913,12 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
         }
         for (ptrdiff_t j = 0; j < C; j++)
             N(lanes_prob_col)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, qs, qc, ls,
-                              lc, top, qtop, keep, spread, (double)j, L);
+                              lc, keep, spread, L);
+        if (grad) {
+            for (ptrdiff_t j = C - 1; j >= 0; j--)
+                N(lanes_prob_top)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, top, qtop,
+                                  keep, spread, (double)j, L);
+        }
         for (ptrdiff_t l = 0; l < L; l++) {
             qs[l] -= qc[l];
             ls[l] -= lc[l];
