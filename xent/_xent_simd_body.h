@@ -602,6 +602,29 @@ static void N(lanes_grad)(T* restrict col, const T* restrict m, const T* restric
     }
 }
 
+/* Rows [0, nl) of src (nl x C, row-major) into buf as C columns of
+ * XENT_LANES lanes, the missing lanes zero; and back (lanes [0, nl) only).
+ * Plain copies: a running max or min here would be a scalar dependency
+ * chain per row (it was three quarters of the time at C = 10). */
+XENT_INLINE void N(lanes_load)(const T* src, ptrdiff_t nl, ptrdiff_t C, T* buf)
+{
+    const ptrdiff_t L = XENT_LANES;
+    for (ptrdiff_t l = 0; l < nl; l++)
+        for (ptrdiff_t j = 0; j < C; j++)
+            buf[j * L + l] = src[l * C + j];
+    for (ptrdiff_t l = nl; l < L; l++)
+        for (ptrdiff_t j = 0; j < C; j++)
+            buf[j * L + l] = 0;
+}
+
+XENT_INLINE void N(lanes_unload)(const T* buf, ptrdiff_t nl, ptrdiff_t C, T* dst)
+{
+    const ptrdiff_t L = XENT_LANES;
+    for (ptrdiff_t l = 0; l < nl; l++)
+        for (ptrdiff_t j = 0; j < C; j++)
+            dst[l * C + j] = buf[j * L + l];
+}
+
 /* Transpose rows [0, nl) (nl <= XENT_LANES) into buf (C x XENT_LANES, the
  * missing lanes zero) and compute each lane's max m, sum s of exp(x - m)
  * below the max, and ties at the max. */
@@ -611,14 +634,7 @@ XENT_INLINE void N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, 
     const ptrdiff_t L = XENT_LANES;
     T lo[XENT_LANES];
     int wide[XENT_LANES];
-    /* a plain copy: a running max or min here would be a scalar dependency
-     * chain per row (it was three quarters of the time at C = 10) */
-    for (ptrdiff_t l = 0; l < nl; l++)
-        for (ptrdiff_t j = 0; j < C; j++)
-            buf[j * L + l] = xb[l * C + j];
-    for (ptrdiff_t l = nl; l < L; l++)
-        for (ptrdiff_t j = 0; j < C; j++)
-            buf[j * L + l] = 0;
+    N(lanes_load)(xb, nl, C, buf);
     for (ptrdiff_t l = 0; l < L; l++) {
         m[l] = -INFINITY;                   /* a NaN never becomes the max */
         lo[l] = INFINITY;
@@ -730,10 +746,7 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
         }
         for (ptrdiff_t j = 0; j < C; j++)
             N(lanes_softmax)(buf + j * L, m, v, bad, mode, L);
-        T* ob = out + i0 * C;
-        for (ptrdiff_t l = 0; l < nl; l++)
-            for (ptrdiff_t j = 0; j < C; j++)
-                ob[l * C + j] = buf[j * L + l];
+        N(lanes_unload)(buf, nl, C, out + i0 * C);
     }
 }
 
@@ -776,10 +789,7 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
         if (grad) {
             for (ptrdiff_t j = 0; j < C; j++)
                 N(lanes_grad)(buf + j * L, m, mul, tgt, yl, j, nan_row, skip, L);
-            T* gb = grad + i0 * C;
-            for (ptrdiff_t l = 0; l < nl; l++)
-                for (ptrdiff_t j = 0; j < C; j++)
-                    gb[l * C + j] = buf[j * L + l];
+            N(lanes_unload)(buf, nl, C, grad + i0 * C);
         }
     }
     return acc - comp;
@@ -897,13 +907,7 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
     for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
         ptrdiff_t nl = n - i0 < L ? n - i0 : L;
         N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties);
-        const T* tb = tg + i0 * C;
-        for (ptrdiff_t l = 0; l < nl; l++)
-            for (ptrdiff_t j = 0; j < C; j++)
-                tbuf[j * L + l] = tb[l * C + j];
-        for (ptrdiff_t l = nl; l < L; l++)
-            for (ptrdiff_t j = 0; j < C; j++)
-                tbuf[j * L + l] = 0;
+        N(lanes_load)(tg + i0 * C, nl, C, tbuf);
         for (ptrdiff_t l = 0; l < L; l++) {
             dm[l] = (double)m[l];
             dt[l] = (double)ties[l];
@@ -937,10 +941,7 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
             for (ptrdiff_t j = 0; j < C; j++)
                 N(lanes_prob_grad)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, gq, total,
                                    si, top, gtop, bad, scale, keep, spread, (double)j, L);
-            T* gb = grad + i0 * C;
-            for (ptrdiff_t l = 0; l < nl; l++)
-                for (ptrdiff_t j = 0; j < C; j++)
-                    gb[l * C + j] = buf[j * L + l];
+            N(lanes_unload)(buf, nl, C, grad + i0 * C);
         }
     }
     return acc - comp;
