@@ -33,8 +33,23 @@ from ._validate import (
 _FUSED = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
-def _kernel(name, cdt):
-    return getattr(_kernels, name)[_FUSED[cdt]]
+def _kernel(name, kdt):
+    """The kernel for inputs of dtype `kdt`.  float16 logits go to the `_half`
+    kernel, which takes them (and its float16 output) as their uint16 bits."""
+    if kdt == _HALF:
+        half = getattr(_kernels, name + "_half")
+        return lambda *args: half(*[a.view(np.uint16) if isinstance(a, np.ndarray) and a.dtype == _HALF
+                                    else a for a in args])
+    return getattr(_kernels, name)[_FUSED[kdt]]
+
+
+_HALF = np.dtype(np.float16)
+
+
+def _kernel_dtype(x, cdt):
+    """What the kernels read: float16 logits as they are (widened a tile at a
+    time, in cache), everything else converted to the compute dtype."""
+    return _HALF if x.dtype.kind == "f" and x.dtype.itemsize == 2 else cdt
 
 
 def _rows(x, axis, cdt):
@@ -157,9 +172,10 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
         tg, _ = _rows(t, ax, cdt)
         den = float(np.sum(sw, dtype=np.float64)) if sw is not None else float(tg.shape[0])
 
-    rows, owned = _rows(x, ax, cdt)
+    kdt = _kernel_dtype(x, cdt)
+    rows, owned = _rows(x, ax, kdt)
     loss_out = np.empty(rows.shape[0], dtype=cdt) if reduction == "none" else None
-    gbuf, direct = _grad_buffer(grad_out, ax, cdt, rows, owned) if want_grad else (None, False)
+    gbuf, direct = _grad_buffer(grad_out, ax, kdt, rows, owned) if want_grad else (None, False)
     scale = 1.0
     if reduction == "mean":
         scale = 1.0 / den if den != 0 else 0.0
@@ -168,10 +184,10 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
         if gbuf is not None:
             gbuf.fill(0)
     elif sparse:
-        total = _kernel("softmax_ce_index", cdt)(rows, y, w, sw, has_ignore, ignore, eps,
+        total = _kernel("softmax_ce_index", kdt)(rows, y, w, sw, has_ignore, ignore, eps,
                                                  loss_out, gbuf, scale, nt)
     else:
-        total = _kernel("softmax_ce_prob", cdt)(rows, tg, w, sw, eps, loss_out, gbuf, scale, nt)
+        total = _kernel("softmax_ce_prob", kdt)(rows, tg, w, sw, eps, loss_out, gbuf, scale, nt)
 
     loss = loss_out.reshape(sample_shape) if reduction == "none" else _reduce(total, den, reduction)
     if not want_grad:
@@ -353,7 +369,8 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
         check_out(grad_out, "grad_out", x.shape, gdt,
                   [("logits", x), ("target", t), ("weight", weight), ("pos_weight", pos_weight)],
                   may_alias=x)
-    contiguous = c_array(x, cdt)
+    kdt = _kernel_dtype(x, cdt)
+    contiguous = c_array(x, kdt)
     owned = contiguous is not x and contiguous.flags.owndata
     flat = contiguous.reshape(-1)
     tf = c_array(t, cdt).reshape(-1)
@@ -361,9 +378,9 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
     loss_out = np.empty(n, dtype=cdt) if reduction == "none" else None
     gbuf, direct = None, False
     if want_grad:
-        gbuf, direct = _grad_buffer(grad_out, -1, cdt, flat, owned) if x.ndim else (np.empty_like(flat), False)
+        gbuf, direct = _grad_buffer(grad_out, -1, kdt, flat, owned) if x.ndim else (np.empty_like(flat), False)
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    total = _kernel("sigmoid_bce", cdt)(flat, tf, max(n_cols, 1), w2, pw2, eps, loss_out,
+    total = _kernel("sigmoid_bce", kdt)(flat, tf, max(n_cols, 1), w2, pw2, eps, loss_out,
                                         gbuf, scale, nt)
     loss = loss_out.reshape(x.shape) if reduction == "none" else _reduce(total, n, reduction)
     if not want_grad:
@@ -491,17 +508,24 @@ def _softmax_family(x, axis, out, mode, n_threads=None):
     if a.shape[ax] == 0:
         raise ValueError(f"`x` must have at least one element along axis {ax}; got shape {a.shape}.")
     nt = resolve_n_threads(n_threads)
-    rows, owned = _rows(a, ax, cdt)
+    kdt = _kernel_dtype(a, cdt)
+    rows, owned = _rows(a, ax, kdt)
     moved_shape = a.shape[:ax] + a.shape[ax + 1:] + (a.shape[ax],)
     if mode == 0:
         res = np.empty(rows.shape[0], dtype=cdt)
-        _kernel("softmax_rows", cdt)(rows, res, mode, nt)
+        if kdt == _HALF:
+            _kernel("softmax_rows", kdt)(rows, res, None, mode, nt)
+        else:
+            _kernel("softmax_rows", kdt)(rows, res, mode, nt)
         return res.reshape(moved_shape[:-1])
     odt = grad_dtype(a, cdt)
     if out is not None:
         check_out(out, "out", a.shape, odt, [("x", a)], may_alias=a, alias_name="x")
-    buf, direct = _grad_buffer(out, ax, cdt, rows, owned)
-    _kernel("softmax_rows", cdt)(rows, buf.reshape(-1), mode, nt)
+    buf, direct = _grad_buffer(out, ax, kdt, rows, owned)
+    if kdt == _HALF:
+        _kernel("softmax_rows", kdt)(rows, None, buf.reshape(-1), mode, nt)
+    else:
+        _kernel("softmax_rows", kdt)(rows, buf.reshape(-1), mode, nt)
     return _finish_grad(buf, direct, moved_shape, ax, odt, out)
 
 

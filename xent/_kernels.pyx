@@ -19,9 +19,9 @@ their own slot and combined in tile order.  Results are therefore bitwise
 identical for any number of threads.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, log1p, fabs, INFINITY, NAN
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t
 
 import numpy as np
 
@@ -146,6 +146,8 @@ cdef extern from "_xent_simd.h" nogil:
     double xent_bce_seg_f64(const double* x, const double* t, const double* w, Py_ssize_t ws,
                             const double* pw, Py_ssize_t ps, Py_ssize_t n, double keep, double half,
                             double* loss, double* grad, double gscale)
+    void xent_from_half(const uint16_t* h, float* f, Py_ssize_t n)
+    void xent_to_half(const float* f, uint16_t* h, Py_ssize_t n)
 
 
 def isa_supported(str name):
@@ -595,7 +597,9 @@ cdef void _bce_tile(const floating* x, const floating* tg, Py_ssize_t i0, Py_ssi
                     Py_ssize_t K, Bcast wb, Bcast pb, double eps,
                     floating* loss_out, floating* grad, double scale,
                     double* part) noexcept nogil:
-    """Elements [i0, i1) in row segments, so weights are read with one stride."""
+    """Elements [i0, i1) in row segments, so weights are read with one stride.
+    x, tg, loss_out and grad point at element i0 (the weights are indexed by
+    the absolute position)."""
     cdef Acc num
     cdef Py_ssize_t i = i0, r, c, n
     cdef const floating* w = <const floating*>wb.p
@@ -603,21 +607,20 @@ cdef void _bce_tile(const floating* x, const floating* tg, Py_ssize_t i0, Py_ssi
     num.s = 0.0
     num.c = 0.0
     if w == NULL and pw == NULL:             # nothing to index by row: one segment
-        part[0] = _bce_seg(x + i0, tg + i0, NULL, 0, NULL, 0, i1 - i0,
+        part[0] = _bce_seg(x, tg, NULL, 0, NULL, 0, i1 - i0,
                            <floating>(1.0 - eps), <floating>(0.5 * eps),
-                           loss_out + i0 if loss_out != NULL else NULL,
-                           grad + i0 if grad != NULL else NULL, <floating>scale)
+                           loss_out, grad, <floating>scale)
         return
     r = i0 // K
     c = i0 - r * K
     while i < i1:
         n = K - c if K - c < i1 - i else i1 - i
-        _acc_add(&num, _bce_seg(x + i, tg + i,
+        _acc_add(&num, _bce_seg(x + (i - i0), tg + (i - i0),
                                 w + r * wb.rs + c * wb.cs if w != NULL else NULL, wb.cs,
                                 pw + r * pb.rs + c * pb.cs if pw != NULL else NULL, pb.cs, n,
                                 <floating>(1.0 - eps), <floating>(0.5 * eps),
-                                loss_out + i if loss_out != NULL else NULL,
-                                grad + i if grad != NULL else NULL, <floating>scale))
+                                loss_out + (i - i0) if loss_out != NULL else NULL,
+                                grad + (i - i0) if grad != NULL else NULL, <floating>scale))
         i = i + n
         r = r + 1
         c = 0
@@ -664,12 +667,16 @@ def sigmoid_bce(const floating[::1] x, const floating[::1] tg, Py_ssize_t K,
             for t in range(n_tiles):
                 i0 = t * TILE_ELEMS
                 i1 = i0 + TILE_ELEMS if i0 + TILE_ELEMS < n else n
-                _bce_tile(&x[0], &tg[0], i0, i1, K, wb, pb, eps, lp, gp, scale, &parts[t])
+                _bce_tile(&x[i0], &tg[i0], i0, i1, K, wb, pb, eps,
+                          lp + i0 if lp != NULL else NULL, gp + i0 if gp != NULL else NULL,
+                          scale, &parts[t])
     else:
         for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
             i0 = t * TILE_ELEMS
             i1 = i0 + TILE_ELEMS if i0 + TILE_ELEMS < n else n
-            _bce_tile(&x[0], &tg[0], i0, i1, K, wb, pb, eps, lp, gp, scale, &parts[t])
+            _bce_tile(&x[i0], &tg[i0], i0, i1, K, wb, pb, eps,
+                          lp + i0 if lp != NULL else NULL, gp + i0 if gp != NULL else NULL,
+                          scale, &parts[t])
     return _sum_in_order(parts)
 
 
@@ -737,6 +744,215 @@ def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_th
             r0 = t * rpt
             r1 = r0 + rpt if r0 + rpt < N else N
             _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0])
+
+
+# ---------------------------------------------------------------------------
+# float16 logits (as their uint16 bits): each tile is widened into a float32
+# buffer of its thread (tile-sized, so it stays in cache), the float32 tile
+# runs there, in place, and a gradient / softmax is narrowed back into the
+# float16 output.  Memory carries the float16 data only, and the results are
+# bitwise those of the float32 kernels on x.astype(float32), rounded to
+# float16 as numpy's astype does.  The buffers are allocated before the
+# parallel region: one per thread that can get a tile (static schedule: the
+# threads numbered below the tile count).
+# ---------------------------------------------------------------------------
+def from_half(const uint16_t[::1] h, float[::1] f):
+    """float16 bits -> float32 (the tests compare it with numpy)."""
+    if h.shape[0]:
+        xent_from_half(&h[0], &f[0], h.shape[0])
+
+
+def to_half(const float[::1] f, uint16_t[::1] h):
+    """float32 -> float16 bits, round to nearest even."""
+    if f.shape[0]:
+        xent_to_half(&f[0], &h[0], f.shape[0])
+
+
+cdef object _half_buffers(Py_ssize_t n_threads, Py_ssize_t n_tiles, Py_ssize_t elems):
+    cdef Py_ssize_t nb = 1 if n_threads == 1 else min(n_threads, n_tiles)
+    return np.empty((nb, elems), dtype=np.float32)
+
+
+cdef void _ce_index_htile(const uint16_t* xh, float* xs, Py_ssize_t r0, Py_ssize_t r1,
+                          Py_ssize_t C, const int64_t* y, const float* w, double wsum,
+                          const float* sw, bint has_ignore, int64_t ignore, double eps,
+                          float* loss_out, uint16_t* gh, double scale,
+                          double* part) noexcept nogil:
+    cdef Py_ssize_t n = (r1 - r0) * C
+    xent_from_half(xh + r0 * C, xs, n)
+    _ce_index_tile(xs, 0, r1 - r0, C, y + r0, w, wsum, sw + r0 if sw != NULL else NULL,
+                   has_ignore, ignore, eps, loss_out + r0 if loss_out != NULL else NULL,
+                   xs if gh != NULL else NULL, scale, part)
+    if gh != NULL:
+        xent_to_half(xs, gh + r0 * C, n)
+
+
+def softmax_ce_index_half(const uint16_t[:, ::1] x, const int64_t[::1] y,
+                          const float[::1] w, const float[::1] sw,
+                          bint has_ignore, int64_t ignore, double eps,
+                          float[::1] loss_out, uint16_t[:, ::1] grad, double scale,
+                          int n_threads):
+    """softmax_ce_index for float16 logits (float32 math, float16 gradient)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t rpt = _rows_per_tile(C)
+    cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
+    cdef Py_ssize_t t, r0, r1
+    cdef double wsum = <double>C
+    cdef Py_ssize_t j
+    if N == 0:
+        return 0.0
+    cdef const float* wp = &w[0] if w is not None else NULL
+    cdef const float* swp = &sw[0] if sw is not None else NULL
+    cdef float* lp = &loss_out[0] if loss_out is not None else NULL
+    cdef uint16_t* gp = &grad[0, 0] if grad is not None else NULL
+    if w is not None:
+        wsum = 0.0
+        for j in range(C):
+            wsum += w[j]
+    cdef float[:, ::1] buf = _half_buffers(n_threads, n_tiles, rpt * C)
+    parts_arr = np.empty(n_tiles, dtype=np.float64)
+    cdef double[::1] parts = parts_arr
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for t in range(n_tiles):
+                r0 = t * rpt
+                r1 = r0 + rpt if r0 + rpt < N else N
+                _ce_index_htile(&x[0, 0], &buf[0, 0], r0, r1, C, &y[0], wp, wsum, swp,
+                                has_ignore, ignore, eps, lp, gp, scale, &parts[t])
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            r0 = t * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _ce_index_htile(&x[0, 0], &buf[threadid(), 0], r0, r1, C, &y[0], wp, wsum, swp,
+                            has_ignore, ignore, eps, lp, gp, scale, &parts[t])
+    return _sum_in_order(parts)
+
+
+cdef void _ce_prob_htile(const uint16_t* xh, float* xs, const float* tg, Py_ssize_t r0,
+                         Py_ssize_t r1, Py_ssize_t C, const float* w, const float* sw,
+                         double eps, float* loss_out, uint16_t* gh, double scale,
+                         double* part) noexcept nogil:
+    cdef Py_ssize_t n = (r1 - r0) * C
+    xent_from_half(xh + r0 * C, xs, n)
+    _ce_prob_tile(xs, tg + r0 * C, 0, r1 - r0, C, w, sw + r0 if sw != NULL else NULL, eps,
+                  loss_out + r0 if loss_out != NULL else NULL, xs if gh != NULL else NULL,
+                  scale, part)
+    if gh != NULL:
+        xent_to_half(xs, gh + r0 * C, n)
+
+
+def softmax_ce_prob_half(const uint16_t[:, ::1] x, const float[:, ::1] tg,
+                         const float[::1] w, const float[::1] sw, double eps,
+                         float[::1] loss_out, uint16_t[:, ::1] grad, double scale,
+                         int n_threads):
+    """softmax_ce_prob for float16 logits (float32 targets and math, float16 gradient)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t rpt = _rows_per_tile(C)
+    cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
+    cdef Py_ssize_t t, r0, r1
+    if N == 0:
+        return 0.0
+    cdef const float* wp = &w[0] if w is not None else NULL
+    cdef const float* swp = &sw[0] if sw is not None else NULL
+    cdef float* lp = &loss_out[0] if loss_out is not None else NULL
+    cdef uint16_t* gp = &grad[0, 0] if grad is not None else NULL
+    cdef float[:, ::1] buf = _half_buffers(n_threads, n_tiles, rpt * C)
+    parts_arr = np.empty(n_tiles, dtype=np.float64)
+    cdef double[::1] parts = parts_arr
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for t in range(n_tiles):
+                r0 = t * rpt
+                r1 = r0 + rpt if r0 + rpt < N else N
+                _ce_prob_htile(&x[0, 0], &buf[0, 0], &tg[0, 0], r0, r1, C, wp, swp, eps, lp,
+                               gp, scale, &parts[t])
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            r0 = t * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _ce_prob_htile(&x[0, 0], &buf[threadid(), 0], &tg[0, 0], r0, r1, C, wp, swp, eps,
+                           lp, gp, scale, &parts[t])
+    return _sum_in_order(parts)
+
+
+cdef void _bce_htile(const uint16_t* xh, float* xs, const float* tg, Py_ssize_t i0,
+                     Py_ssize_t i1, Py_ssize_t K, Bcast wb, Bcast pb, double eps,
+                     float* loss_out, uint16_t* gh, double scale, double* part) noexcept nogil:
+    xent_from_half(xh + i0, xs, i1 - i0)
+    _bce_tile(<const float*>xs, tg + i0, i0, i1, K, wb, pb, eps,
+              loss_out + i0 if loss_out != NULL else NULL, xs if gh != NULL else NULL,
+              scale, part)
+    if gh != NULL:
+        xent_to_half(xs, gh + i0, i1 - i0)
+
+
+def sigmoid_bce_half(const uint16_t[::1] x, const float[::1] tg, Py_ssize_t K,
+                     object w2, object pw2, double eps, float[::1] loss_out,
+                     uint16_t[::1] grad, double scale, int n_threads):
+    """sigmoid_bce for float16 logits (float32 targets, weights and math, float16 gradient)."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef Py_ssize_t n_tiles = (n + TILE_ELEMS - 1) // TILE_ELEMS
+    cdef Py_ssize_t t, i0, i1
+    if n == 0:
+        return 0.0
+    cdef Bcast wb = _bcast(w2, 4)
+    cdef Bcast pb = _bcast(pw2, 4)
+    cdef float* lp = &loss_out[0] if loss_out is not None else NULL
+    cdef uint16_t* gp = &grad[0] if grad is not None else NULL
+    cdef float[:, ::1] buf = _half_buffers(n_threads, n_tiles, TILE_ELEMS)
+    parts_arr = np.empty(n_tiles, dtype=np.float64)
+    cdef double[::1] parts = parts_arr
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for t in range(n_tiles):
+                i0 = t * TILE_ELEMS
+                i1 = i0 + TILE_ELEMS if i0 + TILE_ELEMS < n else n
+                _bce_htile(&x[0], &buf[0, 0], &tg[0], i0, i1, K, wb, pb, eps, lp, gp, scale,
+                           &parts[t])
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            i0 = t * TILE_ELEMS
+            i1 = i0 + TILE_ELEMS if i0 + TILE_ELEMS < n else n
+            _bce_htile(&x[0], &buf[threadid(), 0], &tg[0], i0, i1, K, wb, pb, eps, lp, gp,
+                       scale, &parts[t])
+    return _sum_in_order(parts)
+
+
+cdef void _softmax_htile(const uint16_t* xh, float* xs, Py_ssize_t r0, Py_ssize_t r1,
+                         Py_ssize_t C, int mode, float* lse, uint16_t* oh) noexcept nogil:
+    cdef Py_ssize_t n = (r1 - r0) * C
+    xent_from_half(xh + r0 * C, xs, n)
+    if mode == 0:
+        _softmax_tile(<const float*>xs, 0, r1 - r0, C, mode, lse + r0)
+    else:
+        _softmax_tile(<const float*>xs, 0, r1 - r0, C, mode, xs)
+        xent_to_half(xs, oh + r0 * C, n)
+
+
+def softmax_rows_half(const uint16_t[:, ::1] x, float[::1] lse, uint16_t[::1] out, int mode,
+                      int n_threads):
+    """softmax_rows for float16 rows: logsumexp (mode 0) into float32 `lse`,
+    log_softmax / softmax into float16 `out`."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t rpt = _rows_per_tile(C)
+    cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
+    cdef Py_ssize_t t, r0, r1
+    if N == 0 or C == 0:
+        return
+    cdef float* lp = &lse[0] if lse is not None else NULL
+    cdef uint16_t* op = &out[0] if out is not None else NULL
+    cdef float[:, ::1] buf = _half_buffers(n_threads, n_tiles, rpt * C)
+    if n_threads == 1 or n_tiles == 1:
+        with nogil:
+            for t in range(n_tiles):
+                r0 = t * rpt
+                r1 = r0 + rpt if r0 + rpt < N else N
+                _softmax_htile(&x[0, 0], &buf[0, 0], r0, r1, C, mode, lp, op)
+    else:
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+            r0 = t * rpt
+            r1 = r0 + rpt if r0 + rpt < N else N
+            _softmax_htile(&x[0, 0], &buf[threadid(), 0], r0, r1, C, mode, lp, op)
 
 
 # ---------------------------------------------------------------------------

@@ -88,6 +88,8 @@ typedef struct {
                           ptrdiff_t, ptrdiff_t, float, float, float*, float*, float);
     double (*bce_seg_f64)(const double*, const double*, const double*, ptrdiff_t, const double*,
                           ptrdiff_t, ptrdiff_t, double, double, double*, double*, double);
+    void (*from_half)(const uint16_t*, float*, ptrdiff_t);
+    void (*to_half)(const float*, uint16_t*, ptrdiff_t);
 } xent_ops;
 
 #define XENT_CAT3_(a, b, c) a##_##b##_##c
@@ -109,6 +111,7 @@ typedef struct {
         XENT_CAT3(prob_small, f32, isa), XENT_CAT3(prob_small, f64, isa),         \
         XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
         XENT_CAT3(bce_seg, f32, isa), XENT_CAT3(bce_seg, f64, isa),               \
+        XENT_CAT3(from_half, f32, isa), XENT_CAT3(to_half, f32, isa),             \
     };
 
 #define N(name) XENT_CAT3(name, XT_SUFFIX, XENT_ISA)
@@ -239,6 +242,8 @@ static inline double xent_bce_seg_f32(const float* x, const float* t, const floa
 static inline double xent_bce_seg_f64(const double* x, const double* t, const double* w, ptrdiff_t ws, const double* pw,
                                       ptrdiff_t ps, ptrdiff_t n, double keep, double half, double* loss, double* grad, double gs)
 { return xent_active->bce_seg_f64(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gs); }
+static inline void xent_from_half(const uint16_t* h, float* f, ptrdiff_t n) { xent_active->from_half(h, f, n); }
+static inline void xent_to_half(const float* f, uint16_t* h, ptrdiff_t n) { xent_active->to_half(f, h, n); }
 
 #undef N
 #endif
