@@ -72,8 +72,8 @@ typedef void (*fn_t)(const float*, double*, long);
 
 ISA_FUNCS(base, )
 #if XENT_HAVE_X86_VARIANTS
-ISA_FUNCS(avx2, __attribute__((target("avx2,fma"))))
-ISA_FUNCS(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))))
+ISA_FUNCS(avx2, __attribute__((target("avx2,fma,f16c"))))
+ISA_FUNCS(avx512, __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c"))))
 #endif
 
 static double ref_exp(double x) { return exp(x); }

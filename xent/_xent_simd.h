@@ -4,8 +4,8 @@
  * source compiled for several instruction sets.  _xent_simd_body.h is
  * instantiated for float and double under each variant:
  *   base    the compiler's default target (SSE2 on x86-64; NEON on arm64)
- *   avx2    AVX2 + FMA                (x86-64, gcc/clang only)
- *   avx512  AVX-512 F/DQ/BW/VL + FMA  (x86-64, gcc/clang only)
+ *   avx2    AVX2 + FMA + F16C         (x86-64, gcc/clang only)
+ *   avx512  AVX-512 F/DQ/BW/VL + FMA + F16C (x86-64, gcc/clang only)
  * The variant is chosen at import from the CPU's features, or forced with
  * XENT_FORCE_ISA (xent._config); no instruction beyond the baseline runs
  * unless the CPU reported it.  The default build needs no -march flag.
@@ -127,7 +127,7 @@ typedef struct {
 #include <immintrin.h>   /* F16C intrinsics, used only inside the avx2 / avx512 variants */
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
@@ -144,7 +144,7 @@ typedef struct {
 #endif
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
