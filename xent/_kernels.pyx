@@ -148,6 +148,21 @@ cdef extern from "_xent_simd.h" nogil:
                             double* loss, double* grad, double gscale)
     void xent_from_half(const uint16_t* h, float* f, Py_ssize_t n)
     void xent_to_half(const float* f, uint16_t* h, Py_ssize_t n)
+    ctypedef struct xent_block:
+        double bm
+        double bs
+        double bt
+    enum: XENT_BLOCK_F32
+    enum: XENT_BLOCK_F64
+    enum: XENT_TWO_PASS_BYTES
+    float xent_range_max_f32(const float* x, Py_ssize_t n)
+    double xent_range_max_f64(const double* x, Py_ssize_t n)
+    void xent_row_blocks_f32(const float* x, Py_ssize_t C, Py_ssize_t b_lo, Py_ssize_t b_hi,
+                             float gmax, xent_block* out)
+    void xent_row_blocks_f64(const double* x, Py_ssize_t C, Py_ssize_t b_lo, Py_ssize_t b_hi,
+                             double gmax, xent_block* out)
+    xent_stats xent_row_merge_f32(const xent_block* blocks, Py_ssize_t n_blocks)
+    xent_stats xent_row_merge_f64(const xent_block* blocks, Py_ssize_t n_blocks)
 
 
 def isa_supported(str name):
@@ -173,14 +188,17 @@ cdef inline RowStats _row_stats(const floating* x, Py_ssize_t C) noexcept nogil:
         return xent_row_stats_f64(x, C)
 
 
-cdef inline RowStats _tile_row_stats(const floating* x, Py_ssize_t i, Py_ssize_t r1,
-                                     Py_ssize_t C, RowStats* cache,
-                                     Py_ssize_t* cached_from) noexcept nogil:
-    """Row i's statistics.  With few classes they are computed XENT_LANES rows
+cdef inline RowStats _tile_row_stats(const floating* x, Py_ssize_t i, Py_ssize_t r0,
+                                     Py_ssize_t r1, Py_ssize_t C, const RowStats* pre,
+                                     RowStats* cache, Py_ssize_t* cached_from) noexcept nogil:
+    """Row i's statistics: pre[i - r0] when given (rows split into column
+    chunks, _split_stats).  With few classes they are computed XENT_LANES rows
     at a time (rows as SIMD lanes; `cache` holds those of rows cached_from...),
     which saves a call and a short vector loop per row.  Each lane is its own
     row's computation: the bits do not depend on the neighbours."""
     cdef Py_ssize_t n
+    if pre != NULL:
+        return pre[i - r0]
     if C > XENT_SMALL_C:
         return _row_stats(x + i * C, C)
     if cached_from[0] < 0 or i < cached_from[0] or i >= cached_from[0] + XENT_LANES:
@@ -265,6 +283,61 @@ cdef inline void _fill(floating* g, Py_ssize_t C, double v) noexcept nogil:
         g[j] = <floating>v
 
 
+# A row's output (gradient, softmax, log-softmax) as a job: what to write and
+# with which row scalars.  A tile runs it over the whole row at once; rows
+# split into column chunks (_split_jobs) run it a chunk at a time after every
+# row's scalars are known.  Each entry is a function of its own x_j and the
+# row scalars only, so chunks give the bits of the whole row.
+cdef enum:
+    JOB_FILL = 1            # a
+    JOB_SOFTMAX = 2         # b exp(x - a) / c
+    JOB_EXP_SUB = 3         # b exp(x - a) - c w
+    JOB_LOG_SOFTMAX = 4     # (x - a) - b
+
+cdef struct RowJob:
+    int kind
+    double a
+    double b
+    double c
+    Py_ssize_t fix          # a column written last, with fixv (-1: none)
+    double fixv
+
+
+cdef inline void _run_job(const RowJob* jb, const floating* xr, const floating* w,
+                          floating* orow, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """Columns [c0, c1) of a row's job; `orow` may be `xr`."""
+    cdef Py_ssize_t j
+    if jb.kind == JOB_FILL:
+        _fill(orow + c0, c1 - c0, jb.a)
+    elif jb.kind == JOB_SOFTMAX:
+        _softmax_map(xr + c0, orow + c0, c1 - c0, jb.a, jb.b, jb.c)
+    elif jb.kind == JOB_EXP_SUB:
+        _exp_map_sub(xr + c0, w + c0 if w != NULL else NULL, orow + c0, c1 - c0,
+                     <floating>jb.a, jb.b, jb.c)
+    elif jb.kind == JOB_LOG_SOFTMAX:
+        for j in range(c0, c1):
+            orow[j] = <floating>((<double>xr[j] - jb.a) - jb.b)
+    if c0 <= jb.fix < c1:
+        orow[jb.fix] = <floating>jb.fixv
+
+
+cdef inline void _job(RowJob* jobs, Py_ssize_t k, int kind, double a, double b, double c,
+                      Py_ssize_t fix, double fixv, const floating* xr, const floating* w,
+                      floating* orow, Py_ssize_t C) noexcept nogil:
+    """Run a row's job now, or keep it in jobs[k] for _split_jobs."""
+    cdef RowJob jb
+    jb.kind = kind
+    jb.a = a
+    jb.b = b
+    jb.c = c
+    jb.fix = fix
+    jb.fixv = fixv
+    if jobs != NULL:
+        jobs[k] = jb
+    else:
+        _run_job(&jb, xr, w, orow, 0, C)
+
+
 # ---------------------------------------------------------------------------
 # Softmax cross-entropy, class-index targets.
 #   l_i = (1-eps) w_y (lse - x_y) + (eps/C) sum_c w_c (lse - x_c)
@@ -277,7 +350,8 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                          const int64_t* y, const floating* w, double wsum,
                          const floating* sw, bint has_ignore, int64_t ignore,
                          double eps, floating* loss_out, floating* grad,
-                         double scale, double* part) noexcept nogil:
+                         double scale, double* part, const RowStats* pre,
+                         RowJob* jobs) noexcept nogil:
     cdef Acc num
     cdef RowStats st
     cdef RowStats cache[XENT_LANES]
@@ -286,7 +360,7 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
     cdef int64_t yi
     cdef const floating* xr
     cdef floating* gr
-    cdef double wy, xy, ls, rest, total, inv, li, si, smooth, a, sc, p, wj
+    cdef double wy, xy, ls, rest, total, inv, li, si, smooth, a, sc, p, wj, gyi
     cdef Acc sacc
     cdef double keep = 1.0 - eps
     cdef double spread = eps / <double>C
@@ -305,15 +379,15 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
             if loss_out != NULL:
                 loss_out[i] = 0
             if grad != NULL:
-                _fill(grad + i * C, C, 0.0)
+                _job(jobs, i - r0, JOB_FILL, 0.0, 0.0, 0.0, -1, 0.0, x + i * C, w, grad + i * C, C)
             continue
         xr = x + i * C
-        st = _tile_row_stats(x, i, r1, C, cache, &cached_from)
+        st = _tile_row_stats(x, i, r0, r1, C, pre, cache, &cached_from)
         wy = <double>w[yi] if w != NULL else 1.0
         if _row_is_nan(&st):
             li = NAN
             if grad != NULL:
-                _fill(grad + i * C, C, NAN)
+                _job(jobs, i - r0, JOB_FILL, NAN, 0.0, 0.0, -1, 0.0, xr, w, grad + i * C, C)
         else:
             xy = xr[yi]
             ls = _row_log_sum(&st)
@@ -339,13 +413,14 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                     rest = st.s + (st.ties - 1.0)
                 else:
                     rest = total - exp(xy - st.m)
-                if eps == 0.0:
-                    _softmax_map(xr, gr, C, st.m, sc * a, total)
-                else:
-                    _exp_map_sub(xr, w, gr, C, <floating>st.m, sc * a * inv, sc * spread)
-                # the target entry, where softmax - 1 would cancel
+                # the target entry, where softmax - 1 would cancel, is written last
                 p = exp(xy - st.m) * inv
-                gr[yi] = <floating>(sc * (spread * (wsum * p - wy) - keep * wy * (rest / total)))
+                gyi = sc * (spread * (wsum * p - wy) - keep * wy * (rest / total))
+                if eps == 0.0:
+                    _job(jobs, i - r0, JOB_SOFTMAX, st.m, sc * a, total, yi, gyi, xr, w, gr, C)
+                else:
+                    _job(jobs, i - r0, JOB_EXP_SUB, st.m, sc * a * inv, sc * spread, yi, gyi,
+                         xr, w, gr, C)
             if eps != 0.0:
                 li = li + spread * (smooth + wsum * ls)
         # sum exactly the value "none" returns (rounded to the compute dtype)
@@ -455,13 +530,15 @@ def softmax_ce_index(const floating[:, ::1] x, const int64_t[::1] y,
                 r0 = t * rpt
                 r1 = r0 + rpt if r0 + rpt < N else N
                 _ce_index_tile(&x[0, 0], r0, r1, C, &y[0], wp, wsum, swp, has_ignore,
-                               ignore, eps, lp, gp, scale, &parts[t])
+                               ignore, eps, lp, gp, scale, &parts[t], <const RowStats*>NULL,
+                               <RowJob*>NULL)
     else:
         for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
             r0 = t * rpt
             r1 = r0 + rpt if r0 + rpt < N else N
             _ce_index_tile(&x[0, 0], r0, r1, C, &y[0], wp, wsum, swp, has_ignore,
-                           ignore, eps, lp, gp, scale, &parts[t])
+                           ignore, eps, lp, gp, scale, &parts[t], <const RowStats*>NULL,
+                           <RowJob*>NULL)
     return _sum_in_order(parts)
 
 
@@ -512,7 +589,7 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
             if grad != NULL:
                 _fill(grad + i * C, C, 0.0)
             continue
-        st = _tile_row_stats(x, i, r1, C, cache, &cached_from)
+        st = _tile_row_stats(x, i, r0, r1, C, <const RowStats*>NULL, cache, &cached_from)
         if _row_is_nan(&st):
             li = NAN
             if grad != NULL:
@@ -687,14 +764,14 @@ def sigmoid_bce(const floating[::1] x, const floating[::1] tg, Py_ssize_t K,
 # and softmax NaN; a +inf gives lse +inf; a NaN gives NaN.
 # ---------------------------------------------------------------------------
 cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t C,
-                        int mode, floating* out) noexcept nogil:
+                        int mode, floating* out, const RowStats* pre,
+                        RowJob* jobs) noexcept nogil:
     cdef RowStats st
     cdef RowStats cache[XENT_LANES]
     cdef Py_ssize_t cached_from = -1
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i
     cdef const floating* xr
     cdef floating* orow
-    cdef double ls, shift
     if C <= XENT_SMALL_C:                    # few classes: rows as SIMD lanes
         if floating is float:
             xent_softmax_small_f32(x + r0 * C, r1 - r0, C, mode,
@@ -705,7 +782,7 @@ cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
         return
     for i in range(r0, r1):
         xr = x + i * C
-        st = _tile_row_stats(x, i, r1, C, cache, &cached_from)
+        st = _tile_row_stats(x, i, r0, r1, C, pre, cache, &cached_from)
         if mode == 0:
             if st.s != st.s:
                 out[i] = <floating>NAN
@@ -716,14 +793,13 @@ cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
             continue
         orow = out + i * C
         if _row_is_nan(&st):
-            _fill(orow, C, NAN)
+            _job(jobs, i - r0, JOB_FILL, NAN, 0.0, 0.0, -1, 0.0, xr, <const floating*>NULL, orow, C)
         elif mode == 1:
-            ls = _row_log_sum(&st)
-            shift = st.m
-            for j in range(C):
-                orow[j] = <floating>((<double>xr[j] - shift) - ls)
+            _job(jobs, i - r0, JOB_LOG_SOFTMAX, st.m, _row_log_sum(&st), 0.0, -1, 0.0, xr,
+                 <const floating*>NULL, orow, C)
         else:
-            _softmax_map(xr, orow, C, st.m, 1.0, st.s + st.ties)
+            _job(jobs, i - r0, JOB_SOFTMAX, st.m, 1.0, st.s + st.ties, -1, 0.0, xr,
+                 <const floating*>NULL, orow, C)
 
 
 def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_threads):
@@ -738,12 +814,14 @@ def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_th
             for t in range(n_tiles):
                 r0 = t * rpt
                 r1 = r0 + rpt if r0 + rpt < N else N
-                _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0])
+                _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0], <const RowStats*>NULL,
+                              <RowJob*>NULL)
     else:
         for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
             r0 = t * rpt
             r1 = r0 + rpt if r0 + rpt < N else N
-            _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0])
+            _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0], <const RowStats*>NULL,
+                              <RowJob*>NULL)
 
 
 # ---------------------------------------------------------------------------
@@ -782,7 +860,8 @@ cdef void _ce_index_htile(const uint16_t* xh, float* xs, Py_ssize_t r0, Py_ssize
     xent_from_half(xh + r0 * C, xs, n)
     _ce_index_tile(xs, 0, r1 - r0, C, y + r0, w, wsum, sw + r0 if sw != NULL else NULL,
                    has_ignore, ignore, eps, loss_out + r0 if loss_out != NULL else NULL,
-                   xs if gh != NULL else NULL, scale, part)
+                   xs if gh != NULL else NULL, scale, part, <const RowStats*>NULL,
+                   <RowJob*>NULL)
     if gh != NULL:
         xent_to_half(xs, gh + r0 * C, n)
 
@@ -923,9 +1002,11 @@ cdef void _softmax_htile(const uint16_t* xh, float* xs, Py_ssize_t r0, Py_ssize_
     cdef Py_ssize_t n = (r1 - r0) * C
     xent_from_half(xh + r0 * C, xs, n)
     if mode == 0:
-        _softmax_tile(<const float*>xs, 0, r1 - r0, C, mode, lse + r0)
+        _softmax_tile(<const float*>xs, 0, r1 - r0, C, mode, lse + r0, <const RowStats*>NULL,
+                      <RowJob*>NULL)
     else:
-        _softmax_tile(<const float*>xs, 0, r1 - r0, C, mode, xs)
+        _softmax_tile(<const float*>xs, 0, r1 - r0, C, mode, xs, <const RowStats*>NULL,
+                      <RowJob*>NULL)
         xent_to_half(xs, oh + r0 * C, n)
 
 
@@ -1182,5 +1263,6 @@ cdef int _fast_index_run(const floating* x, const int64_t* y, Py_ssize_t N, Py_s
         gp = &g[0, 0]
     with nogil:
         _ce_index_tile(x, 0, N, C, y, <const floating*>NULL, <double>C, <const floating*>NULL,
-                       False, 0, 0.0, <floating*>NULL, gp, 1.0 / N if mode == 0 else 1.0, part)
+                       False, 0, 0.0, <floating*>NULL, gp, 1.0 / N if mode == 0 else 1.0, part,
+                       <const RowStats*>NULL, <RowJob*>NULL)
     return 0

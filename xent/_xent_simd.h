@@ -27,6 +27,17 @@ typedef struct {
     double ties;  /* number of entries equal to m */
 } xent_stats;
 
+/* Rows are summed in blocks (16 KiB float, 8 KiB double: a block is re-read
+ * from L1); a block's partial statistics, merged in order by row_stats (and
+ * by row_merge for a row split into column chunks). */
+#define XENT_BLOCK_F32 4096
+#define XENT_BLOCK_F64 1024
+typedef struct {
+    double bm;    /* the max the block was summed against */
+    double bs;    /* sum of exp(x - bm) over its entries below bm */
+    double bt;    /* number of its entries at bm */
+} xent_block;
+
 /* The per-element helpers must be inlined into the `omp simd` loops, or the
  * loops cannot be vectorised; gcc's heuristics refuse some of them (bce_elem
  * is used by eight loops), so say it.  The few-classes lane loops are the
@@ -88,6 +99,12 @@ typedef struct {
                           ptrdiff_t, ptrdiff_t, float, float, float*, float*, float);
     double (*bce_seg_f64)(const double*, const double*, const double*, ptrdiff_t, const double*,
                           ptrdiff_t, ptrdiff_t, double, double, double*, double*, double);
+    float (*range_max_f32)(const float*, ptrdiff_t);
+    double (*range_max_f64)(const double*, ptrdiff_t);
+    void (*row_blocks_f32)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, float, xent_block*);
+    void (*row_blocks_f64)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, double, xent_block*);
+    xent_stats (*row_merge_f32)(const xent_block*, ptrdiff_t);
+    xent_stats (*row_merge_f64)(const xent_block*, ptrdiff_t);
     void (*from_half)(const uint16_t*, float*, ptrdiff_t);
     void (*to_half)(const float*, uint16_t*, ptrdiff_t);
 } xent_ops;
@@ -111,6 +128,9 @@ typedef struct {
         XENT_CAT3(prob_small, f32, isa), XENT_CAT3(prob_small, f64, isa),         \
         XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
         XENT_CAT3(bce_seg, f32, isa), XENT_CAT3(bce_seg, f64, isa),               \
+        XENT_CAT3(range_max, f32, isa), XENT_CAT3(range_max, f64, isa),           \
+        XENT_CAT3(row_blocks, f32, isa), XENT_CAT3(row_blocks, f64, isa),         \
+        XENT_CAT3(row_merge, f32, isa), XENT_CAT3(row_merge, f64, isa),           \
         XENT_CAT3(from_half, f32, isa), XENT_CAT3(to_half, f32, isa),             \
     };
 
@@ -245,6 +265,12 @@ static inline double xent_bce_seg_f32(const float* x, const float* t, const floa
 static inline double xent_bce_seg_f64(const double* x, const double* t, const double* w, ptrdiff_t ws, const double* pw,
                                       ptrdiff_t ps, ptrdiff_t n, double keep, double half, double* loss, double* grad, double gs)
 { return xent_active->bce_seg_f64(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gs); }
+static inline float xent_range_max_f32(const float* x, ptrdiff_t n) { return xent_active->range_max_f32(x, n); }
+static inline double xent_range_max_f64(const double* x, ptrdiff_t n) { return xent_active->range_max_f64(x, n); }
+static inline void xent_row_blocks_f32(const float* x, ptrdiff_t C, ptrdiff_t lo, ptrdiff_t hi, float g, xent_block* o) { xent_active->row_blocks_f32(x, C, lo, hi, g, o); }
+static inline void xent_row_blocks_f64(const double* x, ptrdiff_t C, ptrdiff_t lo, ptrdiff_t hi, double g, xent_block* o) { xent_active->row_blocks_f64(x, C, lo, hi, g, o); }
+static inline xent_stats xent_row_merge_f32(const xent_block* b, ptrdiff_t n) { return xent_active->row_merge_f32(b, n); }
+static inline xent_stats xent_row_merge_f64(const xent_block* b, ptrdiff_t n) { return xent_active->row_merge_f64(b, n); }
 static inline void xent_from_half(const uint16_t* h, float* f, ptrdiff_t n) { xent_active->from_half(h, f, n); }
 static inline void xent_to_half(const float* f, uint16_t* h, ptrdiff_t n) { xent_active->to_half(f, h, n); }
 

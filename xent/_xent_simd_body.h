@@ -26,7 +26,7 @@ typedef uint32_t N(uint_t);
 #define XT_EXP_LO (-104.0f)
 #define XT_SQRT2 1.41421356237309505f
 #define XT_HUGE 3.0e38f
-#define XT_BLOCK 4096                       /* 16 KiB: a block is re-read from L1 */
+#define XT_BLOCK XENT_BLOCK_F32
 #define XT_SUB 64                           /* terms summed in lanes before a Kahan step */
 #define XT_TWO_PASS_BYTES (1u << 20)        /* rows up to 1 MiB: max first (see row_stats) */
 #define XT_FAR (-80.0f)                     /* exp below this: sum in double (see row_stats) */
@@ -46,7 +46,7 @@ typedef uint64_t N(uint_t);
 #define XT_EXP_LO (-746.0)
 #define XT_SQRT2 1.41421356237309504880
 #define XT_HUGE 1.0e308
-#define XT_BLOCK 1024                       /* 8 KiB: a block is re-read from L1 */
+#define XT_BLOCK XENT_BLOCK_F64
 #define XT_SUB 32
 #define XT_TWO_PASS_BYTES (1u << 20)
 #define XT_FAR (-INFINITY)                  /* double has the range: never */
@@ -391,55 +391,102 @@ static void N(block_sum)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, doubl
     *bt_out = bt;
 }
 
+/* Rows that fit in L2 are swept twice (max, then sums from cache) so that
+ * every block is summed against the row's max: the online merge's rescaling
+ * by a rounded exp(m_old - m_new) costs up to an ulp each time the max grows,
+ * which float64 at 128k classes cannot afford. */
+XENT_INLINE int N(two_pass)(ptrdiff_t C)
+{
+    return C > XT_BLOCK && (size_t)C * sizeof(T) <= XT_TWO_PASS_BYTES;
+}
+
+/* The max of x[0, n) (-inf when empty; a NaN never becomes the max), with a
+ * zero max made +0: the SIMD lanes would otherwise pick -0 or +0 by their
+ * layout, and a row split into column chunks (row_blocks) must get the
+ * same bits as the whole row. */
+static T N(range_max)(const T* x, ptrdiff_t n)
+{
+    T g = -INFINITY;
+#pragma omp simd reduction(max : g)
+    for (ptrdiff_t j = 0; j < n; j++)
+        g = x[j] > g ? x[j] : g;
+    return g + (T)0;
+}
+
+/* Block b of a row of length C: its max (two-pass rows: the row's, gmax), the
+ * sum below it and the ties (block_sum). */
+XENT_INLINE xent_block N(block_stats)(const T* x, ptrdiff_t C, ptrdiff_t b, T gmax,
+                                      ptrdiff_t ahead)
+{
+    ptrdiff_t b0 = b * XT_BLOCK;
+    ptrdiff_t nb = C - b0 < XT_BLOCK ? C - b0 : XT_BLOCK;
+    T bm = N(two_pass)(C) ? gmax : N(range_max)(x + b0, nb);
+    double bs;
+    N(int_t) bt;
+    N(block_sum)(x + b0, nb, bm, ahead, &bs, &bt);
+    xent_block out = {(double)bm, bs, (double)bt};
+    return out;
+}
+
+/* The blocks of a row merged online, in order (row_stats and row_merge). */
+typedef struct { double m, s, comp, ties; } N(merge_t);
+
+XENT_INLINE void N(merge_block)(N(merge_t)* st, int first, xent_block b)
+{
+    if (b.bm > st->m) {                     /* new max: rescale what we had */
+        /* the first block has nothing to rescale: skip libm's exp */
+        double prev = first ? 0.0 : (st->s - st->comp + st->ties) * exp(st->m - b.bm);
+        st->s = prev + b.bs;
+        st->comp = 0.0;
+        st->ties = b.bt;
+        st->m = b.bm;
+    } else {
+        double add = b.bm == st->m ? b.bs : (b.bs + b.bt) * exp(b.bm - st->m);
+        N(kahan_add)(&st->s, &st->comp, add);   /* blocks of a long row */
+        if (b.bm == st->m)
+            st->ties += b.bt;
+    }
+}
+
+XENT_INLINE xent_stats N(merge_done)(const N(merge_t)* st)
+{
+    xent_stats out = {st->m, st->s - st->comp, st->ties};
+    return out;
+}
+
 /* Max, sum of exp(x - max) over the entries strictly below the max, and the
  * count of entries equal to it, in blocks merged online: the row is read from
  * memory once whatever its length.  See _kernels.pyx (_row_stats) for why the
  * max's own exp(0) = 1 is kept out of the sum. */
 static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
 {
-    double m = -INFINITY, ties = 0.0, s = 0.0, comp = 0.0;
-    /* A row that fits in L2 is swept twice (max, then sums from cache) so
-     * that every block is summed against the row's max: the online merge's
-     * rescaling by a rounded exp(m_old - m_new) costs up to an ulp each time
-     * the max grows, which float64 at 128k classes cannot afford. */
-    int two_pass = C > XT_BLOCK && (size_t)C * sizeof(T) <= XT_TWO_PASS_BYTES;
-    T gmax = -INFINITY;
-    if (two_pass) {
-#pragma omp simd reduction(max : gmax)
-        for (ptrdiff_t j = 0; j < C; j++)
-            gmax = x[j] > gmax ? x[j] : gmax;
-    }
+    int two_pass = N(two_pass)(C);
+    T gmax = two_pass ? N(range_max)(x, C) : (T)-INFINITY;
     ptrdiff_t ahead = two_pass || C <= XT_BLOCK ? C : XT_BLOCK;
-    for (ptrdiff_t b0 = 0; b0 < C; b0 += XT_BLOCK) {
-        ptrdiff_t nb = C - b0 < XT_BLOCK ? C - b0 : XT_BLOCK;
-        const T* xb = x + b0;
-        T bm = gmax;                        /* two passes: the row's max */
-        if (!two_pass) {
-            bm = -INFINITY;
-#pragma omp simd reduction(max : bm)
-            for (ptrdiff_t j = 0; j < nb; j++)
-                bm = xb[j] > bm ? xb[j] : bm;   /* a NaN never becomes the max ... */
-        }
-        double bs;
-        N(int_t) bt;
-        N(block_sum)(xb, nb, bm, ahead, &bs, &bt);
-        double dbm = (double)bm;
-        if (dbm > m) {                      /* new max: rescale what we had */
-            /* the first block has nothing to rescale: skip libm's exp */
-            double prev = b0 == 0 ? 0.0 : (s - comp + ties) * exp(m - dbm);
-            s = prev + bs;
-            comp = 0.0;
-            ties = (double)bt;
-            m = dbm;
-        } else {
-            double add = dbm == m ? bs : (bs + (double)bt) * exp(dbm - m);
-            N(kahan_add)(&s, &comp, add);       /* blocks of a long row */
-            if (dbm == m)
-                ties += (double)bt;
-        }
-    }
-    xent_stats st = {m, s - comp, ties};
-    return st;
+    N(merge_t) st = {-INFINITY, 0.0, 0.0, 0.0};
+    for (ptrdiff_t b = 0; b * XT_BLOCK < C; b++)
+        N(merge_block)(&st, b == 0, N(block_stats)(x, C, b, gmax, ahead));
+    return N(merge_done)(&st);
+}
+
+/* A row split into column chunks (N < threads, huge C: _kernels.pyx's
+ * _split_stats): blocks [b_lo, b_hi) of a row into out, given the row's max
+ * (two-pass rows; the max of its chunks' range_max), then row_merge over all
+ * its blocks.  Each block is the computation row_stats does, and the merge
+ * runs in block order: the statistics are bitwise row_stats'. */
+static void N(row_blocks)(const T* x, ptrdiff_t C, ptrdiff_t b_lo, ptrdiff_t b_hi, T gmax,
+                          xent_block* out)
+{
+    for (ptrdiff_t b = b_lo; b < b_hi; b++)
+        out[b - b_lo] = N(block_stats)(x, C, b, gmax, XT_BLOCK);
+}
+
+static xent_stats N(row_merge)(const xent_block* blocks, ptrdiff_t n_blocks)
+{
+    N(merge_t) st = {-INFINITY, 0.0, 0.0, 0.0};
+    for (ptrdiff_t b = 0; b < n_blocks; b++)
+        N(merge_block)(&st, b == 0, blocks[b]);
+    return N(merge_done)(&st);
 }
 
 /* out[j] = exp(x[j] - m) * mul / div  (softmax, the gradient's softmax
