@@ -15,8 +15,10 @@ checked to lie in ``[0, C)`` or equal ``ignore_index``, optional arrays are
 
 Determinism: the tile size depends only on the shape (``_rows_per_tile``), every
 row/element is computed by exactly one thread, per-tile sums are written to
-their own slot and combined in tile order.  Results are therefore bitwise
-identical for any number of threads.
+their own slot and combined in tile order.  Rows split into column chunks
+(fewer rows than threads, huge C) compute every block as the row path does
+and merge the blocks in order.  Results are therefore bitwise identical for
+any number of threads.
 """
 
 from cython.parallel cimport prange, threadid
@@ -339,6 +341,99 @@ cdef inline void _job(RowJob* jobs, Py_ssize_t k, int kind, double a, double b, 
 
 
 # ---------------------------------------------------------------------------
+# Rows split into column chunks.  With fewer rows than threads and many
+# classes (a batch of a few LLM-vocabulary rows), one row per thread leaves
+# threads idle; instead each phase runs over (row, chunk) units:
+#   1. the max of every chunk (two-pass rows: the blocks need the row's max),
+#   2. every block's partial statistics (row_blocks), then on one thread each
+#      row's blocks merged in order (row_merge): bitwise row_stats' result,
+#   3. (the caller) each row's scalars and loss on one thread, its output
+#      deferred as a RowJob, then
+#   4. the jobs a chunk at a time (_split_jobs).
+# Only when C >= SPLIT_MIN_C, where a tile is one row (TILE_ELEMS), so the
+# per-row partial sums are those of the tile loop; the result does not
+# depend on whether the split ran (tests/test_threads.py).
+# ---------------------------------------------------------------------------
+cdef Py_ssize_t SPLIT_CHUNK = 16384      # elements per unit: 64 KiB of float32
+# Three parallel regions cost a few microseconds: measured on 2 cores, one
+# float32 row at C = 49152 broke even, 65536 gained 10 %, 128256 30 %, 2^20 60 %.
+cdef Py_ssize_t SPLIT_MIN_C = 65536
+
+
+cdef inline bint _use_split(Py_ssize_t N, Py_ssize_t C, int n_threads) noexcept nogil:
+    return n_threads > 1 and N < n_threads and C >= SPLIT_MIN_C and C >= TILE_ELEMS
+
+
+def split_applies(Py_ssize_t N, Py_ssize_t C, int n_threads):
+    """Whether rows are split into column chunks (tests check their shapes do)."""
+    return _use_split(N, C, n_threads)
+
+
+cdef object _split_stats(const floating* x, Py_ssize_t N, Py_ssize_t C, int n_threads):
+    """Phases 1-2: the rows' statistics (an (N, 3) float64 array: RowStats)."""
+    cdef Py_ssize_t B = XENT_BLOCK_F32 if floating is float else XENT_BLOCK_F64
+    cdef Py_ssize_t nb = (C + B - 1) // B                # blocks per row
+    cdef Py_ssize_t kb = SPLIT_CHUNK // B                # blocks per unit
+    cdef Py_ssize_t upr = (nb + kb - 1) // kb            # units per row
+    cdef bint two_pass = C > B and <size_t>C * sizeof(floating) <= XENT_TWO_PASS_BYTES
+    cdef Py_ssize_t u, i, k, c0, c1, b1
+    cdef double g
+    stats_arr = np.empty((N, 3), dtype=np.float64)
+    cdef double[:, ::1] stats = stats_arr
+    cdef double[::1] cmax = np.full(N * upr, -INFINITY)
+    cdef double[::1] gmax = np.full(N, -INFINITY)
+    cdef double[:, ::1] blocks = np.empty((N * nb, 3), dtype=np.float64)
+    if two_pass:
+        for u in prange(N * upr, nogil=True, num_threads=n_threads, schedule="static"):
+            i = u // upr
+            c0 = (u % upr) * kb * B
+            c1 = c0 + kb * B if c0 + kb * B < C else C
+            if floating is float:
+                cmax[u] = xent_range_max_f32(x + i * C + c0, c1 - c0)
+            else:
+                cmax[u] = xent_range_max_f64(x + i * C + c0, c1 - c0)
+        with nogil:
+            for i in range(N):                   # exact: the max of the chunks' maxima
+                g = -INFINITY
+                for k in range(upr):
+                    if cmax[i * upr + k] > g:
+                        g = cmax[i * upr + k]
+                gmax[i] = g
+    for u in prange(N * upr, nogil=True, num_threads=n_threads, schedule="static"):
+        i = u // upr
+        k = (u % upr) * kb
+        b1 = k + kb if k + kb < nb else nb
+        if floating is float:
+            xent_row_blocks_f32(x + i * C, C, k, b1, <float>gmax[i],
+                                <xent_block*>&blocks[i * nb + k, 0])
+        else:
+            xent_row_blocks_f64(x + i * C, C, k, b1, gmax[i], <xent_block*>&blocks[i * nb + k, 0])
+    with nogil:
+        for i in range(N):
+            if floating is float:
+                (<RowStats*>&stats[i, 0])[0] = xent_row_merge_f32(<xent_block*>&blocks[i * nb, 0], nb)
+            else:
+                (<RowStats*>&stats[i, 0])[0] = xent_row_merge_f64(<xent_block*>&blocks[i * nb, 0], nb)
+    return stats_arr
+
+
+cdef object _new_jobs(Py_ssize_t N):
+    return np.empty(N * sizeof(RowJob), dtype=np.uint8)
+
+
+cdef void _split_jobs(const floating* x, const floating* w, floating* out, Py_ssize_t N,
+                      Py_ssize_t C, RowJob* jobs, int n_threads):
+    """Phase 4: every row's job, SPLIT_CHUNK columns per unit."""
+    cdef Py_ssize_t upr = (C + SPLIT_CHUNK - 1) // SPLIT_CHUNK
+    cdef Py_ssize_t u, i, c0, c1
+    for u in prange(N * upr, nogil=True, num_threads=n_threads, schedule="static"):
+        i = u // upr
+        c0 = (u % upr) * SPLIT_CHUNK
+        c1 = c0 + SPLIT_CHUNK if c0 + SPLIT_CHUNK < C else C
+        _run_job(&jobs[i], x + i * C, w, out + i * C, c0, c1)
+
+
+# ---------------------------------------------------------------------------
 # Softmax cross-entropy, class-index targets.
 #   l_i = (1-eps) w_y (lse - x_y) + (eps/C) sum_c w_c (lse - x_c)
 #   dl/dx = (sum_c q_c) softmax - q,   q_c = (1-eps) w_y [c==y] + (eps/C) w_c
@@ -524,7 +619,22 @@ def softmax_ce_index(const floating[:, ::1] x, const int64_t[::1] y,
         wsum = <double>C
     parts_arr = np.empty(n_tiles, dtype=np.float64)
     cdef double[::1] parts = parts_arr
-    if n_threads == 1 or n_tiles == 1:
+    cdef double[:, ::1] pre
+    cdef unsigned char[::1] jobs
+    cdef RowJob* jp = NULL
+    if _use_split(N, C, n_threads):              # a tile is a row: t is the row
+        pre = _split_stats(&x[0, 0], N, C, n_threads)
+        if gp != NULL:
+            jobs = _new_jobs(N)
+            jp = <RowJob*>&jobs[0]
+        with nogil:
+            for t in range(N):
+                _ce_index_tile(&x[0, 0], t, t + 1, C, &y[0], wp, wsum, swp, has_ignore, ignore,
+                               eps, lp, gp, scale, &parts[t], <const RowStats*>&pre[t, 0],
+                               jp + t if jp != NULL else NULL)
+        if jp != NULL:
+            _split_jobs(&x[0, 0], wp, gp, N, C, jp, n_threads)
+    elif n_threads == 1 or n_tiles == 1:
         with nogil:
             for t in range(n_tiles):
                 r0 = t * rpt
@@ -807,9 +917,21 @@ def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_th
     cdef Py_ssize_t rpt = _rows_per_tile(C)
     cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
     cdef Py_ssize_t t, r0, r1
+    cdef double[:, ::1] pre
+    cdef unsigned char[::1] jobs
+    cdef RowJob* jp = NULL
     if N == 0 or C == 0:
         return
-    if n_threads == 1 or n_tiles == 1:
+    if _use_split(N, C, n_threads):
+        pre = _split_stats(&x[0, 0], N, C, n_threads)
+        if mode != 0:
+            jobs = _new_jobs(N)
+            jp = <RowJob*>&jobs[0]
+        with nogil:
+            _softmax_tile(&x[0, 0], 0, N, C, mode, &out[0], <const RowStats*>&pre[0, 0], jp)
+        if jp != NULL:
+            _split_jobs(&x[0, 0], <const floating*>NULL, &out[0], N, C, jp, n_threads)
+    elif n_threads == 1 or n_tiles == 1:
         with nogil:
             for t in range(n_tiles):
                 r0 = t * rpt

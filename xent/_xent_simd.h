@@ -32,6 +32,7 @@ typedef struct {
  * by row_merge for a row split into column chunks). */
 #define XENT_BLOCK_F32 4096
 #define XENT_BLOCK_F64 1024
+#define XENT_TWO_PASS_BYTES (1u << 20)   /* rows up to 1 MiB: max first (see two_pass) */
 typedef struct {
     double bm;    /* the max the block was summed against */
     double bs;    /* sum of exp(x - bm) over its entries below bm */

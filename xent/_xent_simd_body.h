@@ -28,7 +28,6 @@ typedef uint32_t N(uint_t);
 #define XT_HUGE 3.0e38f
 #define XT_BLOCK XENT_BLOCK_F32
 #define XT_SUB 64                           /* terms summed in lanes before a Kahan step */
-#define XT_TWO_PASS_BYTES (1u << 20)        /* rows up to 1 MiB: max first (see row_stats) */
 #define XT_FAR (-80.0f)                     /* exp below this: sum in double (see row_stats) */
 #define XT_BCE_CHUNK 256
 #define XT_FAR_CLAMP (-80.0f)
@@ -48,7 +47,6 @@ typedef uint64_t N(uint_t);
 #define XT_HUGE 1.0e308
 #define XT_BLOCK XENT_BLOCK_F64
 #define XT_SUB 32
-#define XT_TWO_PASS_BYTES (1u << 20)
 #define XT_FAR (-INFINITY)                  /* double has the range: never */
 #define XT_BCE_CHUNK 256
 #define XT_FAR_CLAMP (-700.0)
@@ -397,7 +395,7 @@ static void N(block_sum)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, doubl
  * which float64 at 128k classes cannot afford. */
 XENT_INLINE int N(two_pass)(ptrdiff_t C)
 {
-    return C > XT_BLOCK && (size_t)C * sizeof(T) <= XT_TWO_PASS_BYTES;
+    return C > XT_BLOCK && (size_t)C * sizeof(T) <= XENT_TWO_PASS_BYTES;
 }
 
 /* The max of x[0, n) (-inf when empty; a NaN never becomes the max), with a
@@ -1208,5 +1206,4 @@ static void N(to_half)(const float* restrict f, uint16_t* restrict h, ptrdiff_t 
 #undef XT_BCE_CHUNK
 #undef XT_FAR_CLAMP
 #undef XT_EXP_SUM
-#undef XT_TWO_PASS_BYTES
 #undef XT_EXP_WIDE
