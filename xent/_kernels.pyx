@@ -1298,7 +1298,8 @@ def keras_prob_rows(const floating[:, ::1] p, const floating[:, ::1] t, const in
 # The general path (xent._api) spends microseconds in NumPy's Python-level
 # helpers (moveaxis, ascontiguousarray, flags); here the common case -- a 2-D
 # C-contiguous native float32/float64 ndarray, int64 class indices, no
-# options, one tile -- is recognised from the buffer protocol and run at once.
+# options, one tile (N * C <= 32768, any C: 1 x 1000 went from 10.6 to 0.8 us)
+# -- is recognised from the buffer protocol and run at once.
 # Anything else, including a bad label, returns NotImplemented and the caller
 # takes the general path, which validates and raises the proper errors.
 # ---------------------------------------------------------------------------
@@ -1353,7 +1354,7 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
             return NotImplemented
         N = xb.shape[0]
         C = xb.shape[1]
-        if yb.shape[0] != N or C == 0 or N == 0 or N * C > TILE_ELEMS or C > XENT_SMALL_C:
+        if yb.shape[0] != N or C == 0 or N == 0 or N * C > TILE_ELEMS:
             return NotImplemented
         if (<size_t>xb.buf) % xb.itemsize != 0 or (<size_t>yb.buf) % 8 != 0:
             return NotImplemented

@@ -1,0 +1,79 @@
+"""The small-call fast path (SPEC 4: a 32 x 10 call in a few microseconds).
+
+Plain calls of one tile (N * C <= 32768, any C) skip the Python-level
+validation and run the tile at once (``_kernels.fast_index_ce``).  Checked:
+the path is taken for those shapes and refused for the others, and its results
+are bitwise those of the general path (forced here by passing ``axis`` as a
+NumPy integer, which the fast path does not recognise), with the general
+path's errors for bad labels.  Values are checked against the reference by
+tests/test_against_reference.py for both paths' shapes.
+"""
+
+import numpy as np
+import pytest
+
+import xent
+from xent import _kernels
+
+SHAPES = [(32, 10), (1, 1000), (32, 1000), (3, 10000), (1, 32768), (5, 33)]
+
+
+def _inputs(n, c, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    x[0, 0] = -np.inf
+    y = rng.integers(0, c, n)
+    return x, y
+
+
+def _bits(a):
+    a = np.asarray(a, dtype=np.float64 if np.ndim(a) == 0 else None)
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+@pytest.mark.parametrize("n,c", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_fast_path_is_bitwise_the_general_path(n, c, dtype, reduction):
+    x, y = _inputs(n, c, dtype)
+    assert _kernels.fast_index_ce(x, y, reduction, False) is not NotImplemented
+    general = np.int64(-1)                     # not an int: the fast path declines
+    fast = xent.softmax_cross_entropy(x, y, reduction=reduction)
+    slow = xent.softmax_cross_entropy(x, y, reduction=reduction, axis=general)
+    np.testing.assert_array_equal(_bits(fast), _bits(slow))
+    fl, fg = xent.softmax_cross_entropy_with_grad(x, y, reduction=reduction)
+    sl, sg = xent.softmax_cross_entropy_with_grad(x, y, reduction=reduction, axis=general)
+    np.testing.assert_array_equal(_bits(fl), _bits(slow))
+    np.testing.assert_array_equal(_bits(sl), _bits(slow))
+    assert fg.dtype == sg.dtype == dtype
+    np.testing.assert_array_equal(_bits(fg), _bits(sg))
+
+
+def test_fast_path_declines_what_it_does_not_handle():
+    x, y = _inputs(2, 20000, np.float32)       # two tiles
+    assert _kernels.fast_index_ce(x, y, "mean", False) is NotImplemented
+    x, y = _inputs(4, 10, np.float32)
+    assert _kernels.fast_index_ce(x, y, "none", False) is NotImplemented
+    assert _kernels.fast_index_ce(x[:, ::2], y, "mean", False) is NotImplemented
+    assert _kernels.fast_index_ce(x, y.astype(np.int32), "mean", False) is NotImplemented
+    bad = y.copy()
+    bad[2] = 10
+    assert _kernels.fast_index_ce(x, bad, "mean", False) is NotImplemented
+
+
+@pytest.mark.parametrize("c", [10, 1000])
+def test_bad_label_still_raises_the_general_error(c):
+    x, y = _inputs(4, c, np.float32)
+    y[3] = c + 2
+    with pytest.raises(xent.LabelError, match=rf"must be in \[0, {c}\); got {c + 2} at position 3"):
+        xent.softmax_cross_entropy(x, y)
+    with pytest.raises(xent.LabelError, match=rf"got {c + 2} at position 3"):
+        xent.softmax_cross_entropy_with_grad(x, y)
+
+
+def test_nan_row_through_the_fast_path():
+    x, y = _inputs(3, 1000, np.float32)
+    x[1, 7] = np.nan
+    assert np.isnan(xent.softmax_cross_entropy(x, y))
+    _, g = xent.softmax_cross_entropy_with_grad(x, y)
+    assert np.isnan(g[1]).all() and np.isfinite(g[[0, 2]]).all()
