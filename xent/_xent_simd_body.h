@@ -116,16 +116,13 @@ XENT_INLINE N(exp_t) N(exp_core)(T x, T lo)
 XENT_INLINE T N(exp_neg)(T x)
 {
     N(exp_t) ec = N(exp_core)(x, XT_EXP_LO);
-    T p = ec.p;
-    N(int_t) ni = ec.n;
-    /* h = ni / 2 for ni <= 0, through an unsigned (logical) shift: AVX2 has
-     * no 64-bit arithmetic shift, and a signed division stops the vectoriser */
-    N(int_t) h = (N(int_t))(0 - (((N(uint_t))0 - (N(uint_t))ni) >> 1));
-    /* unsigned shifts: a NaN input leaves garbage in n, and a signed shift of
-     * it would be undefined behaviour (the NaN propagates through p anyway) */
-    T s1 = N(from_bits)((N(int_t))(((N(uint_t))h + XT_BIAS) << XT_MANT));
-    T s2 = N(from_bits)((N(int_t))(((N(uint_t))ni - (N(uint_t))h + XT_BIAS) << XT_MANT));
-    return (p * s1) * s2;
+    /* p 2^n = (p 2^(n+64)) 2^-64: p 2^(n+64) is a normal number (n >= -151
+     * float, -1077 double), so the first product is exact and the second
+     * rounds once, also below the normal range -- the value of a two-factor
+     * split 2^(n/2) 2^(n - n/2), in 4 instructions instead of 9.  Unsigned
+     * arithmetic: a NaN input leaves garbage in n (p carries the NaN). */
+    T s = N(from_bits)((N(int_t))(((N(uint_t))ec.n + 64 + XT_BIAS) << XT_MANT));
+    return (ec.p * s) * (T)5.42101086242752217e-20;    /* 2^-64 */
 }
 
 /* exp(x) for XT_FAR <= x <= 0, where the result is a normal number: one
