@@ -27,7 +27,7 @@ typedef uint32_t N(uint_t);
 #define XT_SQRT2 1.41421356237309505f
 #define XT_HUGE 3.0e38f
 #define XT_BLOCK XENT_BLOCK_F32
-#define XT_SUB 64                           /* terms summed in lanes before a Kahan step */
+#define XT_SUB 64                           /* terms summed in T per lane, then added in double */
 #define XT_FAR (-80.0f)                     /* exp below this: sum in double (see row_stats) */
 #define XT_BCE_CHUNK 256
 #define XT_FAR_CLAMP (-80.0f)
