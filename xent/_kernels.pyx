@@ -116,14 +116,16 @@ cdef extern from "_xent_simd.h" nogil:
                               double mul, double sub)
     void xent_exp_map_sub_f64(const double* x, const double* w, double* out, Py_ssize_t n, double m,
                               double mul, double sub)
-    double xent_qsum_f32(const float* t, const float* w, Py_ssize_t n, double keep, double spread)
-    double xent_qsum_f64(const double* t, const double* w, Py_ssize_t n, double keep, double spread)
-    double xent_prob_row_f32(const float* x, const float* t, const float* w, float* g, Py_ssize_t n,
-                             float m, double keep, double spread, double gmul, double gdiv,
-                             double gsub)
-    double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, Py_ssize_t n,
-                             double m, double keep, double spread, double gmul, double gdiv,
-                             double gsub)
+    double xent_prob_row_f32(const float* x, const float* t, const float* w, Py_ssize_t n,
+                             float m, double keep, double spread, double* qsum)
+    double xent_prob_row_f64(const double* x, const double* t, const double* w, Py_ssize_t n,
+                             double m, double keep, double spread, double* qsum)
+    void xent_prob_grad_f32(const float* x, const float* t, const float* w, float* g, Py_ssize_t n,
+                            float m, double keep, double spread, double gmul, double gdiv,
+                            double gsub)
+    void xent_prob_grad_f64(const double* x, const double* t, const double* w, double* g,
+                            Py_ssize_t n, double m, double keep, double spread, double gmul,
+                            double gdiv, double gsub)
     enum: XENT_SMALL_C
     enum: XENT_LANES
     void xent_stats_small_f32(const float* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
@@ -232,21 +234,22 @@ cdef inline void _exp_map_sub(const floating* x, const floating* w, floating* ou
         xent_exp_map_sub_f64(x, w, out, n, m, mul, sub)
 
 
-cdef inline double _qsum(const floating* t, const floating* w, Py_ssize_t n, double keep,
-                         double spread) noexcept nogil:
-    if floating is float:
-        return xent_qsum_f32(t, w, n, keep, spread)
-    else:
-        return xent_qsum_f64(t, w, n, keep, spread)
-
-
 cdef inline double _prob_row(const floating* x, const floating* t, const floating* w,
-                             floating* g, Py_ssize_t n, floating m, double keep, double spread,
-                             double gmul, double gdiv, double gsub) noexcept nogil:
+                             Py_ssize_t n, floating m, double keep, double spread,
+                             double* qsum) noexcept nogil:
     if floating is float:
-        return xent_prob_row_f32(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)
+        return xent_prob_row_f32(x, t, w, n, m, keep, spread, qsum)
     else:
-        return xent_prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)
+        return xent_prob_row_f64(x, t, w, n, m, keep, spread, qsum)
+
+
+cdef inline void _prob_grad(const floating* x, const floating* t, const floating* w,
+                            floating* g, Py_ssize_t n, floating m, double keep, double spread,
+                            double gmul, double gdiv, double gsub) noexcept nogil:
+    if floating is float:
+        xent_prob_grad_f32(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)
+    else:
+        xent_prob_grad_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)
 
 
 cdef inline double _index_small(const floating* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
@@ -705,7 +708,7 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
             if grad != NULL:
                 _fill(grad + i * C, C, NAN)
         else:
-            qsum = _qsum(tr, w, C, keep, spread)
+            lsum = _prob_row(xr, tr, w, C, <floating>st.m, keep, spread, &qsum)
             ls = _row_log_sum(&st)
             inv = 1.0 / (st.s + st.ties)
             sc = scale * si
@@ -717,9 +720,9 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
                 qtop = keep * <double>tr[top] + spread
                 if w != NULL:
                     qtop = qtop * <double>w[top]
-            lsum = _prob_row(xr, tr, w, gr, C, <floating>st.m, keep, spread, sc * qsum,
-                             st.s + st.ties, sc)
             if gr != NULL:
+                _prob_grad(xr, tr, w, gr, C, <floating>st.m, keep, spread, sc * qsum,
+                           st.s + st.ties, sc)
                 # Q p_top - q_top = (Q_rest - q_top r) / (1 + r), r = sum of the
                 # other exp(x - m): no cancellation when the row is confident
                 gr[top] = <floating>(sc * ((qsum - qtop) - qtop * (st.s + (st.ties - 1.0))) * inv)

@@ -78,12 +78,14 @@ typedef struct {
     void (*exp_map_f64)(const double*, double*, ptrdiff_t, double, double, double);
     void (*exp_map_sub_f32)(const float*, const float*, float*, ptrdiff_t, float, double, double);
     void (*exp_map_sub_f64)(const double*, const double*, double*, ptrdiff_t, double, double, double);
-    double (*qsum_f32)(const float*, const float*, ptrdiff_t, double, double);
-    double (*qsum_f64)(const double*, const double*, ptrdiff_t, double, double);
-    double (*prob_row_f32)(const float*, const float*, const float*, float*, ptrdiff_t, float,
-                           double, double, double, double, double);
-    double (*prob_row_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
-                           double, double, double, double, double, double);
+    double (*prob_row_f32)(const float*, const float*, const float*, ptrdiff_t, float, double,
+                           double, double*);
+    double (*prob_row_f64)(const double*, const double*, const double*, ptrdiff_t, double, double,
+                           double, double*);
+    void (*prob_grad_f32)(const float*, const float*, const float*, float*, ptrdiff_t, float,
+                          double, double, double, double, double);
+    void (*prob_grad_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
+                          double, double, double, double, double, double);
     void (*stats_small_f32)(const float*, ptrdiff_t, ptrdiff_t, xent_stats*);
     void (*stats_small_f64)(const double*, ptrdiff_t, ptrdiff_t, xent_stats*);
     void (*softmax_small_f32)(const float*, ptrdiff_t, ptrdiff_t, int, float*);
@@ -122,8 +124,8 @@ typedef struct {
         XENT_CAT3(row_stats, f32, isa), XENT_CAT3(row_stats, f64, isa),           \
         XENT_CAT3(exp_map, f32, isa), XENT_CAT3(exp_map, f64, isa),               \
         XENT_CAT3(exp_map_sub, f32, isa), XENT_CAT3(exp_map_sub, f64, isa),       \
-        XENT_CAT3(qsum, f32, isa), XENT_CAT3(qsum, f64, isa),                     \
         XENT_CAT3(prob_row, f32, isa), XENT_CAT3(prob_row, f64, isa),             \
+        XENT_CAT3(prob_grad, f32, isa), XENT_CAT3(prob_grad, f64, isa),           \
         XENT_CAT3(stats_small, f32, isa), XENT_CAT3(stats_small, f64, isa),       \
         XENT_CAT3(softmax_small, f32, isa), XENT_CAT3(softmax_small, f64, isa),   \
         XENT_CAT3(prob_small, f32, isa), XENT_CAT3(prob_small, f64, isa),         \
@@ -236,14 +238,18 @@ static inline void xent_exp_map_f32(const float* x, float* o, ptrdiff_t n, float
 static inline void xent_exp_map_f64(const double* x, double* o, ptrdiff_t n, double m, double k, double d) { xent_active->exp_map_f64(x, o, n, m, k, d); }
 static inline void xent_exp_map_sub_f32(const float* x, const float* w, float* o, ptrdiff_t n, float m, double k, double s) { xent_active->exp_map_sub_f32(x, w, o, n, m, k, s); }
 static inline void xent_exp_map_sub_f64(const double* x, const double* w, double* o, ptrdiff_t n, double m, double k, double s) { xent_active->exp_map_sub_f64(x, w, o, n, m, k, s); }
-static inline double xent_qsum_f32(const float* t, const float* w, ptrdiff_t n, double keep, double spread) { return xent_active->qsum_f32(t, w, n, keep, spread); }
-static inline double xent_qsum_f64(const double* t, const double* w, ptrdiff_t n, double keep, double spread) { return xent_active->qsum_f64(t, w, n, keep, spread); }
-static inline double xent_prob_row_f32(const float* x, const float* t, const float* w, float* g, ptrdiff_t n, float m,
-                                       double keep, double spread, double gmul, double gdiv, double gsub)
-{ return xent_active->prob_row_f32(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
-static inline double xent_prob_row_f64(const double* x, const double* t, const double* w, double* g, ptrdiff_t n, double m,
-                                       double keep, double spread, double gmul, double gdiv, double gsub)
-{ return xent_active->prob_row_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
+static inline double xent_prob_row_f32(const float* x, const float* t, const float* w, ptrdiff_t n, float m,
+                                       double keep, double spread, double* qsum)
+{ return xent_active->prob_row_f32(x, t, w, n, m, keep, spread, qsum); }
+static inline double xent_prob_row_f64(const double* x, const double* t, const double* w, ptrdiff_t n, double m,
+                                       double keep, double spread, double* qsum)
+{ return xent_active->prob_row_f64(x, t, w, n, m, keep, spread, qsum); }
+static inline void xent_prob_grad_f32(const float* x, const float* t, const float* w, float* g, ptrdiff_t n, float m,
+                                      double keep, double spread, double gmul, double gdiv, double gsub)
+{ xent_active->prob_grad_f32(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
+static inline void xent_prob_grad_f64(const double* x, const double* t, const double* w, double* g, ptrdiff_t n, double m,
+                                      double keep, double spread, double gmul, double gdiv, double gsub)
+{ xent_active->prob_grad_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
 static inline void xent_stats_small_f32(const float* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_small_f32(x, n, C, out); }
 static inline void xent_stats_small_f64(const double* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_small_f64(x, n, C, out); }
 static inline void xent_softmax_small_f32(const float* x, ptrdiff_t n, ptrdiff_t C, int mode, float* out) { xent_active->softmax_small_f32(x, n, C, mode, out); }
