@@ -158,7 +158,7 @@ cdef extern from "_xent_simd.h" nogil:
         double bt
     enum: XENT_BLOCK_F32
     enum: XENT_BLOCK_F64
-    enum: XENT_TWO_PASS_BYTES
+    bint xent_two_pass(Py_ssize_t C, size_t elem_size)
     float xent_range_max_f32(const float* x, Py_ssize_t n)
     double xent_range_max_f64(const double* x, Py_ssize_t n)
     void xent_row_blocks_f32(const float* x, Py_ssize_t C, Py_ssize_t b_lo, Py_ssize_t b_hi,
@@ -355,7 +355,7 @@ cdef inline void _job(RowJob* jobs, Py_ssize_t k, int kind, double a, double b, 
 #   4. the jobs a chunk at a time (_split_jobs).
 # Only when C >= SPLIT_MIN_C, where a tile is one row (TILE_ELEMS), so the
 # per-row partial sums are those of the tile loop; the result does not
-# depend on whether the split ran (tests/test_threads.py).
+# depend on whether the split ran (tests/test_split.py).
 # ---------------------------------------------------------------------------
 cdef Py_ssize_t SPLIT_CHUNK = 16384      # elements per unit: 64 KiB of float32
 # Three parallel regions cost a few microseconds: measured on 2 cores, one
@@ -378,7 +378,7 @@ cdef object _split_stats(const floating* x, Py_ssize_t N, Py_ssize_t C, int n_th
     cdef Py_ssize_t nb = (C + B - 1) // B                # blocks per row
     cdef Py_ssize_t kb = SPLIT_CHUNK // B                # blocks per unit
     cdef Py_ssize_t upr = (nb + kb - 1) // kb            # units per row
-    cdef bint two_pass = C > B and <size_t>C * sizeof(floating) <= XENT_TWO_PASS_BYTES
+    cdef bint two_pass = xent_two_pass(C, sizeof(floating))
     cdef Py_ssize_t u, i, k, c0, c1, b1
     cdef double g
     stats_arr = np.empty((N, 3), dtype=np.float64)

@@ -32,7 +32,16 @@ typedef struct {
  * by row_merge for a row split into column chunks). */
 #define XENT_BLOCK_F32 4096
 #define XENT_BLOCK_F64 1024
-#define XENT_TWO_PASS_BYTES (1u << 20)   /* rows up to 1 MiB: max first (see two_pass) */
+/* Rows that fit in L2 are swept twice (max, then sums from cache) so that
+ * every block is summed against the row's max: the online merge's rescaling
+ * by a rounded exp(m_old - m_new) costs up to an ulp each time the max grows,
+ * which float64 at 128k classes cannot afford.  Longer rows (over 1 MiB)
+ * merge their blocks online. */
+static inline int xent_two_pass(ptrdiff_t C, size_t elem_size)
+{
+    ptrdiff_t block = elem_size == sizeof(float) ? XENT_BLOCK_F32 : XENT_BLOCK_F64;
+    return C > block && (size_t)C * elem_size <= ((size_t)1 << 20);
+}
 typedef struct {
     double bm;    /* the max the block was summed against */
     double bs;    /* sum of exp(x - bm) over its entries below bm */

@@ -386,13 +386,9 @@ static void N(block_sum)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, doubl
     *bt_out = bt;
 }
 
-/* Rows that fit in L2 are swept twice (max, then sums from cache) so that
- * every block is summed against the row's max: the online merge's rescaling
- * by a rounded exp(m_old - m_new) costs up to an ulp each time the max grows,
- * which float64 at 128k classes cannot afford. */
 XENT_INLINE int N(two_pass)(ptrdiff_t C)
 {
-    return C > XT_BLOCK && (size_t)C * sizeof(T) <= XENT_TWO_PASS_BYTES;
+    return xent_two_pass(C, sizeof(T));
 }
 
 /* The max of x[0, n) (-inf when empty; a NaN never becomes the max), with a
