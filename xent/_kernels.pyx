@@ -128,8 +128,9 @@ cdef extern from "_xent_simd.h" nogil:
                             double gdiv, double gsub)
     enum: XENT_SMALL_C
     enum: XENT_LANES
-    void xent_stats_small_f32(const float* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
-    void xent_stats_small_f64(const double* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
+    enum: XENT_ROW_GROUP
+    void xent_stats_rows_f32(const float* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
+    void xent_stats_rows_f64(const double* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
     double xent_prob_small_f32(const float* x, const float* t, Py_ssize_t n, Py_ssize_t C,
                                const float* w, const float* sw, double eps, float* loss,
                                float* grad, double scale)
@@ -196,21 +197,33 @@ cdef inline RowStats _tile_row_stats(const floating* x, Py_ssize_t i, Py_ssize_t
                                      Py_ssize_t r1, Py_ssize_t C, const RowStats* pre,
                                      RowStats* cache, Py_ssize_t* cached_from) noexcept nogil:
     """Row i's statistics: pre[i - r0] when given (rows split into column
-    chunks, _split_stats).  With few classes they are computed XENT_LANES rows
-    at a time (rows as SIMD lanes; `cache` holds those of rows cached_from...),
-    which saves a call and a short vector loop per row.  Each lane is its own
-    row's computation: the bits do not depend on the neighbours."""
-    cdef Py_ssize_t n
+    chunks, _split_stats).  Rows of one block are computed a group at a time
+    (`cache` holds those of rows cached_from...; xent_stats_rows): few classes
+    XENT_LANES rows as SIMD lanes, which saves a call and a short vector loop
+    per row; up to a block's length XENT_ROW_GROUP rows, each row's max found
+    while the previous row is summed.  Longer rows one at a time, so that a
+    gradient pass finds its row still in cache.  Each row is its own
+    computation: the bits do not depend on the neighbours."""
+    cdef Py_ssize_t n, group
+    cdef Py_ssize_t block
+    if floating is float:
+        block = XENT_BLOCK_F32
+    else:
+        block = XENT_BLOCK_F64
     if pre != NULL:
         return pre[i - r0]
-    if C > XENT_SMALL_C:
+    if C <= XENT_SMALL_C:
+        group = XENT_LANES
+    elif C <= block:
+        group = XENT_ROW_GROUP
+    else:
         return _row_stats(x + i * C, C)
-    if cached_from[0] < 0 or i < cached_from[0] or i >= cached_from[0] + XENT_LANES:
-        n = r1 - i if r1 - i < XENT_LANES else XENT_LANES
+    if cached_from[0] < 0 or i < cached_from[0] or i >= cached_from[0] + group:
+        n = r1 - i if r1 - i < group else group
         if floating is float:
-            xent_stats_small_f32(x + i * C, n, C, cache)
+            xent_stats_rows_f32(x + i * C, n, C, cache)
         else:
-            xent_stats_small_f64(x + i * C, n, C, cache)
+            xent_stats_rows_f64(x + i * C, n, C, cache)
         cached_from[0] = i
     return cache[i - cached_from[0]]
 

@@ -78,6 +78,10 @@ typedef struct {
 /* few-classes path: rows as SIMD lanes */
 #define XENT_SMALL_C 32
 #define XENT_LANES 16
+/* rows of one block whose statistics are computed together (stats_rows):
+ * enough for each row's max to be found a row ahead, few enough that the
+ * rows are still in L1 / L2 when a gradient pass reads them again */
+#define XENT_ROW_GROUP 4
 
 typedef struct {
     const char* name;
@@ -95,8 +99,8 @@ typedef struct {
                           double, double, double, double, double);
     void (*prob_grad_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
                           double, double, double, double, double, double);
-    void (*stats_small_f32)(const float*, ptrdiff_t, ptrdiff_t, xent_stats*);
-    void (*stats_small_f64)(const double*, ptrdiff_t, ptrdiff_t, xent_stats*);
+    void (*stats_rows_f32)(const float*, ptrdiff_t, ptrdiff_t, xent_stats*);
+    void (*stats_rows_f64)(const double*, ptrdiff_t, ptrdiff_t, xent_stats*);
     void (*softmax_small_f32)(const float*, ptrdiff_t, ptrdiff_t, int, float*);
     void (*softmax_small_f64)(const double*, ptrdiff_t, ptrdiff_t, int, double*);
     double (*prob_small_f32)(const float*, const float*, ptrdiff_t, ptrdiff_t, const float*,
@@ -135,7 +139,7 @@ typedef struct {
         XENT_CAT3(exp_map_sub, f32, isa), XENT_CAT3(exp_map_sub, f64, isa),       \
         XENT_CAT3(prob_row, f32, isa), XENT_CAT3(prob_row, f64, isa),             \
         XENT_CAT3(prob_grad, f32, isa), XENT_CAT3(prob_grad, f64, isa),           \
-        XENT_CAT3(stats_small, f32, isa), XENT_CAT3(stats_small, f64, isa),       \
+        XENT_CAT3(stats_rows, f32, isa), XENT_CAT3(stats_rows, f64, isa),         \
         XENT_CAT3(softmax_small, f32, isa), XENT_CAT3(softmax_small, f64, isa),   \
         XENT_CAT3(prob_small, f32, isa), XENT_CAT3(prob_small, f64, isa),         \
         XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
@@ -259,8 +263,8 @@ static inline void xent_prob_grad_f32(const float* x, const float* t, const floa
 static inline void xent_prob_grad_f64(const double* x, const double* t, const double* w, double* g, ptrdiff_t n, double m,
                                       double keep, double spread, double gmul, double gdiv, double gsub)
 { xent_active->prob_grad_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
-static inline void xent_stats_small_f32(const float* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_small_f32(x, n, C, out); }
-static inline void xent_stats_small_f64(const double* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_small_f64(x, n, C, out); }
+static inline void xent_stats_rows_f32(const float* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_rows_f32(x, n, C, out); }
+static inline void xent_stats_rows_f64(const double* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_rows_f64(x, n, C, out); }
 static inline void xent_softmax_small_f32(const float* x, ptrdiff_t n, ptrdiff_t C, int mode, float* out) { xent_active->softmax_small_f32(x, n, C, mode, out); }
 static inline void xent_softmax_small_f64(const double* x, ptrdiff_t n, ptrdiff_t C, int mode, double* out) { xent_active->softmax_small_f64(x, n, C, mode, out); }
 static inline double xent_prob_small_f32(const float* x, const float* t, ptrdiff_t n, ptrdiff_t C, const float* w,
