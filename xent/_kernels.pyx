@@ -193,30 +193,40 @@ cdef inline RowStats _row_stats(const floating* x, Py_ssize_t C) noexcept nogil:
         return xent_row_stats_f64(x, C)
 
 
+cdef inline Py_ssize_t _row_group(Py_ssize_t C, Py_ssize_t block) noexcept nogil:
+    """How many rows _tile_row_stats computes together (1: one at a time)."""
+    if C <= XENT_SMALL_C:
+        return XENT_LANES
+    if C <= block:
+        return XENT_ROW_GROUP
+    return 1
+
+
+def row_group_size(Py_ssize_t C, dtype):
+    """_row_group for rows of C entries of dtype (tests check their shapes)."""
+    return _row_group(C, XENT_BLOCK_F32 if np.dtype(dtype) == np.float32 else XENT_BLOCK_F64)
+
+
 cdef inline RowStats _tile_row_stats(const floating* x, Py_ssize_t i, Py_ssize_t r0,
                                      Py_ssize_t r1, Py_ssize_t C, const RowStats* pre,
                                      RowStats* cache, Py_ssize_t* cached_from) noexcept nogil:
     """Row i's statistics: pre[i - r0] when given (rows split into column
-    chunks, _split_stats).  Rows of one block are computed a group at a time
-    (`cache` holds those of rows cached_from...; xent_stats_rows): few classes
-    XENT_LANES rows as SIMD lanes, which saves a call and a short vector loop
-    per row; up to a block's length XENT_ROW_GROUP rows, each row's max found
-    while the previous row is summed.  Longer rows one at a time, so that a
-    gradient pass finds its row still in cache.  Each row is its own
-    computation: the bits do not depend on the neighbours."""
+    chunks, _split_stats).  Rows of up to one block are computed a group at a
+    time (`cache` holds those of rows cached_from...; xent_stats_rows): few
+    classes XENT_LANES rows as SIMD lanes, which saves a call and a short
+    vector loop per row; longer ones XENT_ROW_GROUP rows, each row's max found
+    while the row before it is summed.  Rows longer than a block one at a
+    time, so that a gradient pass finds its row still in cache.  Each row is
+    its own computation: the bits do not depend on the neighbours
+    (tests/test_row_groups.py)."""
     cdef Py_ssize_t n, group
-    cdef Py_ssize_t block
-    if floating is float:
-        block = XENT_BLOCK_F32
-    else:
-        block = XENT_BLOCK_F64
     if pre != NULL:
         return pre[i - r0]
-    if C <= XENT_SMALL_C:
-        group = XENT_LANES
-    elif C <= block:
-        group = XENT_ROW_GROUP
+    if floating is float:
+        group = _row_group(C, XENT_BLOCK_F32)
     else:
+        group = _row_group(C, XENT_BLOCK_F64)
+    if group == 1:
         return _row_stats(x + i * C, C)
     if cached_from[0] < 0 or i < cached_from[0] or i >= cached_from[0] + group:
         n = r1 - i if r1 - i < group else group
