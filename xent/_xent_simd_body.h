@@ -31,6 +31,7 @@ typedef uint32_t N(uint_t);
 #define XT_FAR (-80.0f)                     /* exp below this: sum in double (see row_stats) */
 #define XT_BCE_CHUNK 256
 #define XT_FAR_CLAMP (-80.0f)
+#define XT_FABS(v) fabsf(v)
 #define XT_EXP_SUM(d) N(exp_fast)(d)
 #else
 typedef int64_t N(int_t);
@@ -50,6 +51,7 @@ typedef uint64_t N(uint_t);
 #define XT_FAR (-INFINITY)                  /* double has the range: never */
 #define XT_BCE_CHUNK 256
 #define XT_FAR_CLAMP (-700.0)
+#define XT_FABS(v) fabs(v)
 #define XT_EXP_SUM(d) N(exp_neg)(d)
 #endif
 
@@ -1133,7 +1135,7 @@ typedef struct { T loss; T grad; } N(bce_t);
 
 XENT_INLINE N(bce_t) N(bce_elem)(T xv, T tv, T wv, T pv)
 {
-    T ax = xv < 0 ? -xv : xv;
+    T ax = XT_FABS(xv);
     T e = N(exp_neg)(-ax);
     N(log1p_t) l1 = N(log1p_unit)(e);
     T iu = l1.inv_u, lg = l1.v;
@@ -1148,55 +1150,126 @@ XENT_INLINE N(bce_t) N(bce_elem)(T xv, T tv, T wv, T pv)
     return out;
 }
 
+/* The same without pos_weight (p = 1) and without guards: the loss as
+ *   l = w [(max(x, 0) - t x) + log1p(exp(-|x|))],
+ * the same two non-negative terms for t in [0, 1], the first one FMA (one
+ * rounding; exact for hard targets).  The guards of bce_elem (0 inf, inf -
+ * inf, a weight of 0 on a NaN) cost as much as the log1p and matter only
+ * where this gives inf or NaN; bce_safe then takes bce_elem's value, so a
+ * finite value is the same bits on either path.  Measured (one core, avx512
+ * float, from L1, with the pairs below): the loss 36 -> 23 cycles per 16
+ * elements, loss and gradient 44 -> 31. */
+XENT_INLINE N(bce_t) N(bce_fast)(T xv, T tv, T wv, T pv)
+{
+    (void)pv;
+    T e = N(exp_neg)(-XT_FABS(xv));
+    N(log1p_t) l1 = N(log1p_unit)(e);
+    T iu = l1.inv_u;
+    T li = ((xv > 0 ? xv : (T)0) - tv * xv) + l1.v;
+    T sp = xv >= 0 ? iu : e * iu;
+    T sn = xv >= 0 ? e * iu : iu;
+    N(bce_t) out = {wv * li, wv * ((1 - tv) * sp - tv * sn)};
+    return out;
+}
+
+XENT_INLINE N(bce_t) N(bce_safe)(T xv, T tv, T wv, T pv)
+{
+    N(bce_t) f = N(bce_fast)(xv, tv, wv, pv), g = N(bce_elem)(xv, tv, wv, (T)1);
+    N(bce_t) out = {f.loss - f.loss == 0 ? f.loss : g.loss, f.grad - f.grad == 0 ? f.grad : g.grad};
+    return out;
+}
+
 /* Sigmoid BCE over n contiguous elements; weight / pos_weight are read at
  * w[j * ws] / pw[j * ps] (stride 0 = one value), NULL = 1.  Returns the
  * float64 sum of the losses; writes them to `loss` and the gradient times
- * gscale to `grad` when those are not NULL.  The unweighted case is written
- * out per output combination so that each loop vectorises. */
-#define XT_BCE_LOOP(WV, PV, STORES)                                               \
-    _Pragma("omp simd reduction(+ : acc)")                                         \
-    for (ptrdiff_t j = 0; j < n; j++) {                                           \
-        N(bce_t) r_ = N(bce_elem)(x[j], keep * t[j] + half, WV, PV);              \
-        T li = r_.loss, g_ = r_.grad;                                             \
-        (void)g_;                                                                 \
-        acc += (double)li;                                                        \
-        STORES;                                                                   \
-    }
+ * gscale to `grad` when those are not NULL.  One loop per output
+ * combination, so that each vectorises, doing elements j and j + n/2 together
+ * (two independent dependency chains per iteration: 32 -> 22 cycles per 16
+ * elements, avx512 float from L1); the losses go to `loss` or a buffer
+ * and are summed by one loop (bce_sum), so that the sum's order does not
+ * depend on how the compiler vectorised the loop that made them (a gather
+ * for strided weights, say). */
+#define XT_W1(k) ((T)1)
+#define XT_WG(k) (wp[(k) * wst])
+#define XT_PG(k) (pp[(k) * pst])
+#define XT_ST_LG(k, r) (lout[k] = (r).loss, gout[k] = gscale * (r).grad)
+#define XT_ST_L(k, r) (lout[k] = (r).loss)
+#define XT_BCE_LOOP(ELEM, WV, PV, ST)                                             \
+    do {                                                                          \
+        ptrdiff_t h_ = n / 2;                                                     \
+        _Pragma("omp simd")                                                        \
+        for (ptrdiff_t i = 0; i < h_; i++) {                                      \
+            N(bce_t) r0_ = ELEM(x[i], keep * t[i] + half, WV(i), PV(i));          \
+            N(bce_t) r1_ = ELEM(x[i + h_], keep * t[i + h_] + half, WV(i + h_), PV(i + h_)); \
+            ST(i, r0_);                                                           \
+            ST(i + h_, r1_);                                                      \
+        }                                                                         \
+        if (n & 1) {                                                              \
+            N(bce_t) r_ = ELEM(x[n - 1], keep * t[n - 1] + half, WV(n - 1), PV(n - 1)); \
+            ST(n - 1, r_);                                                        \
+        }                                                                         \
+    } while (0)
+#define XT_BCE_STORES(ELEM, WV, PV)                                               \
+    do {                                                                          \
+        if (gout)                                                                 \
+            XT_BCE_LOOP(ELEM, WV, PV, XT_ST_LG);                                  \
+        else                                                                      \
+            XT_BCE_LOOP(ELEM, WV, PV, XT_ST_L);                                   \
+    } while (0)
+
+/* The losses summed in double: exactly the values "none" returns (a loop of
+ * its own costs ~1 cycle per 16 floats; the conversions inside the loop
+ * above lengthened its dependency chains and cost 7). */
+static double N(bce_sum)(const T* l, ptrdiff_t n)
+{
+    double acc = 0.0;
+    _Pragma("omp simd reduction(+ : acc)")
+    for (ptrdiff_t j = 0; j < n; j++)
+        acc += (double)l[j];
+    return acc;
+}
+
 static double N(bce_chunk)(const T* x, const T* t, const T* w, ptrdiff_t ws, const T* pw,
                            ptrdiff_t ps, ptrdiff_t n, T keep, T half, T* loss, T* grad, T gscale)
 {
-    double acc = 0.0;
-    if (!w && !pw) {
-        if (loss && grad) {
-            XT_BCE_LOOP((T)1, (T)1, (loss[j] = li, grad[j] = gscale * g_))
-        } else if (loss) {
-            XT_BCE_LOOP((T)1, (T)1, loss[j] = li)
-        } else if (grad) {
-            XT_BCE_LOOP((T)1, (T)1, grad[j] = gscale * g_)
-        } else {
-            XT_BCE_LOOP((T)1, (T)1, (void)g_)
-        }
+    /* Weighted: the same vector code whatever the strides (0 for a broadcast
+     * weight, 1 for a full one, gathers otherwise), so that a result does not
+     * depend on how the weight is laid out in memory. */
+    const T one = 1;
+    const T* wp = w ? w : &one;
+    const T* pp = pw ? pw : &one;
+    ptrdiff_t wst = w ? ws : 0, pst = pw ? ps : 0;
+    T lb[XT_BCE_CHUNK], gb[XT_BCE_CHUNK];
+    T* lout = loss ? loss : lb;
+    /* in place (grad is x): the gradient goes to a buffer first, so that the
+     * second pass below can still read x */
+    T* gout = grad == x ? gb : grad;
+    if (pw) {
+        XT_BCE_STORES(N(bce_elem), XT_WG, XT_PG);
+    } else if (w) {
+        XT_BCE_STORES(N(bce_fast), XT_WG, XT_W1);
     } else {
-        /* Weighted: the same vector code whatever the strides (0 for a
-         * broadcast weight, 1 for a full one, gathers otherwise), so that a
-         * result does not depend on how the weight is laid out in memory. */
-        const T one = 1;
-        const T* wp = w ? w : &one;
-        const T* pp = pw ? pw : &one;
-        ptrdiff_t wst = w ? ws : 0, pst = pw ? ps : 0;
-        if (loss && grad) {
-            XT_BCE_LOOP(wp[j * wst], pp[j * pst], (loss[j] = li, grad[j] = gscale * g_))
-        } else if (loss) {
-            XT_BCE_LOOP(wp[j * wst], pp[j * pst], loss[j] = li)
-        } else if (grad) {
-            XT_BCE_LOOP(wp[j * wst], pp[j * pst], grad[j] = gscale * g_)
-        } else {
-            XT_BCE_LOOP(wp[j * wst], pp[j * pst], (void)g_)
-        }
+        XT_BCE_STORES(N(bce_fast), XT_W1, XT_W1);
     }
+    double acc = N(bce_sum)(lout, n);
+    if (!pw && !(acc - acc == 0)) {
+        /* an inf or NaN among bce_fast's losses: the chunk again, each
+         * non-finite value from bce_elem (one loop serves every case) */
+        gout = grad ? gout : gb;
+        XT_BCE_LOOP(N(bce_safe), XT_WG, XT_W1, XT_ST_LG);
+        acc = N(bce_sum)(lout, n);
+    }
+    if (grad && gout == gb)
+        memcpy(grad, gb, (size_t)n * sizeof(T));
     return acc;
 }
+#undef XT_BCE_STORES
 #undef XT_BCE_LOOP
+#undef XT_ST_L
+#undef XT_ST_LG
+#undef XT_PG
+#undef XT_WG
+#undef XT_W1
 
 /* The chunks' float64 sums Kahan-added: a tile of 32768 elements keeps ~1 ulp. */
 static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const T* pw,
@@ -1292,6 +1365,7 @@ static void N(to_half)(const float* restrict f, uint16_t* restrict h, ptrdiff_t 
 #undef XT_LANES_RS
 #undef XT_FAR
 #undef XT_BCE_CHUNK
+#undef XT_FABS
 #undef XT_FAR_CLAMP
 #undef XT_EXP_SUM
 #undef XT_EXP_WIDE
