@@ -49,7 +49,7 @@ def assert_bitwise(a, b, what=""):
         return
     if isinstance(a, float):
         assert isinstance(b, float), what
-        assert a == b, f"{what}: {a!r} != {b!r}"
+        assert a == b or (a != a and b != b), f"{what}: {a!r} != {b!r}"   # NaN is NaN
         return
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape, f"{what}: shape {a.shape} != {b.shape}"
@@ -154,6 +154,38 @@ def test_grad_out_in_place_is_bitwise_equal(dtype):
             loss2, grad2 = run(kernel, buf, target, kw, n_threads=nt, grad_out=buf)
             assert grad2 is buf
             assert_bitwise((loss2, grad2), (loss, grad), f"{case} in place, n_threads={nt}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bce_special_logits_in_place_and_elsewhere_unchanged(dtype, weighted):
+    """Without pos_weight a chunk of BCE is computed without guards, and again,
+    guarded, where that gave inf or NaN.  In place, the second pass must still
+    read the logits; and every other element keeps the bits it has with no
+    special value beside it."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(scale=4, size=(64, 1000)).astype(dtype)
+    special = np.zeros(x.shape, bool)
+    special[::3, 5] = special[1::3, 700] = special[2::9, 301] = True
+    clean = x.copy()
+    x[::3, 5], x[1::3, 700], x[2::9, 301] = np.inf, -np.inf, np.nan
+    t = rng.uniform(size=x.shape).astype(dtype)
+    t[::2, 5] = 1.0                                   # inf - inf without the guard
+    kw = {"weight": rng.uniform(0, 2, size=(64, 1)).astype(dtype)} if weighted else {}
+    f = xent.sigmoid_binary_cross_entropy_with_grad
+    for reduction in ("none", "sum"):
+        expected = f(x, t, reduction=reduction, **kw)
+        for nt in (1, 2):
+            buf = x.copy()
+            got = f(buf, t, reduction=reduction, n_threads=nt, grad_out=buf, **kw)
+            assert got[1] is buf
+            assert_bitwise(got, expected, f"in place, {reduction}, n_threads={nt}")
+    loss, grad = f(x, t, reduction="none", **kw)
+    loss_c, grad_c = f(clean, t, reduction="none", **kw)
+    assert_bitwise((loss[~special], grad[~special]), (loss_c[~special], grad_c[~special]),
+                   "elements beside special ones")
+    assert np.all(np.isposinf(loss[::3, 5][t[::3, 5] < 1]))
+    assert np.all(loss[::6, 5] == 0) and np.all(np.isnan(loss[2::9, 301]))
 
 
 # The primitives take no n_threads: they use OpenMP's default, set here through
