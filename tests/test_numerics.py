@@ -846,3 +846,24 @@ def test_float64_reductions_match_fsum(case):
     exact = math.fsum(fn(x, t, reduction="none"))
     assert abs(fn(x, t, reduction="sum") - exact) <= 1e-14 * abs(exact)
     assert fn(x, t, reduction="mean") == pytest.approx(exact / len(t), rel=1e-14)
+
+
+def test_float32_prob_gradient_where_the_gap_to_the_max_rounds():
+    """float32 x - m rounds when x and the max have unlike exponents (max 48,
+    x just below 0: a gap of ~48 known to 2^-19), which would put tens of
+    ulps on exp(x - m); the gradient of probability-target CE (one-hot on the
+    max) keeps within 2 ulps of a float64 computation on the same inputs."""
+    rng = np.random.default_rng(3)
+    c = 1000
+    x = -rng.uniform(1e-6, 1e-3, size=(4, c)).astype(np.float32)
+    x[:, 7] = 48.0
+    t = np.zeros_like(x)
+    t[:, 7] = 1
+    _, g = xent.softmax_cross_entropy_with_grad(x, t, reduction="sum")
+    x64 = x.astype(np.float64)
+    e = np.exp(x64 - x64.max(axis=1, keepdims=True))
+    g64 = e / e.sum(axis=1, keepdims=True) - t
+    other = np.arange(c) != 7
+    ulp = np.spacing(np.abs(g64[:, other]).astype(np.float32)).astype(np.float64)
+    err = np.abs(g[:, other] - g64[:, other]) / ulp
+    assert err.max() <= 2, f"{err.max():.1f} ulps"
