@@ -36,6 +36,7 @@ typedef uint32_t N(uint_t);
 #define XT_BCE_CHUNK 256
 #define XT_FAR_CLAMP (-80.0f)
 #define XT_FABS(v) fabsf(v)
+#define XT_BCE_AHEAD 8192
 #define XT_EXP_SUM(d) N(exp_fast)(d)
 #else
 typedef int64_t N(int_t);
@@ -57,6 +58,7 @@ typedef uint64_t N(uint_t);
 #define XT_BCE_CHUNK 256
 #define XT_FAR_CLAMP (-700.0)
 #define XT_FABS(v) fabs(v)
+#define XT_BCE_AHEAD 8192
 #define XT_EXP_SUM(d) N(exp_neg)(d)
 #endif
 
@@ -1299,12 +1301,20 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const
                          ptrdiff_t ps, ptrdiff_t n, T keep, T half, T* loss, T* grad, T gscale)
 {
     double s = 0.0, c = 0.0;
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK)
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
+        /* logits and targets fetched 8 KiB ahead: two streams, read at the
+         * rate of the loop, kept the hardware prefetcher behind (1 GB, 2
+         * threads: ~36 -> ~30 cycles per 16 elements per core, noisy) */
+        for (ptrdiff_t k = 0; k < XT_BCE_CHUNK * (ptrdiff_t)sizeof(T); k += XENT_LINE) {
+            XENT_PREFETCH(x + j0, XT_BCE_AHEAD + k);
+            XENT_PREFETCH(t + j0, XT_BCE_AHEAD + k);
+        }
         N(kahan_add)(&s, &c, N(bce_chunk)(x + j0, t + j0, w ? w + j0 * ws : NULL, ws,
                                           pw ? pw + j0 * ps : NULL, ps,
                                           n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep,
                                           half, loss ? loss + j0 : NULL, grad ? grad + j0 : NULL,
                                           gscale));
+    }
     return s - c;
 }
 
@@ -1390,6 +1400,7 @@ static void N(to_half)(const float* restrict f, uint16_t* restrict h, ptrdiff_t 
 #undef XT_FAR
 #undef XT_BCE_CHUNK
 #undef XT_FABS
+#undef XT_BCE_AHEAD
 #undef XT_FAR_CLAMP
 #undef XT_EXP_SUM
 #undef XT_EXP_WIDE
