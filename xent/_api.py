@@ -448,7 +448,11 @@ def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None
     ``(1-t) x + (1 + (p-1) t)(log1p(exp(-|x|)) + max(-x, 0))``, but a sum of
     non-negative terms, so no ``inf - inf`` at ``x = +-inf`` (which give the
     mathematical limits, 0 or ``+inf``) and no cancellation; a term with a zero
-    coefficient contributes exactly 0.
+    coefficient contributes exactly 0.  Without ``pos_weight`` the same two
+    non-negative terms are computed as ``(max(x, 0) - t x) + log1p(exp(-|x|))``
+    (the first in one FMA, exact for hard targets); where that gives ``inf``
+    or NaN the guarded form above is used instead, so finite values do not
+    depend on their neighbours.
 
     Examples
     --------
