@@ -449,8 +449,9 @@ def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None
     non-negative terms, so no ``inf - inf`` at ``x = +-inf`` (which give the
     mathematical limits, 0 or ``+inf``) and no cancellation; a term with a zero
     coefficient contributes exactly 0.  Without ``pos_weight`` the same two
-    non-negative terms are computed as ``(max(x, 0) - t x) + log1p(exp(-|x|))``
-    (the first in one FMA, exact for hard targets); where that gives ``inf``
+    non-negative terms are computed as ``c x + log1p(exp(-|x|))`` with
+    ``c = 1 - t`` for ``x > 0`` and ``-t`` otherwise (exact for hard targets,
+    no cancellation for ``t`` near 1); where that gives ``inf``
     or NaN the guarded form above is used instead, so finite values do not
     depend on their neighbours.
 
