@@ -153,6 +153,7 @@ typedef struct {
 #define N(name) XENT_CAT3(name, XT_SUFFIX, XENT_ISA)
 
 #define XENT_ISA base
+#define XENT_ISA_AVX512 0
 #define XENT_RS_LANES 8
 #include "_xent_simd_isa.h"
 #undef XENT_RS_LANES
@@ -185,11 +186,15 @@ typedef struct {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
 #endif
+#undef XENT_ISA_AVX512
 #define XENT_ISA avx512
+#define XENT_ISA_AVX512 1           /* the body's intrinsics paths (immintrin.h) */
 #define XENT_RS_LANES 16
 #include "_xent_simd_isa.h"
 #undef XENT_RS_LANES
 #undef XENT_ISA
+#undef XENT_ISA_AVX512
+#define XENT_ISA_AVX512 0
 #if defined(__clang__)
 #pragma clang attribute pop
 #else

@@ -1,0 +1,89 @@
+/* Row statistics (max, sum of exp(x - max), ties) of one SIMD variant, timed
+ * without Python: the loop every softmax-family kernel starts with.
+ *
+ *   gcc -O3 -fopenmp-simd -fno-trapping-math -fno-math-errno -ffp-contract=fast \
+ *       -Wno-unused-function -I xent tools/row_stats_bench.c -o /tmp/rsb -lm
+ *   /tmp/rsb avx512 1000 256        # ns per element, one core, 1 MB of rows (L2)
+ *   /tmp/rsb avx512 1000 268435     # 1 GB: from memory
+ *   /tmp/rsb avx512 1000 16 bits    # each row's statistics as hex floats
+ *
+ * (the flags are setup.py's UNIX_FLAGS).  `bits` prints the statistics of
+ * rows of random logits and of rows with -inf masks, a NaN, far terms, ties
+ * and +inf, computed both ways the kernels do (stats_rows, row_stats): diff
+ * its output between two checkouts to show a change keeps every bit.
+ * Best of 5 runs; the arrays are madvise'd to huge pages, as NumPy's are.
+ */
+#include "_xent_simd.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec a;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    return a.tv_sec + a.tv_nsec * 1e-9;
+}
+
+static unsigned long long state = 88172645463325252ULL;
+static double uniform(void)   /* xorshift64: the same rows on every run */
+{
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int main(int argc, char** argv)
+{
+    const char* isa = argc > 1 ? argv[1] : "avx512";
+    long C = argc > 2 ? atol(argv[2]) : 1000, R = argc > 3 ? atol(argv[3]) : 256;
+    int bits = argc > 4 && strcmp(argv[4], "bits") == 0;
+    if (xent_isa_select(isa) != 1) {
+        fprintf(stderr, "variant %s: not built or not supported by this CPU\n", isa);
+        return 2;
+    }
+    size_t nbytes = sizeof(float) * (size_t)C * (size_t)R, huge = (size_t)1 << 21;
+    float* x = aligned_alloc(huge, (nbytes + huge - 1) / huge * huge);
+    xent_stats* out = malloc(sizeof(xent_stats) * (size_t)R);
+    if (!x || !out)
+        return 3;
+    madvise(x, nbytes, MADV_HUGEPAGE);
+    for (long i = 0; i < C * R; i++)
+        x[i] = (float)((uniform() * 2 - 1) * 6);
+    if (R > 6 && C > 9) {
+        x[C + 3] = -INFINITY;                            /* a mask */
+        x[2 * C + 5] = NAN;
+        for (long j = 0; j < C; j++)                     /* far terms below one max */
+            x[3 * C + j] = j % 7 ? -90.0f - 0.01f * j : 0.0f;
+        x[4 * C + 7] = x[4 * C + 9] = 100.0f;            /* a tie at the max */
+        for (long j = 0; j < C; j++)
+            x[5 * C + j] = -INFINITY;
+        x[6 * C + 1] = INFINITY;
+    }
+    if (bits) {
+        xent_stats_rows_f32(x, R, C, out);
+        for (long i = 0; i < R; i++)
+            printf("%a %a %a\n", out[i].m, out[i].s, out[i].ties);
+        for (long i = 0; i < R; i++) {
+            xent_stats s = xent_row_stats_f32(x + i * C, C);
+            printf("%a %a %a\n", s.m, s.s, s.ties);
+        }
+        return 0;
+    }
+    long reps = (long)(4e8 / ((double)C * R));
+    reps = reps < 3 ? 3 : reps;
+    xent_stats_rows_f32(x, R, C, out);
+    double best = 1e30;
+    for (int k = 0; k < 5; k++) {
+        double t = now();
+        for (long r = 0; r < reps; r++)
+            xent_stats_rows_f32(x, R, C, out);
+        t = now() - t;
+        best = t < best ? t : best;
+    }
+    printf("%s C=%ld R=%ld: %.4f ns per element\n", xent_isa_active(), C, R,
+           best / reps / ((double)C * R) * 1e9);
+    return 0;
+}
