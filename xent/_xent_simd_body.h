@@ -319,17 +319,17 @@ XENT_INLINE const T* N(sub_block)(const T* xb, ptrdiff_t nb, ptrdiff_t s0, T bm,
     return xs;
 }
 
-#if XT_FLOAT && XENT_ISA_AVX512
+#if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
 /* block_sum's sub-block loop for AVX-512 float, in intrinsics: the same
- * operations in the same order as the C loop in block_sum (bitwise its lane
- * sums, counts and minima; tests/test_row_groups.py and the accuracy tests
- * run both).  gcc's code for that loop is ~22 vector instructions per 16
- * floats: the tie compare twice, ties counted through a 0/1 vector, 2^n made
- * with an integer add and shift, the lanes' double sums, counts and minima
- * stored and reloaded every sub-block.  Intel cores issue two 512-bit
- * operations a cycle, so on a Xeon (the 2-core development machine of the
- * seventh session) that loop, not memory, bounded every softmax-family
- * forward pass at ~56 % of the read bandwidth.  Here: one tie mask serves
+ * operations in the same order as the C loop in block_sum, so bitwise its
+ * lane sums, counts and minima (tests/test_intrinsics.py builds the variant
+ * both ways, XENT_NO_INTRINSICS selecting the C loop, and compares the bits).
+ * gcc's code for that loop is ~22 vector instructions per 16 floats: the tie
+ * compare twice, ties counted through a 0/1 vector, 2^n made with an integer
+ * add and shift, the lanes' double sums, counts and minima stored and
+ * reloaded every sub-block.  Intel cores issue two 512-bit operations a
+ * cycle; on a Xeon (the seventh session's 2-core machine) the row statistics
+ * cost 0.275 ns per element from L2, one core.  Here: one tie mask serves
  * the select and the count (a masked subtract), vscalefps makes p 2^n (the
  * same product: it is a normal number for d >= XT_FAR), the lane state stays
  * in registers, and two sub-blocks are interleaved so that one's chain of
@@ -425,7 +425,7 @@ static void N(block_sum)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, doubl
         lmin[l] = 0;
         lt[l] = 0;
     }
-#if XT_FLOAT && XENT_ISA_AVX512
+#if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
     N(block_lanes)(xb, nb, bm, ahead, ds, lt, lmin, &npad);
 #else
     T pad[XT_SUB];

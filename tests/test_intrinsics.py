@@ -1,0 +1,60 @@
+"""The AVX-512 float row statistics written with intrinsics (block_lanes in
+xent/_xent_simd_body.h) are bitwise the portable C loop they replace.
+
+tools/row_stats_bench.c is built twice with setup.py's flags: as shipped, and
+with -DXENT_NO_INTRINSICS, which makes the AVX-512 variant compile block_sum's
+C loop instead.  Its `bits` mode prints every row's (max, sum, ties) as hex
+floats, computed both ways the kernels do (stats_rows, row_stats), for random
+rows and rows with -inf masks, a NaN, +inf, ties and terms far below the max;
+the two builds must print the same text.  The suite's other tests hold the
+statistics to the mpmath oracle on every variant; this one pins the bits.
+"""
+
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from test_vectorized import _setup_flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "row_stats_bench.c"
+
+pytestmark = pytest.mark.skipif(
+    not (TOOL.exists() and (ROOT / "setup.py").exists() and shutil.which("gcc")),
+    reason="needs the source tree (tools/row_stats_bench.c, setup.py) and gcc")
+
+# one-block rows (C <= 4096) with and without a padded tail, two-pass rows,
+# and rows over 1 MiB whose blocks merge online
+SHAPES = [(8, 10), (8, 63), (8, 64), (8, 100), (16, 1000), (8, 4096), (8, 5000),
+          (8, 40000), (7, 300000)]
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    d = tmp_path_factory.mktemp("intrinsics")
+    out = {}
+    for name, extra in (("intrinsics", []), ("c_loop", ["-DXENT_NO_INTRINSICS"])):
+        exe = d / name
+        subprocess.run(["gcc", *_setup_flags(), *extra, "-I", str(ROOT / "xent"), str(TOOL),
+                        "-o", str(exe), "-lm"], check=True, capture_output=True)
+        out[name] = exe
+    return out
+
+
+def _bits(exe, rows, cols):
+    res = subprocess.run([str(exe), "avx512", str(cols), str(rows), "bits"],
+                         capture_output=True, text=True)
+    if res.returncode == 2:
+        pytest.skip("this CPU has no AVX-512 (or the build has no x86 variants)")
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+@pytest.mark.parametrize("rows,cols", SHAPES)
+def test_block_lanes_bitwise_the_c_loop(builds, rows, cols):
+    a = _bits(builds["intrinsics"], rows, cols)
+    b = _bits(builds["c_loop"], rows, cols)
+    assert len(a.splitlines()) == 2 * rows
+    assert a == b
