@@ -1,9 +1,10 @@
-"""The AVX-512 float row statistics written with intrinsics (block_lanes in
-xent/_xent_simd_body.h) are bitwise the portable C loop they replace.
+"""The AVX-512 float row statistics written with intrinsics (block_lanes and
+lanes_stats_x in xent/_xent_simd_body.h) are bitwise the portable C loops
+they replace.
 
 tools/row_stats_bench.c is built twice with setup.py's flags: as shipped, and
 with -DXENT_NO_INTRINSICS, which makes the AVX-512 variant compile block_sum's
-C loop instead.  Its `bits` mode prints every row's (max, sum, ties) as hex
+and lanes_stats' C loops instead.  Its `bits` mode prints every row's (max, sum, ties) as hex
 floats, computed both ways the kernels do (stats_rows, row_stats), for random
 rows and rows with -inf masks, a NaN, +inf, ties and terms far below the max;
 the two builds must print the same text.  The suite's other tests hold the
@@ -25,9 +26,12 @@ pytestmark = pytest.mark.skipif(
     not (TOOL.exists() and (ROOT / "setup.py").exists() and shutil.which("gcc")),
     reason="needs the source tree (tools/row_stats_bench.c, setup.py) and gcc")
 
+# few classes (rows as lanes, lanes_stats_x: 40 rows give a block with a wide
+# row, one with a NaN and ties, and one with -inf entries, tool's rows 16-35),
 # one-block rows (C <= 4096) with and without a padded tail, two-pass rows,
 # and rows over 1 MiB whose blocks merge online
-SHAPES = [(8, 10), (8, 63), (8, 64), (8, 100), (16, 1000), (8, 4096), (8, 5000),
+SHAPES = [(40, 1), (38, 5), (8, 10), (40, 10), (40, 17), (40, 32),
+          (8, 63), (8, 64), (8, 100), (16, 1000), (8, 4096), (8, 5000),
           (8, 40000), (7, 300000)]
 
 

@@ -320,6 +320,28 @@ XENT_INLINE const T* N(sub_block)(const T* xb, ptrdiff_t nb, ptrdiff_t s0, T bm,
 }
 
 #if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
+/* The intrinsics paths' exp: exp_core's steps on 16 floats D (unclamped),
+ * giving p and n with exp(D) = p 2^n, and the constants they use. */
+#define XT_EXP_CONSTS                                                              \
+    const __m512 log2e = _mm512_set1_ps(XT_LOG2E), shifter = _mm512_set1_ps(XT_SHIFTER); \
+    const __m512 ln2hi = _mm512_set1_ps(XT_LN2_HI), ln2lo = _mm512_set1_ps(XT_LN2_LO); \
+    const __m512 c5 = _mm512_set1_ps(XT_EXP_P5), c4 = _mm512_set1_ps(XT_EXP_P4);  \
+    const __m512 c3 = _mm512_set1_ps(XT_EXP_P3), c2 = _mm512_set1_ps(XT_EXP_P2);  \
+    const __m512 c1 = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+#define XT_EXP_PN(D)                                                               \
+        __m512 t = _mm512_fmadd_ps(D, log2e, shifter);                            \
+        __m512 n = _mm512_sub_ps(t, shifter);                                     \
+        __m512 r = _mm512_fnmadd_ps(n, ln2hi, D);                                 \
+        r = _mm512_fnmadd_ps(n, ln2lo, r);                                        \
+        __m512 p = _mm512_fmadd_ps(c5, r, c4);                                    \
+        p = _mm512_fmadd_ps(p, r, c3);                                            \
+        p = _mm512_fmadd_ps(p, r, c2);                                            \
+        p = _mm512_fmadd_ps(p, r, c1);                                            \
+        p = _mm512_fmadd_ps(p, r, one);                                           \
+        p = _mm512_fmadd_ps(p, r, one);
+#endif
+
+#if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
 /* block_sum's sub-block loop for AVX-512 float, in intrinsics: the same
  * operations in the same order as the C loop in block_sum, so bitwise its
  * lane sums, counts and minima (tests/test_intrinsics.py builds the variant
@@ -344,11 +366,7 @@ static void N(block_lanes)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, dou
                            N(int_t)* lt, T* lmin, ptrdiff_t* npad)
 {
     const __m512 vbm = _mm512_set1_ps(bm), vfar = _mm512_set1_ps(XT_FAR);
-    const __m512 log2e = _mm512_set1_ps(XT_LOG2E), shifter = _mm512_set1_ps(XT_SHIFTER);
-    const __m512 ln2hi = _mm512_set1_ps(XT_LN2_HI), ln2lo = _mm512_set1_ps(XT_LN2_LO);
-    const __m512 c5 = _mm512_set1_ps(XT_EXP_P5), c4 = _mm512_set1_ps(XT_EXP_P4);
-    const __m512 c3 = _mm512_set1_ps(XT_EXP_P3), c2 = _mm512_set1_ps(XT_EXP_P2);
-    const __m512 c1 = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    XT_EXP_CONSTS
     const __m512i minus1 = _mm512_set1_epi32(-1);
     __m512d s_lo = _mm512_setzero_pd(), s_hi = _mm512_setzero_pd();
     __m512i cnt = _mm512_setzero_si512();
@@ -362,16 +380,7 @@ static void N(block_lanes)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, dou
         __mmask16 tie = _mm512_cmp_ps_mask(v, vbm, _CMP_GE_OQ);                   \
         /* kept: not a tie, and not d < XT_FAR (a NaN is kept) */                 \
         __mmask16 keep = _mm512_mask_cmp_ps_mask((__mmask16)~tie, d, vfar, _CMP_NLT_UQ); \
-        __m512 t = _mm512_fmadd_ps(d, log2e, shifter);                            \
-        __m512 n = _mm512_sub_ps(t, shifter);                                     \
-        __m512 r = _mm512_fnmadd_ps(n, ln2hi, d);                                 \
-        r = _mm512_fnmadd_ps(n, ln2lo, r);                                        \
-        __m512 p = _mm512_fmadd_ps(c5, r, c4);                                    \
-        p = _mm512_fmadd_ps(p, r, c3);                                            \
-        p = _mm512_fmadd_ps(p, r, c2);                                            \
-        p = _mm512_fmadd_ps(p, r, c1);                                            \
-        p = _mm512_fmadd_ps(p, r, one);                                           \
-        p = _mm512_fmadd_ps(p, r, one);                                           \
+        XT_EXP_PN(d)                                                              \
         __m512 e = _mm512_maskz_scalef_ps(keep, p, n);                            \
         LS = FIRST ? e : _mm512_add_ps(LS, e);                                    \
         cnt = _mm512_mask_sub_epi32(cnt, tie, cnt, minus1);                       \
@@ -927,6 +936,96 @@ XENT_INLINE void N(lanes_unload)(const T* buf, ptrdiff_t nl, ptrdiff_t C, T* dst
             dst[l * C + j] = buf[j * L + l];
 }
 
+#if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
+#if XENT_LANES != 16
+#error "lanes_stats_x holds the lanes in one vector of 16 floats"
+#endif
+/* lanes_stats for AVX-512 float, in intrinsics: the same operations in the
+ * same order as its C loops (lanes_load, lanes_range, lanes_expsum), so
+ * bitwise their buf, m, s and ties (tests/test_intrinsics.py compares the
+ * two builds).  The C path copies the 16 x C tile into columns one scalar
+ * at a time and calls one function per column and step; here a masked
+ * gather makes each column (the missing lanes zero, as lanes_load's), the
+ * running max, smallest finite entry, sums and ties stay in registers, and
+ * exp_neg_d's scaling by 2^n is vscalefpd (exact: p 2^n is a double's
+ * normal number for n >= -151).  exp_core's clamp x < lo ? lo : x is
+ * max(lo, x), which passes a NaN as the C select does.  Returns 0, with m
+ * and lo stored, when a row is wide (its far terms are summed in double by
+ * lanes_expsum's other branch: rare, left to the C loop). */
+static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m, double* s,
+                            T* ties, T* lo)
+{
+    const __mmask16 live = (__mmask16)(nl >= 16 ? 0xFFFF : (1u << nl) - 1);
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32((int)C));
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 vm = ninf, vlo = _mm512_set1_ps(INFINITY);
+    __mmask16 masks = 0;                    /* lanes with a -inf entry */
+    for (ptrdiff_t j = 0; j < C; j++) {
+        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, xb + j, 4);
+        _mm512_storeu_ps(buf + j * 16, v);
+        masks |= _mm512_cmp_ps_mask(v, ninf, _CMP_EQ_OQ);
+        vm = _mm512_max_ps(v, vm);          /* v > m ? v : m */
+        __mmask16 fin = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, vlo, _CMP_LT_OQ), v,
+                                                ninf, _CMP_GT_OQ);
+        vlo = _mm512_mask_mov_ps(vlo, fin, v);
+    }
+    __m512d dm_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(vm));
+    __m512d dm_hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(vm, 1));
+    __m512d w80 = _mm512_set1_pd(80.0);
+    __mmask8 w_lo = _mm512_cmp_pd_mask(
+        _mm512_sub_pd(dm_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(vlo))), w80, _CMP_GT_OQ);
+    __mmask8 w_hi = _mm512_cmp_pd_mask(
+        _mm512_sub_pd(dm_hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(vlo, 1))), w80, _CMP_GT_OQ);
+    _mm512_storeu_ps(m, vm);
+    if (w_lo | w_hi) {
+        _mm512_storeu_ps(lo, vlo);
+        return 0;
+    }
+    const __m512 explo = _mm512_set1_ps(XT_EXP_LO);
+    XT_EXP_CONSTS
+    __m512d s_lo = _mm512_setzero_pd(), s_hi = _mm512_setzero_pd();
+    __m512 vt = _mm512_setzero_ps();
+    /* no -inf in the tile: with no wide row every finite d is >= -80, so the
+     * clamp at XT_EXP_LO never acts, and p 2^n (n >= -116) is a normal
+     * float: made in float it is exact, so its conversion to double is
+     * exp_neg_d's product.  Only a -inf entry (clamped to n = -150, below
+     * float's normals) needs the product made in double. */
+    if (!masks) {
+        for (ptrdiff_t j = 0; j < C; j++) {
+            __m512 v = _mm512_loadu_ps(buf + j * 16);
+            __mmask16 tie = _mm512_cmp_ps_mask(v, vm, _CMP_GE_OQ);
+            __m512 d = _mm512_sub_ps(v, vm);
+            XT_EXP_PN(d)
+            /* a tie adds +0 (s + 0 is s: s is never -0) */
+            __m512 e = _mm512_maskz_scalef_ps((__mmask16)~tie, p, n);
+            s_lo = _mm512_add_pd(s_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            s_hi = _mm512_add_pd(s_hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+            vt = _mm512_mask_add_ps(vt, tie, vt, one);
+        }
+    } else {
+        for (ptrdiff_t j = 0; j < C; j++) {
+            __m512 v = _mm512_loadu_ps(buf + j * 16);
+            __mmask16 tie = _mm512_cmp_ps_mask(v, vm, _CMP_GE_OQ);
+            __m512 d = _mm512_max_ps(explo, _mm512_sub_ps(v, vm));
+            XT_EXP_PN(d)
+            __m512d e_lo = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(p)),
+                                            _mm512_cvtps_pd(_mm512_castps512_ps256(n)));
+            __m512d e_hi = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)),
+                                            _mm512_cvtps_pd(_mm512_extractf32x8_ps(n, 1)));
+            s_lo = _mm512_mask_add_pd(s_lo, (__mmask8)~tie, s_lo, e_lo);
+            s_hi = _mm512_mask_add_pd(s_hi, (__mmask8)(~tie >> 8), s_hi, e_hi);
+            vt = _mm512_mask_add_ps(vt, tie, vt, one);
+        }
+    }
+    _mm512_storeu_pd(s, s_lo);
+    _mm512_storeu_pd(s + 8, s_hi);
+    _mm512_storeu_ps(ties, vt);
+    return 1;
+}
+#endif
+
 /* Transpose rows [0, nl) (nl <= XENT_LANES) into buf (C x XENT_LANES, the
  * missing lanes zero) and compute each lane's max m, sum s of exp(x - m)
  * below the max, and ties at the max. */
@@ -936,6 +1035,14 @@ XENT_INLINE void N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, 
     const ptrdiff_t L = XENT_LANES;
     T lo[XENT_LANES];
     int wide[XENT_LANES];
+#if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
+    if (N(lanes_stats_x)(xb, nl, C, buf, m, s, ties, lo))
+        return;
+    for (ptrdiff_t l = 0; l < L; l++) {
+        s[l] = 0.0;
+        ties[l] = 0;
+    }
+#else
     N(lanes_load)(xb, nl, C, buf);
     for (ptrdiff_t l = 0; l < L; l++) {
         m[l] = -INFINITY;                   /* a NaN never becomes the max */
@@ -945,6 +1052,7 @@ XENT_INLINE void N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, 
     }
     for (ptrdiff_t j = 0; j < C; j++)
         N(lanes_range)(buf + j * L, m, lo, L);
+#endif
     /* per row, so that a row's bits never depend on its neighbours */
     int any_wide = N(lanes_wide)(m, lo, wide, L);
     for (ptrdiff_t j = 0; j < C; j++)
@@ -1040,31 +1148,42 @@ XENT_LANE_FN void N(lanes_softmax)(T* restrict col, const T* restrict m, const d
 
 /* logsumexp (mode 0: out[i]), log_softmax (1) or softmax (2: out rows, which
  * may be x) of rows [0, n), few classes: rows as SIMD lanes. */
+#define XT_LSE_GROUP 4
 static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* out)
 {
+    /* logsumexp: the statistics of XT_LSE_GROUP blocks of lanes, then one
+     * lanes_lse over all of them.  Per block its two vectors of doubles were
+     * each one long chain (two divides, the log's polynomial): latency, 30 %
+     * of logsumexp's time at C = 10.  Four blocks give the core eight
+     * independent chains; every lane is computed as before, bitwise. */
+    const ptrdiff_t L = XENT_LANES, G = mode == 0 ? XT_LSE_GROUP : 1;
     T buf[XENT_SMALL_C * XENT_LANES];
     T m[XENT_LANES], ties[XENT_LANES];
-    double s[XENT_LANES], v[XENT_LANES], dm[XENT_LANES], dt[XENT_LANES];
-    int bad[XENT_LANES];
-    const ptrdiff_t L = XENT_LANES;
-    for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
-        ptrdiff_t nl = n - i0 < L ? n - i0 : L;
-        N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties);
-        for (ptrdiff_t l = 0; l < L; l++) {
-            dm[l] = (double)m[l];
-            dt[l] = (double)ties[l];
+    double s[XT_LSE_GROUP * XENT_LANES], v[XT_LSE_GROUP * XENT_LANES];
+    double dm[XT_LSE_GROUP * XENT_LANES], dt[XT_LSE_GROUP * XENT_LANES];
+    int bad[XT_LSE_GROUP * XENT_LANES];
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += G * L) {
+        ptrdiff_t ng = n - i0 < G * L ? n - i0 : G * L, nb = (ng + L - 1) / L, nl = 0;
+        for (ptrdiff_t b = 0; b < nb; b++) {
+            nl = ng - b * L < L ? ng - b * L : L;
+            N(lanes_stats)(x + (i0 + b * L) * C, nl, C, buf, m, s + b * L, ties);
+            for (ptrdiff_t l = 0; l < L; l++) {
+                dm[b * L + l] = (double)m[l];
+                dt[b * L + l] = (double)ties[l];
+            }
         }
-        XENT_CAT3(lanes_lse, f64, XENT_ISA)(dm, s, dt, v, bad, mode, XT_FLOAT, L);
+        XENT_CAT3(lanes_lse, f64, XENT_ISA)(dm, s, dt, v, bad, mode, XT_FLOAT, nb * L);
         if (mode == 0) {
-            for (ptrdiff_t l = 0; l < nl; l++)
+            for (ptrdiff_t l = 0; l < ng; l++)
                 out[i0 + l] = (T)v[l];
             continue;
         }
-        for (ptrdiff_t j = 0; j < C; j++)
+        for (ptrdiff_t j = 0; j < C; j++)       /* G = 1: the one block in buf */
             N(lanes_softmax)(buf + j * L, m, v, bad, mode, L);
         N(lanes_unload)(buf, nl, C, out + i0 * C);
     }
 }
+#undef XT_LSE_GROUP
 
 /* Class-index CE over rows [0, n) of a tile, no label smoothing (the same
  * formulas as _kernels.pyx's _ce_index_tile).  Returns the float64 sum of
@@ -1517,3 +1636,5 @@ static void N(to_half)(const float* restrict f, uint16_t* restrict h, ptrdiff_t 
 #undef XT_FAR_CLAMP
 #undef XT_EXP_SUM
 #undef XT_EXP_WIDE
+#undef XT_EXP_CONSTS
+#undef XT_EXP_PN
