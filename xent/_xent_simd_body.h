@@ -1277,17 +1277,23 @@ XENT_LANE_FN void N(lanes_prob_col)(const T* restrict col, const T* restrict tco
 
 /* For the gradient: top = the first column at the max and q there, the
  * columns visited last to first (a plain select; "the first not yet found"
- * made gcc branch around masked stores). */
+ * made gcc branch around masked stores).  The selects read top_in / qtop_in
+ * and write top_out / qtop_out, other arrays: written in place, gcc made
+ * them masked stores skipped by a branch on "any lane at the max here",
+ * which is random (a mispredict every other column: 12 % of ce_prob + grad
+ * at C = 10); stored whole, they are blends. */
 XENT_LANE_FN void N(lanes_prob_top)(const T* restrict col, const T* restrict tcol, double wj,
-                                   const T* restrict m, double* restrict top,
-                                   double* restrict qtop, double keep, double spread, double j,
-                                   ptrdiff_t L)
+                                   const T* restrict m, const double* restrict top_in,
+                                   const double* restrict qtop_in, double* restrict top_out,
+                                   double* restrict qtop_out, double keep, double spread,
+                                   double j, ptrdiff_t L)
 {
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
         int at = col[l] == m[l];
-        qtop[l] = at ? (keep * (double)tcol[l] + spread) * wj : qtop[l];
-        top[l] = at ? j : top[l];
+        double q = (keep * (double)tcol[l] + spread) * wj;
+        qtop_out[l] = at ? q : qtop_in[l];
+        top_out[l] = at ? j : top_in[l];
     }
 }
 
@@ -1355,7 +1361,7 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
     T m[XENT_LANES], ties[XENT_LANES];
     double s[XENT_LANES], dm[XENT_LANES], dt[XENT_LANES], si[XENT_LANES];
     double qs[XENT_LANES], qc[XENT_LANES], ls[XENT_LANES], lc[XENT_LANES];
-    double top[XENT_LANES], qtop[XENT_LANES], li[XENT_LANES], gq[XENT_LANES];
+    double topb[2 * XENT_LANES], qtopb[2 * XENT_LANES], li[XENT_LANES], gq[XENT_LANES];
     double total[XENT_LANES], gtop[XENT_LANES];
     int bad[XENT_LANES];
     const ptrdiff_t L = XENT_LANES;
@@ -1369,16 +1375,22 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
             dm[l] = (double)m[l];
             dt[l] = (double)ties[l];
             si[l] = l < nl ? (sw ? (double)sw[i0 + l] : 1.0) : 0.0;
-            qs[l] = qc[l] = ls[l] = lc[l] = qtop[l] = 0.0;
-            top[l] = -1.0;
+            qs[l] = qc[l] = ls[l] = lc[l] = qtopb[l] = 0.0;
+            topb[l] = -1.0;
         }
         for (ptrdiff_t j = 0; j < C; j++)
             N(lanes_prob_col)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, qs, qc, ls,
                               lc, keep, spread, L);
+        /* top, qtop: the halves of topb, qtopb the last lanes_prob_top wrote */
+        double *top = topb, *qtop = qtopb;
         if (grad) {
-            for (ptrdiff_t j = C - 1; j >= 0; j--)
+            for (ptrdiff_t j = C - 1; j >= 0; j--) {
+                double *to = top == topb ? topb + L : topb, *qo = qtop == qtopb ? qtopb + L : qtopb;
                 N(lanes_prob_top)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, top, qtop,
-                                  keep, spread, (double)j, L);
+                                  to, qo, keep, spread, (double)j, L);
+                top = to;
+                qtop = qo;
+            }
         }
         for (ptrdiff_t l = 0; l < L; l++) {
             qs[l] -= qc[l];
