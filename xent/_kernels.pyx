@@ -965,7 +965,7 @@ def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_th
                 _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0], <const RowStats*>NULL,
                               <RowJob*>NULL)
     else:
-        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="static"):
+        for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="dynamic"):
             r0 = t * rpt
             r1 = r0 + rpt if r0 + rpt < N else N
             _softmax_tile(&x[0, 0], r0, r1, C, mode, &out[0], <const RowStats*>NULL,

@@ -192,11 +192,10 @@ typedef struct { T v; T inv_u; } N(log1p_t);
 /* (no pointer out-parameters in these helpers: inside `omp simd` loops gcc
  * turns an address-taken local into a per-lane array, which defeats the
  * vectoriser for some types and targets; small structs scalarise cleanly) */
-XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
+/* log(u) + c, u = 1 + v rounded and c the correction of that rounding
+ * (v - (u - 1)) / u: the log1p of v. */
+XENT_INLINE T N(log1p_tail)(T v, T u, T c)
 {
-    T u = 1 + v;
-    T iu = 1 / u;
-    T c = (v - (u - 1)) * iu;
     N(int_t) bits = N(to_bits)(u);
     /* u >= 1: a logical shift (AVX2 has no 64-bit arithmetic one) */
     N(int_t) k = (N(int_t))((N(uint_t))bits >> XT_MANT) - XT_BIAS;
@@ -229,8 +228,27 @@ XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
 #endif
     T logf_ = 2 * s + 2 * s * (z * q);
     T r = kf * XT_LN2_HI + ((logf_ + c) + kf * XT_LN2_LO);
-    N(log1p_t) out = {v < XT_HUGE ? r : v, iu};   /* +inf (and NaN) pass through */
+    return v < XT_HUGE ? r : v;             /* +inf (and NaN) pass through */
+}
+
+XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
+{
+    T u = 1 + v;
+    T iu = 1 / u;
+    N(log1p_t) out = {N(log1p_tail)(v, u, (v - (u - 1)) * iu), iu};
     return out;
+}
+
+/* log1p_pos without 1/(1+v), for v >= 0 where that is not wanted.  The
+ * correction c = (v - (u - 1)) / u is at most half an ulp of 1 relative to
+ * log(u), so 1/u is needed to a few bits only: a float divide gives it to
+ * 2^-24 (the same bits for float).  In double that leaves one double
+ * divide (s = (f-1)/(f+1)) where there were two: the per-row log of the
+ * few-classes paths was bound by the divider (vdivpd: 16 cycles per 8). */
+XENT_INLINE T N(log1p_only)(T v)
+{
+    T u = 1 + v;
+    return N(log1p_tail)(v, u, (v - (u - 1)) * (T)(1.0f / (float)u));
 }
 
 /* log1p(v) for 0 <= v <= 1 (BCE's log1p(exp(-|x|))), and 1/(1+v).
@@ -926,8 +944,24 @@ static void N(lanes_grad)(T* restrict col, const T* restrict m, const T* restric
     _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), \
                        _mm512_set1_epi32((int)(C)))
 #endif
+/* Prefetch the tile XT_LANES_AHEAD tiles of XENT_LANES rows past src (C
+ * entries a row).  The transposes read a tile with 16-row-strided gathers
+ * or scalar loads, and the hardware prefetchers did not keep up: logsumexp
+ * at 262144 x 10 (10 MB, from L3) cost 12.5 ns per row against 10 from L2;
+ * prefetching 2 to 16 tiles ahead gave the same 14 % (one core, AVX-512,
+ * medians of 12 alternated runs); 8 it is.  Past the end it does nothing
+ * (a prefetch does not fault). */
+#define XT_LANES_AHEAD 8
+XENT_INLINE void N(lanes_prefetch)(const T* src, ptrdiff_t C)
+{
+    const ptrdiff_t tile = XENT_LANES * C;
+    for (ptrdiff_t k = 0; k < tile; k += XENT_LINE / (ptrdiff_t)sizeof(T))
+        XENT_PREFETCH(src, (XT_LANES_AHEAD * tile + k) * (ptrdiff_t)sizeof(T));
+}
+
 XENT_INLINE void N(lanes_load)(const T* src, ptrdiff_t nl, ptrdiff_t C, T* buf)
 {
+    N(lanes_prefetch)(src, C);
 #if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
     const __mmask16 live = XT_LANES_LIVE(nl);
     const __m512i idx = XT_LANES_IDX(C);
@@ -970,7 +1004,8 @@ XENT_INLINE void N(lanes_unload)(const T* buf, ptrdiff_t nl, ptrdiff_t C, T* dst
  * two builds).  The C path copies the 16 x C tile into columns one scalar
  * at a time and calls one function per column and step; here a masked
  * gather makes each column (the missing lanes zero, as lanes_load's), the
- * running max, smallest finite entry, sums and ties stay in registers, and
+ * running max, sums and ties stay in registers (the smallest finite entry
+ * and the -inf test are made only for a tile that needs them), and
  * exp_neg_d's scaling by 2^n is vscalefpd (exact: p 2^n is a double's
  * normal number for n >= -151).  exp_core's clamp x < lo ? lo : x is
  * max(lo, x), which passes a NaN as the C select does.  Returns 0, with m
@@ -982,63 +1017,85 @@ static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m
     const __mmask16 live = XT_LANES_LIVE(nl);
     const __m512i idx = XT_LANES_IDX(C);
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 vm = ninf, vlo = _mm512_set1_ps(INFINITY);
-    __mmask16 masks = 0;                    /* lanes with a -inf entry */
+    __m512 vm = ninf;
     for (ptrdiff_t j = 0; j < C; j++) {
         __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, xb + j, 4);
         _mm512_storeu_ps(buf + j * 16, v);
-        masks |= _mm512_cmp_ps_mask(v, ninf, _CMP_EQ_OQ);
         vm = _mm512_max_ps(v, vm);          /* v > m ? v : m */
-        __mmask16 fin = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, vlo, _CMP_LT_OQ), v,
-                                                ninf, _CMP_GT_OQ);
-        vlo = _mm512_mask_mov_ps(vlo, fin, v);
     }
-    __m512d dm_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(vm));
-    __m512d dm_hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(vm, 1));
-    __m512d w80 = _mm512_set1_pd(80.0);
-    __mmask8 w_lo = _mm512_cmp_pd_mask(
-        _mm512_sub_pd(dm_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(vlo))), w80, _CMP_GT_OQ);
-    __mmask8 w_hi = _mm512_cmp_pd_mask(
-        _mm512_sub_pd(dm_hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(vlo, 1))), w80, _CMP_GT_OQ);
     _mm512_storeu_ps(m, vm);
-    if (w_lo | w_hi) {
-        _mm512_storeu_ps(lo, vlo);
-        return 0;
-    }
-    const __m512 explo = _mm512_set1_ps(XT_EXP_LO);
     XT_EXP_CONSTS
+    const __m512 far = _mm512_set1_ps(XT_FAR);
     __m512d s_lo = _mm512_setzero_pd(), s_hi = _mm512_setzero_pd();
     __m512 vt = _mm512_setzero_ps();
-    /* no -inf in the tile: with no wide row every finite d is >= -80, so the
-     * clamp at XT_EXP_LO never acts, and p 2^n (n >= -116) is a normal
-     * float: made in float it is exact, so its conversion to double is
-     * exp_neg_d's product.  Only a -inf entry (clamped to n = -150, below
-     * float's normals) needs the product made in double. */
-    if (!masks) {
+    /* The common tile first: every d = x - m above XT_FAR (-80).  Then no
+     * row is wide and none has a -inf entry, so the C loops take their
+     * float branch, whose clamp at XT_EXP_LO never acts, and p 2^n
+     * (n >= -116) is a normal float: made in float it is exact, so its
+     * conversion to double is exp_neg_d's product.  `flag` marks the lanes
+     * with some d <= -80 or NaN (a -inf, NaN or +inf entry, an all -inf
+     * row): a superset of the wide rows (float's v - m is rounded, but
+     * m - v > 80 gives v - m <= -80) and of the -inf masks.  Only a tile
+     * with a flag pays for the C loops' tests (below); the first pass keeps
+     * just the max (two thirds of its operations were those tests). */
+    __mmask16 flag = 0;
+    for (ptrdiff_t j = 0; j < C; j++) {
+        __m512 v = _mm512_loadu_ps(buf + j * 16);
+        __mmask16 tie = _mm512_cmp_ps_mask(v, vm, _CMP_GE_OQ);
+        __m512 d = _mm512_sub_ps(v, vm);
+        flag |= _mm512_cmp_ps_mask(d, far, _CMP_NGT_UQ);
+        XT_EXP_PN(d)
+        /* a tie adds +0 (s + 0 is s: s is never -0) */
+        __m512 e = _mm512_maskz_scalef_ps((__mmask16)~tie, p, n);
+        s_lo = _mm512_add_pd(s_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s_hi = _mm512_add_pd(s_hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+        vt = _mm512_mask_add_ps(vt, tie, vt, one);
+    }
+    if (flag) {
+        /* the C loops' decisions: lo, the smallest finite entry, gives the
+         * wide rows (left to the C loop); with none, and no -inf entry,
+         * the float branch above was theirs (it is the same operations) */
+        __m512 vlo = _mm512_set1_ps(INFINITY);
+        __mmask16 masks = 0;                /* lanes with a -inf entry */
         for (ptrdiff_t j = 0; j < C; j++) {
             __m512 v = _mm512_loadu_ps(buf + j * 16);
-            __mmask16 tie = _mm512_cmp_ps_mask(v, vm, _CMP_GE_OQ);
-            __m512 d = _mm512_sub_ps(v, vm);
-            XT_EXP_PN(d)
-            /* a tie adds +0 (s + 0 is s: s is never -0) */
-            __m512 e = _mm512_maskz_scalef_ps((__mmask16)~tie, p, n);
-            s_lo = _mm512_add_pd(s_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-            s_hi = _mm512_add_pd(s_hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
-            vt = _mm512_mask_add_ps(vt, tie, vt, one);
+            masks |= _mm512_cmp_ps_mask(v, ninf, _CMP_EQ_OQ);
+            __mmask16 fin = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(v, vlo, _CMP_LT_OQ), v,
+                                                    ninf, _CMP_GT_OQ);
+            vlo = _mm512_mask_mov_ps(vlo, fin, v);
         }
-    } else {
-        for (ptrdiff_t j = 0; j < C; j++) {
-            __m512 v = _mm512_loadu_ps(buf + j * 16);
-            __mmask16 tie = _mm512_cmp_ps_mask(v, vm, _CMP_GE_OQ);
-            __m512 d = _mm512_max_ps(explo, _mm512_sub_ps(v, vm));
-            XT_EXP_PN(d)
-            __m512d e_lo = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(p)),
-                                            _mm512_cvtps_pd(_mm512_castps512_ps256(n)));
-            __m512d e_hi = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)),
-                                            _mm512_cvtps_pd(_mm512_extractf32x8_ps(n, 1)));
-            s_lo = _mm512_mask_add_pd(s_lo, (__mmask8)~tie, s_lo, e_lo);
-            s_hi = _mm512_mask_add_pd(s_hi, (__mmask8)(~tie >> 8), s_hi, e_hi);
-            vt = _mm512_mask_add_ps(vt, tie, vt, one);
+        __m512d dm_lo = _mm512_cvtps_pd(_mm512_castps512_ps256(vm));
+        __m512d dm_hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(vm, 1));
+        __m512d w80 = _mm512_set1_pd(80.0);
+        __mmask8 w_lo = _mm512_cmp_pd_mask(
+            _mm512_sub_pd(dm_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(vlo))), w80, _CMP_GT_OQ);
+        __mmask8 w_hi = _mm512_cmp_pd_mask(
+            _mm512_sub_pd(dm_hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(vlo, 1))), w80,
+            _CMP_GT_OQ);
+        if (w_lo | w_hi) {
+            _mm512_storeu_ps(lo, vlo);
+            return 0;
+        }
+        if (masks) {
+            /* a -inf entry (clamped to n = -150, below float's normals):
+             * the product made in double */
+            const __m512 explo = _mm512_set1_ps(XT_EXP_LO);
+            s_lo = _mm512_setzero_pd();
+            s_hi = _mm512_setzero_pd();
+            vt = _mm512_setzero_ps();
+            for (ptrdiff_t j = 0; j < C; j++) {
+                __m512 v = _mm512_loadu_ps(buf + j * 16);
+                __mmask16 tie = _mm512_cmp_ps_mask(v, vm, _CMP_GE_OQ);
+                __m512 d = _mm512_max_ps(explo, _mm512_sub_ps(v, vm));
+                XT_EXP_PN(d)
+                __m512d e_lo = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(p)),
+                                                _mm512_cvtps_pd(_mm512_castps512_ps256(n)));
+                __m512d e_hi = _mm512_scalef_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)),
+                                                _mm512_cvtps_pd(_mm512_extractf32x8_ps(n, 1)));
+                s_lo = _mm512_mask_add_pd(s_lo, (__mmask8)~tie, s_lo, e_lo);
+                s_hi = _mm512_mask_add_pd(s_hi, (__mmask8)(~tie >> 8), s_hi, e_hi);
+                vt = _mm512_mask_add_ps(vt, tie, vt, one);
+            }
         }
     }
     _mm512_storeu_pd(s, s_lo);
@@ -1058,6 +1115,7 @@ XENT_INLINE void N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, 
     T lo[XENT_LANES];
     int wide[XENT_LANES];
 #if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
+    N(lanes_prefetch)(xb, C);
     if (N(lanes_stats_x)(xb, nl, C, buf, m, s, ties, lo))
         return;
     for (ptrdiff_t l = 0; l < L; l++) {
@@ -1134,8 +1192,7 @@ XENT_LANE_FN void N(lanes_lse)(const double* restrict m, const double* restrict 
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
         double dm = m[l], sp = s[l] + (ties[l] - 1.0);
-        N(log1p_t) l1 = N(log1p_pos)(sp < 0 ? 0.0 : sp);      /* sp < 0: a bad row */
-        double ls = l1.v;
+        double ls = N(log1p_only)(sp < 0 ? 0.0 : sp);         /* sp < 0: a bad row */
         int nan_s = s[l] != s[l], inf_m = !(dm - dm == 0.0);
         double lse = nan_s ? (double)NAN : inf_m ? dm : dm + ls;
         v[l] = mode == 0 ? lse : ls;
@@ -1314,9 +1371,9 @@ XENT_LANE_FN void N(lanes_prob_finish)(const double* restrict m, const double* r
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
         double sp = s[l] + (ties[l] - 1.0);
-        N(log1p_t) l1 = N(log1p_pos)(sp < 0 ? 0.0 : sp);      /* sp < 0: a bad row */
+        double l1 = N(log1p_only)(sp < 0 ? 0.0 : sp);         /* sp < 0: a bad row */
         int b = (s[l] != s[l]) | !(m[l] - m[l] == 0.0);
-        double v = ls_[l] + qs[l] * l1.v;
+        double v = ls_[l] + qs[l] * l1;
         li[l] = si[l] == 0.0 ? 0.0 : b ? (double)NAN : si[l] * v;
         double total = s[l] + ties[l], inv = 1.0 / total, sc = scale * si[l];
         double g = sc * qs[l], gi = g * inv;
