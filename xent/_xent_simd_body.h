@@ -948,7 +948,7 @@ static void N(lanes_grad)(T* restrict col, const T* restrict m, const T* restric
  * entries a row).  The transposes read a tile with 16-row-strided gathers
  * or scalar loads, and the hardware prefetchers did not keep up: logsumexp
  * at 262144 x 10 (10 MB, from L3) cost 12.5 ns per row against 10 from L2;
- * prefetching 2 to 16 tiles ahead gave the same 14 % (one core, AVX-512,
+ * prefetching 4 to 16 tiles ahead gave the same 14 % (one core, AVX-512,
  * medians of 12 alternated runs); 8 it is.  Past the end it does nothing
  * (a prefetch does not fault). */
 #define XT_LANES_AHEAD 8
