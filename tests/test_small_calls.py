@@ -1,7 +1,9 @@
 """The small-call fast path (SPEC 4: a 32 x 10 call in a few microseconds).
 
 Plain calls of one tile (N * C <= 32768, any C) skip the Python-level
-validation and run the tile at once (``_kernels.fast_index_ce``).  Checked:
+validation and run the tile at once (``_kernels.fast_index_ce`` for class
+indices; ``fast_dense`` for probability targets and BCE, ``fast_softmax``
+for logsumexp / log_softmax / softmax).  Checked:
 the path is taken for those shapes and refused for the others, and its results
 are bitwise those of the general path (forced here by passing ``axis`` as a
 NumPy integer, which the fast path does not recognise), with the general
@@ -77,3 +79,93 @@ def test_nan_row_through_the_fast_path():
     assert np.isnan(xent.softmax_cross_entropy(x, y))
     _, g = xent.softmax_cross_entropy_with_grad(x, y)
     assert np.isnan(g[1]).all() and np.isfinite(g[[0, 2]]).all()
+
+
+# --------------------------------------------------------------------------
+# probability targets, BCE and the softmax primitives (fast_dense, fast_softmax)
+# --------------------------------------------------------------------------
+
+def _dense(n, c, dtype, seed=1):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    x[0, 0] = -np.inf
+    p = rng.random((n, c)).astype(dtype)
+    return x, p / p.sum(axis=1, keepdims=True)
+
+
+GENERAL = {"axis": np.int64(-1)}              # not an int: the fast paths decline
+
+
+@pytest.mark.parametrize("n,c", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_dense_fast_paths_are_bitwise_the_general_path(n, c, dtype, reduction):
+    x, p = _dense(n, c, dtype)
+    assert _kernels.fast_dense(x, p, reduction, False, False) is not NotImplemented
+    assert _kernels.fast_dense(x, p, reduction, True, True) is not NotImplemented
+    fast = xent.softmax_cross_entropy(x, p, reduction=reduction)
+    slow = xent.softmax_cross_entropy(x, p, reduction=reduction, **GENERAL)
+    np.testing.assert_array_equal(_bits(fast), _bits(slow))
+    fl, fg = xent.softmax_cross_entropy_with_grad(x, p, reduction=reduction)
+    sl, sg = xent.softmax_cross_entropy_with_grad(x, p, reduction=reduction, **GENERAL)
+    np.testing.assert_array_equal(_bits(fl), _bits(sl))
+    assert fg.dtype == sg.dtype == dtype
+    np.testing.assert_array_equal(_bits(fg), _bits(sg))
+    # BCE: the general path forced by an n_threads that is not an int
+    xb = np.where(np.isfinite(x), x, -30).astype(dtype)
+    for arr, tgt in ((xb, p), (xb.reshape(-1), p.reshape(-1))):
+        fast = xent.sigmoid_binary_cross_entropy(arr, tgt, reduction=reduction)
+        slow = xent.sigmoid_binary_cross_entropy(arr, tgt, reduction=reduction,
+                                                 n_threads=np.int64(1))
+        np.testing.assert_array_equal(_bits(fast), _bits(slow))
+        fl, fg = xent.sigmoid_binary_cross_entropy_with_grad(arr, tgt, reduction=reduction)
+        sl, sg = xent.sigmoid_binary_cross_entropy_with_grad(arr, tgt, reduction=reduction,
+                                                             n_threads=np.int64(1))
+        np.testing.assert_array_equal(_bits(fl), _bits(sl))
+        assert fg.shape == arr.shape and fg.dtype == sg.dtype == dtype
+        np.testing.assert_array_equal(_bits(fg), _bits(sg))
+
+
+@pytest.mark.parametrize("n,c", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fn, mode", [(xent.logsumexp, 0), (xent.log_softmax, 1),
+                                      (xent.softmax, 2)])
+def test_softmax_fast_path_is_bitwise_the_general_path(n, c, dtype, fn, mode):
+    x, _ = _dense(n, c, dtype)
+    fast = _kernels.fast_softmax(x, mode)
+    assert fast is not NotImplemented
+    slow = fn(x, **GENERAL)
+    assert fast.shape == slow.shape and fast.dtype == slow.dtype == dtype
+    np.testing.assert_array_equal(_bits(fast), _bits(slow))
+    np.testing.assert_array_equal(_bits(fn(x)), _bits(slow))
+
+
+def test_dense_fast_paths_decline_what_they_do_not_handle():
+    x, p = _dense(4, 10, np.float32)
+    assert _kernels.fast_dense(x, p, "none", False, False) is NotImplemented
+    assert _kernels.fast_dense(x, p.astype(np.float64), "mean", False, False) is NotImplemented
+    assert _kernels.fast_dense(x[:, ::2], p[:, ::2], "mean", False, False) is NotImplemented
+    assert _kernels.fast_dense(x, p[:, :5], "mean", False, False) is NotImplemented
+    assert _kernels.fast_dense(x.reshape(-1), p.reshape(-1), "mean", False, False) is NotImplemented
+    assert _kernels.fast_dense(x, p.astype(np.float16), "mean", False, True) is NotImplemented
+    assert _kernels.fast_dense(x.reshape(2, 2, 10), p.reshape(2, 2, 10), "sum", False,
+                               True) is NotImplemented
+    big, bp = _dense(2, 20000, np.float32)     # two tiles
+    assert _kernels.fast_dense(big, bp, "mean", False, False) is NotImplemented
+    assert _kernels.fast_softmax(big, 0) is NotImplemented
+    assert _kernels.fast_softmax(x.reshape(-1), 0) is NotImplemented
+    assert _kernels.fast_softmax(x.astype(np.float16), 2) is NotImplemented
+    assert _kernels.fast_softmax(x.T, 1) is NotImplemented
+    assert _kernels.fast_softmax(np.zeros((3, 0), np.float32), 0) is NotImplemented
+
+
+def test_dense_errors_still_come_from_the_general_path():
+    x, p = _dense(4, 10, np.float32)
+    with pytest.raises(ValueError, match="`target` must be class indices of shape"):
+        xent.softmax_cross_entropy(x, p[:, :5])
+    with pytest.raises(ValueError, match="`target` must have the shape of `logits`"):
+        xent.sigmoid_binary_cross_entropy(x, p[:, :5])
+    with pytest.raises(ValueError, match="`target` of integer dtype must hold 0 or 1"):
+        xent.sigmoid_binary_cross_entropy(x, np.full((4, 10), 2))
+    with pytest.raises(ValueError, match="must have at least one element along axis"):
+        xent.softmax(np.zeros((3, 0), np.float32))
