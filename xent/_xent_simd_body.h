@@ -1262,11 +1262,14 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
      * of logsumexp's time at C = 10.  Four blocks give the core eight
      * independent chains; every lane is computed as before, bitwise. */
     const ptrdiff_t L = XENT_LANES, G = mode == 0 ? XT_LSE_GROUP : 1;
-    T buf[XENT_SMALL_C * XENT_LANES];
-    T m[XENT_LANES], ties[XENT_LANES];
-    double s[XT_LSE_GROUP * XENT_LANES], v[XT_LSE_GROUP * XENT_LANES];
-    double dm[XT_LSE_GROUP * XENT_LANES], dt[XT_LSE_GROUP * XENT_LANES];
-    int bad[XT_LSE_GROUP * XENT_LANES];
+    XENT_ALIGN64 T buf[XENT_SMALL_C * XENT_LANES];
+    XENT_ALIGN64 T m[XENT_LANES];
+    XENT_ALIGN64 T ties[XENT_LANES];
+    XENT_ALIGN64 double s[XT_LSE_GROUP * XENT_LANES];
+    XENT_ALIGN64 double v[XT_LSE_GROUP * XENT_LANES];
+    XENT_ALIGN64 double dm[XT_LSE_GROUP * XENT_LANES];
+    XENT_ALIGN64 double dt[XT_LSE_GROUP * XENT_LANES];
+    XENT_ALIGN64 int bad[XT_LSE_GROUP * XENT_LANES];
     for (ptrdiff_t i0 = 0; i0 < n; i0 += G * L) {
         ptrdiff_t ng = n - i0 < G * L ? n - i0 : G * L, nb = (ng + L - 1) / L, nl = 0;
         for (ptrdiff_t b = 0; b < nb; b++) {
@@ -1440,9 +1443,14 @@ XENT_LANE_FN void N(lanes_prob_grad)(T* restrict col, const T* restrict tcol, do
 static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, const T* w,
                             const T* sw, double eps, T* loss, T* grad, double scale)
 {
-    T buf[XENT_SMALL_C * XENT_LANES], tbuf[XENT_SMALL_C * XENT_LANES];
-    T m[XENT_LANES], ties[XENT_LANES];
-    double s[XENT_LANES], dm[XENT_LANES], dt[XENT_LANES], si[XENT_LANES];
+    XENT_ALIGN64 T buf[XENT_SMALL_C * XENT_LANES];
+    XENT_ALIGN64 T tbuf[XENT_SMALL_C * XENT_LANES];
+    XENT_ALIGN64 T m[XENT_LANES];
+    XENT_ALIGN64 T ties[XENT_LANES];
+    XENT_ALIGN64 double s[XENT_LANES];
+    XENT_ALIGN64 double dm[XENT_LANES];
+    XENT_ALIGN64 double dt[XENT_LANES];
+    double si[XENT_LANES];
     double qs[XENT_LANES], qc[XENT_LANES], ls[XENT_LANES], lc[XENT_LANES];
     double topb[2 * XENT_LANES], qtopb[2 * XENT_LANES], li[XENT_LANES], gq[XENT_LANES];
     double total[XENT_LANES], gtop[XENT_LANES];
