@@ -169,3 +169,61 @@ def test_dense_errors_still_come_from_the_general_path():
         xent.sigmoid_binary_cross_entropy(x, np.full((4, 10), 2))
     with pytest.raises(ValueError, match="must have at least one element along axis"):
         xent.softmax(np.zeros((3, 0), np.float32))
+
+
+def test_fast_paths_take_a_grad_out_and_out():
+    x, p = _dense(32, 10, np.float32)
+    y = np.random.default_rng(3).integers(0, 10, 32)
+    g = np.empty_like(x)
+    for target in (y, p):
+        assert _kernels.fast_index_ce(x, y, "sum", True, g) is not NotImplemented
+        assert _kernels.fast_dense(x, p, "sum", True, False, g) is not NotImplemented
+        loss, out = xent.softmax_cross_entropy_with_grad(x, target, grad_out=g)
+        assert out is g
+        sl, sg = xent.softmax_cross_entropy_with_grad(x, target, **GENERAL)
+        np.testing.assert_array_equal(_bits(loss), _bits(sl))
+        np.testing.assert_array_equal(_bits(g), _bits(sg))
+        inplace = x.copy()                     # in place over the logits
+        _, out = xent.softmax_cross_entropy_with_grad(inplace, target, grad_out=inplace)
+        assert out is inplace
+        np.testing.assert_array_equal(_bits(inplace), _bits(sg))
+    xb = np.clip(x, -30, 30)
+    _, out = xent.sigmoid_binary_cross_entropy_with_grad(xb, p, grad_out=g)
+    _, sg = xent.sigmoid_binary_cross_entropy_with_grad(xb, p, n_threads=np.int64(1))
+    assert out is g
+    np.testing.assert_array_equal(_bits(g), _bits(sg))
+    for fn, mode in ((xent.log_softmax, 1), (xent.softmax, 2)):
+        o = np.empty_like(x)
+        assert fn(x, out=o) is o
+        np.testing.assert_array_equal(_bits(o), _bits(fn(x, **GENERAL)))
+        inplace = x.copy()
+        assert fn(inplace, out=inplace) is inplace
+        np.testing.assert_array_equal(_bits(inplace), _bits(o))
+
+
+def test_fast_paths_decline_an_out_they_cannot_take():
+    x, p = _dense(32, 10, np.float32)
+    y = np.random.default_rng(3).integers(0, 10, 32)
+    ro = np.empty_like(x)
+    ro.setflags(write=False)
+    for bad in (np.empty((32, 10), np.float64),      # dtype
+                np.empty((10, 32), np.float32),      # shape
+                np.empty((32, 20), np.float32)[:, ::2],  # layout
+                ro,                                  # read-only
+                p):                                  # the target's memory
+        assert _kernels.fast_dense(x, p, "sum", True, False, bad) is NotImplemented
+        if bad is not p:
+            assert _kernels.fast_index_ce(x, y, "sum", True, bad) is NotImplemented
+    flat = np.empty(325, np.float32)                 # overlapping the logits, not them
+    xo, go = flat[:320].reshape(32, 10), flat[5:].reshape(32, 10)
+    xo[...] = x
+    assert _kernels.fast_dense(xo, p, "sum", True, False, go) is NotImplemented
+    assert _kernels.fast_index_ce(xo, y, "sum", True, go) is NotImplemented
+    assert _kernels.fast_softmax(xo, 2, go) is NotImplemented
+    assert _kernels.fast_softmax(x, 0, np.empty(32, np.float32)) is NotImplemented
+    assert _kernels.fast_softmax(x, 2, ro) is NotImplemented
+    # the general path then gives its own error
+    with pytest.raises(ValueError, match="`grad_out`"):
+        xent.softmax_cross_entropy_with_grad(x, p, grad_out=np.empty((10, 32), np.float32))
+    with pytest.raises(ValueError, match="`grad_out`"):
+        xent.softmax_cross_entropy_with_grad(x, p, grad_out=p)

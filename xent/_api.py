@@ -105,10 +105,11 @@ def _reduce(total, den, reduction):
     return float(total) / den if den != 0 else math.nan
 
 
-def _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads, grad_out):
+def _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
     """True when no option is set (and the set ones are certainly valid): the
-    small-call fast paths (_kernels.fast_index_ce, fast_dense) may try the arrays."""
-    return (weight is None and sample_weight is None and ignore_index is None and grad_out is None
+    small-call fast paths (_kernels.fast_index_ce, fast_dense) may try the
+    arrays (and a `grad_out`, which they check themselves)."""
+    return (weight is None and sample_weight is None and ignore_index is None
             and type(axis) is int and (axis == -1 or axis == 1)
             and type(label_smoothing) in (float, int) and label_smoothing == 0
             and (n_threads is None or (type(n_threads) is int and (n_threads >= 1 or n_threads == -1))))
@@ -293,7 +294,7 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     >>> xent.softmax_cross_entropy(logits, np.array([0, 2]), reduction="none").round(6)
     array([0.169846, 1.098612])
     """
-    if _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads, None):
+    if _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
         res = _kernels.fast_index_ce(logits, target, reduction, False)
         if res is NotImplemented:
             res = _kernels.fast_dense(logits, target, reduction, False, False)
@@ -342,10 +343,10 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sam
     >>> round(loss, 6), grad.round(3).tolist()
     (1.386294, [[0.25, -0.75, 0.25, 0.25]])
     """
-    if _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads, grad_out):
-        res = _kernels.fast_index_ce(logits, target, reduction, True)
+    if _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
+        res = _kernels.fast_index_ce(logits, target, reduction, True, grad_out)
         if res is NotImplemented:
-            res = _kernels.fast_dense(logits, target, reduction, True, False)
+            res = _kernels.fast_dense(logits, target, reduction, True, False, grad_out)
         if res is not NotImplemented:
             return res
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
@@ -475,7 +476,7 @@ def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None
     """
     # no option set: the small-call fast path may try (pos_weight in the slot
     # of sample_weight: both must be None)
-    if _plain(-1, weight, pos_weight, None, label_smoothing, n_threads, None):
+    if _plain(-1, weight, pos_weight, None, label_smoothing, n_threads):
         res = _kernels.fast_dense(logits, target, reduction, False, True)
         if res is not NotImplemented:
             return res
@@ -517,8 +518,8 @@ def sigmoid_binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_w
     """
     # no option set: the small-call fast path may try (pos_weight in the slot
     # of sample_weight: both must be None)
-    if _plain(-1, weight, pos_weight, None, label_smoothing, n_threads, grad_out):
-        res = _kernels.fast_dense(logits, target, reduction, True, True)
+    if _plain(-1, weight, pos_weight, None, label_smoothing, n_threads):
+        res = _kernels.fast_dense(logits, target, reduction, True, True, grad_out)
         if res is not NotImplemented:
             return res
     return _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threads,
@@ -529,8 +530,8 @@ _MODES = {"logsumexp": 0, "log_softmax": 1, "softmax": 2}
 
 
 def _softmax_family(x, axis, out, mode, n_threads=None):
-    if out is None and n_threads is None and type(axis) is int and (axis == -1 or axis == 1):
-        res = _kernels.fast_softmax(x, mode)   # a small plain call (or NotImplemented)
+    if n_threads is None and type(axis) is int and (axis == -1 or axis == 1):
+        res = _kernels.fast_softmax(x, mode, out)   # a small plain call (or NotImplemented)
         if res is not NotImplemented:
             return res
     a = as_array(x, "x")

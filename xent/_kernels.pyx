@@ -1335,7 +1335,8 @@ def keras_prob_rows(const floating[:, ::1] p, const floating[:, ::1] t, const in
 # Anything else, including a bad label, returns NotImplemented and the caller
 # takes the general path, which validates and raises the proper errors.
 # ---------------------------------------------------------------------------
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT,
+                             PyBUF_WRITABLE)
 
 _ndarray = np.ndarray
 _empty = np.empty
@@ -1356,8 +1357,39 @@ cdef inline int _fmt_kind(const char* fmt) noexcept:
     return 0
 
 
-def fast_index_ce(object logits, object target, object reduction, bint want_grad):
-    cdef Py_buffer xb, yb
+cdef inline bint _disjoint(const Py_buffer* a, const Py_buffer* b) noexcept:
+    cdef size_t a0 = <size_t>a.buf, b0 = <size_t>b.buf
+    return a0 + <size_t>a.len <= b0 or b0 + <size_t>b.len <= a0
+
+
+cdef int _fast_out(object out, Py_buffer* ob, const Py_buffer* xb, const Py_buffer* tb,
+                   int kind) except -1:
+    """Hold `out`'s buffer and return 1 when it can take a result of xb's
+    shape: a plain writable ndarray, C-contiguous, aligned, of `kind`, that is
+    xb's memory exactly (in place) or does not overlap it, and does not
+    overlap tb (NULL: none).  Else 0, holding nothing: the general path then
+    gives its error, or its copy."""
+    cdef int d
+    if type(out) is not _ndarray:
+        return 0
+    try:
+        PyObject_GetBuffer(out, ob, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+    except Exception:
+        return 0
+    ok = _fmt_kind(ob.format) == kind and ob.ndim == xb.ndim \
+        and (<size_t>ob.buf) % ob.itemsize == 0
+    for d in range(xb.ndim):
+        ok = ok and ob.shape[d] == xb.shape[d]
+    ok = ok and (ob.buf == xb.buf or _disjoint(ob, xb)) and (tb == NULL or _disjoint(ob, tb))
+    if not ok:
+        PyBuffer_Release(ob)
+        return 0
+    return 1
+
+
+def fast_index_ce(object logits, object target, object reduction, bint want_grad,
+                  object grad_out=None):
+    cdef Py_buffer xb, yb, gb
     cdef int xk, yk, mode
     cdef Py_ssize_t N, C, i
     cdef double part = 0.0, den = 0.0
@@ -1396,7 +1428,12 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
                 return NotImplemented
         den = <double>N
         grad = None
-        if want_grad:
+        if want_grad and grad_out is not None:
+            if not _fast_out(grad_out, &gb, &xb, &yb, xk):
+                return NotImplemented
+            PyBuffer_Release(&gb)           # checked; the kernel takes it as a memoryview
+            grad = grad_out
+        elif want_grad:
             grad = _empty((N, C), dtype=np.float32 if xk == b'f' else np.float64)
         if xk == b'f':
             _fast_index_run(<const float*>xb.buf, <const int64_t*>yb.buf, N, C, mode, grad, &part)
@@ -1458,10 +1495,11 @@ cdef int _reduction_mode(object reduction):
     return -1
 
 
-def fast_dense(object logits, object target, object reduction, bint want_grad, bint binary):
+def fast_dense(object logits, object target, object reduction, bint want_grad, bint binary,
+               object grad_out=None):
     """Probability-target CE (binary False) or BCE (True) of a small plain
     call, or NotImplemented."""
-    cdef Py_buffer xb, tb
+    cdef Py_buffer xb, tb, gb
     cdef int xk, tk, d
     cdef int mode = _reduction_mode(reduction)
     cdef Py_ssize_t n, C
@@ -1484,8 +1522,14 @@ def fast_dense(object logits, object target, object reduction, bint want_grad, b
         n = xb.len // xb.itemsize
         C = xb.shape[xb.ndim - 1]
         den = <double>n if binary else <double>(n // C)
-        grad = _empty(logits.shape, dtype=np.float32 if xk == b'f' else np.float64) \
-            if want_grad else None
+        grad = None
+        if want_grad and grad_out is not None:
+            if not _fast_out(grad_out, &gb, &xb, &tb, xk):
+                return NotImplemented
+            PyBuffer_Release(&gb)           # checked; _fast_dense_run takes it again
+            grad = grad_out
+        elif want_grad:
+            grad = _empty(logits.shape, dtype=np.float32 if xk == b'f' else np.float64)
         if xk == b'f':
             _fast_dense_run(<const float*>xb.buf, <const float*>tb.buf, n, C, binary,
                             1.0 / den if mode == 0 else 1.0, grad, &part)
@@ -1523,9 +1567,10 @@ cdef int _fast_dense_run(const floating* x, const floating* t, Py_ssize_t n, Py_
     return 0
 
 
-def fast_softmax(object x, int mode):
+def fast_softmax(object x, int mode, object out=None):
     """logsumexp (mode 0), log_softmax (1) or softmax (2) of a small plain
-    2-D call along its last axis, or NotImplemented."""
+    2-D call along its last axis (into `out` when given, modes 1 and 2), or
+    NotImplemented."""
     cdef Py_buffer xb, ob
     cdef int xk
     cdef Py_ssize_t N, C
@@ -1537,9 +1582,13 @@ def fast_softmax(object x, int mode):
             return NotImplemented
         N = xb.shape[0]
         C = xb.shape[1]
-        shape = (<object>N,) if mode == 0 else (<object>N, <object>C)
-        out = _empty(shape, dtype=np.float32 if xk == b'f' else np.float64)
-        PyObject_GetBuffer(out, &ob, PyBUF_C_CONTIGUOUS)
+        if out is not None:
+            if mode == 0 or not _fast_out(out, &ob, &xb, NULL, xk):
+                return NotImplemented
+        else:
+            shape = (<object>N,) if mode == 0 else (<object>N, <object>C)
+            out = _empty(shape, dtype=np.float32 if xk == b'f' else np.float64)
+            PyObject_GetBuffer(out, &ob, PyBUF_C_CONTIGUOUS)
         with nogil:
             if xk == b'f':
                 _softmax_tile(<const float*>xb.buf, 0, N, C, mode, <float*>ob.buf,
