@@ -1462,8 +1462,9 @@ cdef int _fast_index_run(const floating* x, const int64_t* y, Py_ssize_t N, Py_s
 
 # The same for the other kernels' plain calls: probability targets and BCE
 # (targets of the logits' dtype and shape, no options; BCE on 1-D or 2-D
-# arrays), and the softmax primitives on 2-D rows (axis -1, no `out`).  A
-# 32 x 10 call went from 9-17 us to ~2-3 us on the 2-core development VM.
+# arrays), and the softmax primitives on 2-D rows (axis -1); a `grad_out` /
+# `out` when _fast_out accepts it.  A 32 x 10 call went from 9-40 us to
+# ~1.3-4 us on the 2-core development VM.
 cdef int _fast_buffer(object a, Py_buffer* b, int ndim_lo, int ndim_hi) except -1:
     """Hold `a`'s buffer and return its kind (b'f' / b'd') when it is a plain
     ndarray, C-contiguous, aligned, native float32 / float64, with ndim_lo to
