@@ -1387,9 +1387,24 @@ cdef int _fast_out(object out, Py_buffer* ob, const Py_buffer* xb, const Py_buff
     return 1
 
 
+cdef object _fast_grad(object grad_out, bint want_grad, const Py_buffer* xb, const Py_buffer* tb,
+                       int kind, object shape):
+    """Where a fast call writes its gradient: None without one; grad_out when
+    _fast_out takes it (NotImplemented when not); else a new array."""
+    cdef Py_buffer gb
+    if not want_grad:
+        return None
+    if grad_out is None:
+        return _empty(shape, dtype=np.float32 if kind == b'f' else np.float64)
+    if not _fast_out(grad_out, &gb, xb, tb, kind):
+        return NotImplemented
+    PyBuffer_Release(&gb)                   # checked; the kernel's caller takes it again
+    return grad_out
+
+
 def fast_index_ce(object logits, object target, object reduction, bint want_grad,
                   object grad_out=None):
-    cdef Py_buffer xb, yb, gb
+    cdef Py_buffer xb, yb
     cdef int xk, yk, mode
     cdef Py_ssize_t N, C, i
     cdef double part = 0.0, den = 0.0
@@ -1427,14 +1442,9 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
             if yi < 0 or yi >= C:
                 return NotImplemented
         den = <double>N
-        grad = None
-        if want_grad and grad_out is not None:
-            if not _fast_out(grad_out, &gb, &xb, &yb, xk):
-                return NotImplemented
-            PyBuffer_Release(&gb)           # checked; the kernel takes it as a memoryview
-            grad = grad_out
-        elif want_grad:
-            grad = _empty((N, C), dtype=np.float32 if xk == b'f' else np.float64)
+        grad = _fast_grad(grad_out, want_grad, &xb, &yb, xk, logits.shape)
+        if grad is NotImplemented:
+            return NotImplemented
         if xk == b'f':
             _fast_index_run(<const float*>xb.buf, <const int64_t*>yb.buf, N, C, mode, grad, &part)
         else:
@@ -1500,7 +1510,7 @@ def fast_dense(object logits, object target, object reduction, bint want_grad, b
                object grad_out=None):
     """Probability-target CE (binary False) or BCE (True) of a small plain
     call, or NotImplemented."""
-    cdef Py_buffer xb, tb, gb
+    cdef Py_buffer xb, tb
     cdef int xk, tk, d
     cdef int mode = _reduction_mode(reduction)
     cdef Py_ssize_t n, C
@@ -1523,14 +1533,9 @@ def fast_dense(object logits, object target, object reduction, bint want_grad, b
         n = xb.len // xb.itemsize
         C = xb.shape[xb.ndim - 1]
         den = <double>n if binary else <double>(n // C)
-        grad = None
-        if want_grad and grad_out is not None:
-            if not _fast_out(grad_out, &gb, &xb, &tb, xk):
-                return NotImplemented
-            PyBuffer_Release(&gb)           # checked; _fast_dense_run takes it again
-            grad = grad_out
-        elif want_grad:
-            grad = _empty(logits.shape, dtype=np.float32 if xk == b'f' else np.float64)
+        grad = _fast_grad(grad_out, want_grad, &xb, &tb, xk, logits.shape)
+        if grad is NotImplemented:
+            return NotImplemented
         if xk == b'f':
             _fast_dense_run(<const float*>xb.buf, <const float*>tb.buf, n, C, binary,
                             1.0 / den if mode == 0 else 1.0, grad, &part)
