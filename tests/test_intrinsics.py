@@ -1,10 +1,10 @@
-"""The AVX-512 float row statistics written with intrinsics (block_lanes and
-lanes_stats_x in xent/_xent_simd_body.h) are bitwise the portable C loops
-they replace.
+"""The AVX-512 and AVX2 float row statistics written with intrinsics
+(block_lanes, lanes_stats_x and the gathers of lanes_load in
+xent/_xent_simd_body.h) are bitwise the portable C loops they replace.
 
 tools/row_stats_bench.c is built twice with setup.py's flags: as shipped, and
-with -DXENT_NO_INTRINSICS, which makes the AVX-512 variant compile block_sum's
-and lanes_stats' C loops instead.  Its `bits` mode prints every row's (max, sum, ties) as hex
+with -DXENT_NO_INTRINSICS, which makes the AVX-512 and AVX2 variants compile
+block_sum's and lanes_stats' C loops instead.  Its `bits` mode prints every row's (max, sum, ties) as hex
 floats, computed both ways the kernels do (stats_rows, row_stats), for random
 rows and rows with -inf masks, a NaN, +inf, ties and terms far below the max;
 the two builds must print the same text.  The suite's other tests hold the
@@ -47,18 +47,19 @@ def builds(tmp_path_factory):
     return out
 
 
-def _bits(exe, rows, cols):
-    res = subprocess.run([str(exe), "avx512", str(cols), str(rows), "bits"],
+def _bits(exe, rows, cols, isa):
+    res = subprocess.run([str(exe), isa, str(cols), str(rows), "bits"],
                          capture_output=True, text=True)
     if res.returncode == 2:
-        pytest.skip("this CPU has no AVX-512 (or the build has no x86 variants)")
+        pytest.skip(f"this CPU has no {isa} (or the build has no x86 variants)")
     assert res.returncode == 0, res.stderr
     return res.stdout
 
 
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
 @pytest.mark.parametrize("rows,cols", SHAPES)
-def test_block_lanes_bitwise_the_c_loop(builds, rows, cols):
-    a = _bits(builds["intrinsics"], rows, cols)
-    b = _bits(builds["c_loop"], rows, cols)
+def test_block_lanes_bitwise_the_c_loop(builds, rows, cols, isa):
+    a = _bits(builds["intrinsics"], rows, cols, isa)
+    b = _bits(builds["c_loop"], rows, cols, isa)
     assert len(a.splitlines()) == 2 * rows
     assert a == b

@@ -165,6 +165,7 @@ typedef struct {
 
 #define XENT_ISA base
 #define XENT_ISA_AVX512 0
+#define XENT_ISA_AVX2 0
 #define XENT_RS_LANES 8
 #include "_xent_simd_isa.h"
 #undef XENT_RS_LANES
@@ -180,11 +181,15 @@ typedef struct {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 #endif
+#undef XENT_ISA_AVX2
 #define XENT_ISA avx2
+#define XENT_ISA_AVX2 1             /* the body's AVX2 intrinsics paths */
 #define XENT_RS_LANES 8
 #include "_xent_simd_isa.h"
 #undef XENT_RS_LANES
 #undef XENT_ISA
+#undef XENT_ISA_AVX2
+#define XENT_ISA_AVX2 0
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
