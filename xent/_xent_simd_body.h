@@ -1062,6 +1062,28 @@ XENT_INLINE void N(lanes_prefetch)(const T* src, ptrdiff_t C)
         XENT_PREFETCH(src, (XT_LANES_AHEAD * tile + k) * (ptrdiff_t)sizeof(T));
 }
 
+#if XT_FLOAT && XENT_ISA_AVX2 && !defined(XENT_NO_INTRINSICS)
+/* v[k] <- column k of the 8 x 8 matrix whose rows are v[0..7] */
+XENT_INLINE void N(transpose8)(__m256* v)
+{
+    __m256 a[8], b[8];
+    for (int k = 0; k < 4; k++) {
+        a[2 * k] = _mm256_unpacklo_ps(v[2 * k], v[2 * k + 1]);
+        a[2 * k + 1] = _mm256_unpackhi_ps(v[2 * k], v[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        b[4 * k] = _mm256_shuffle_ps(a[4 * k], a[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        b[4 * k + 1] = _mm256_shuffle_ps(a[4 * k], a[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        b[4 * k + 2] = _mm256_shuffle_ps(a[4 * k + 1], a[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        b[4 * k + 3] = _mm256_shuffle_ps(a[4 * k + 1], a[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_permute2f128_ps(b[k], b[k + 4], 0x20);
+        v[k + 4] = _mm256_permute2f128_ps(b[k], b[k + 4], 0x31);
+    }
+}
+#endif
+
 XENT_INLINE void N(lanes_load)(const T* src, ptrdiff_t nl, ptrdiff_t C, T* buf)
 {
     N(lanes_prefetch)(src, C);
@@ -1083,10 +1105,11 @@ XENT_INLINE void N(lanes_load)(const T* src, ptrdiff_t nl, ptrdiff_t C, T* buf)
         _mm512_storeu_ps(buf + j * 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live,
                                                                 XT_LANES_IDX(C), src + j, 4));
 #elif XT_FLOAT && XENT_ISA_AVX2 && !defined(XENT_NO_INTRINSICS)
-    /* AVX2 float: the same pairing with 4-row 64-bit gathers (rows k..k+3,
-     * entries j and j + 1), the missing rows masked to zero; a shuffle and a
-     * permute take the even (odd) floats of two of them to 8 rows of column
-     * j (j + 1).  An odd C's last column: 32-bit gathers of 8 rows. */
+    /* AVX2 float: the columns past the last multiple of 8 (below) with the
+     * same pairing as AVX-512's, 4-row 64-bit gathers (rows k..k+3, entries j
+     * and j + 1), the missing rows masked to zero; a shuffle and a permute
+     * take the even (odd) floats of two of them to 8 rows of column j
+     * (j + 1).  An odd C's last column: 32-bit gathers of 8 rows. */
     const __m128i idx4 = _mm_mullo_epi32(_mm_set_epi32(3, 2, 1, 0), _mm_set1_epi32((int)C));
     const __m256i idx8 = _mm256_mullo_epi32(_mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0),
                                             _mm256_set1_epi32((int)C));
@@ -1097,6 +1120,18 @@ XENT_INLINE void N(lanes_load)(const T* src, ptrdiff_t nl, ptrdiff_t C, T* buf)
             _mm256_cmpgt_epi64(vnl, _mm256_add_epi64(rows4, _mm256_set1_epi64x(4 * q))));
     const __m256d zero = _mm256_setzero_pd();
     ptrdiff_t j = 0;
+    /* 8 columns at a time: 8 rows' entries (plain loads, a missing row
+     * zero) transposed in registers, which costs less than gathers */
+    for (; j + 8 <= C; j += 8)
+        for (ptrdiff_t h = 0; h < 2; h++) {
+            __m256 v[8];
+            for (ptrdiff_t r = 0; r < 8; r++)
+                v[r] = 8 * h + r < nl ? _mm256_loadu_ps(src + (8 * h + r) * C + j)
+                                      : _mm256_setzero_ps();
+            N(transpose8)(v);
+            for (int k = 0; k < 8; k++)
+                _mm256_storeu_ps(buf + (j + k) * 16 + 8 * h, v[k]);
+        }
     for (; j + 1 < C; j += 2)
         for (int h = 0; h < 2; h++) {
             const T* b = src + 8 * h * C + j;
@@ -1149,6 +1184,26 @@ XENT_INLINE void N(lanes_unload)(const T* buf, ptrdiff_t nl, ptrdiff_t C, T* dst
     }
     if (j < C)
         _mm512_mask_i32scatter_ps(dst + j, live, XT_LANES_IDX(C), _mm512_loadu_ps(buf + j * 16), 4);
+#elif XT_FLOAT && XENT_ISA_AVX2 && !defined(XENT_NO_INTRINSICS)
+    /* AVX2 has no scatter: 8 columns of 8 lanes are transposed in registers
+     * into 8 rows of 8 entries, stored whole; the last C % 8 columns one
+     * entry at a time (C = 10, one core: see benchmarks/README.md) */
+    for (ptrdiff_t h = 0; h < 2 && 8 * h < nl; h++) {
+        ptrdiff_t rows = nl - 8 * h < 8 ? nl - 8 * h : 8;
+        T* d = dst + 8 * h * C;
+        ptrdiff_t j = 0;
+        for (; j + 8 <= C; j += 8) {
+            __m256 v[8];
+            for (int k = 0; k < 8; k++)
+                v[k] = _mm256_loadu_ps(buf + (j + k) * 16 + 8 * h);
+            N(transpose8)(v);
+            for (ptrdiff_t r = 0; r < rows; r++)
+                _mm256_storeu_ps(d + r * C + j, v[r]);
+        }
+        for (; j < C; j++)
+            for (ptrdiff_t r = 0; r < rows; r++)
+                d[r * C + j] = buf[j * 16 + 8 * h + r];
+    }
 #else
     const ptrdiff_t L = XENT_LANES;
     for (ptrdiff_t l = 0; l < nl; l++)
