@@ -159,6 +159,8 @@ cdef extern from "_xent_simd.h" nogil:
                             double* loss, double* grad, double gscale)
     void xent_from_half(const uint16_t* h, float* f, Py_ssize_t n)
     void xent_to_half(const float* f, uint16_t* h, Py_ssize_t n)
+    bint xent_count_labels(const int64_t* y, Py_ssize_t n, int64_t C, int has_ignore,
+                           int64_t ignore, int64_t* kept)
     ctypedef struct xent_block:
         double bm
         double bs
@@ -566,9 +568,17 @@ cdef void _index_check_tile(const int64_t* y, Py_ssize_t r0, Py_ssize_t r1, int6
     cdef Py_ssize_t i
     cdef int64_t yi
     cdef double d
+    cdef int64_t kept = 0
     acc.s = 0.0
     acc.c = 0.0
     first_bad[0] = -1
+    # Unweighted: den is the count of kept rows, an integer (exact in double:
+    # the bits of the Kahan loop below), counted in the variant's vectors.
+    # A bad label: the loop below finds the first one.
+    if w == NULL and sw == NULL and not xent_count_labels(y + r0, r1 - r0, C, has_ignore,
+                                                          ignore, &kept):
+        den[0] = <double>kept
+        return
     for i in range(r0, r1):
         yi = y[i]
         if has_ignore and yi == ignore:

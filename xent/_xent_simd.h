@@ -134,6 +134,7 @@ typedef struct {
     xent_stats (*row_merge_f64)(const xent_block*, ptrdiff_t);
     void (*from_half)(const uint16_t*, float*, ptrdiff_t);
     void (*to_half)(const float*, uint16_t*, ptrdiff_t);
+    int (*count_labels)(const int64_t*, ptrdiff_t, int64_t, int, int64_t, int64_t*);
 } xent_ops;
 
 #define XENT_CAT3_(a, b, c) a##_##b##_##c
@@ -159,6 +160,7 @@ typedef struct {
         XENT_CAT3(row_blocks, f32, isa), XENT_CAT3(row_blocks, f64, isa),         \
         XENT_CAT3(row_merge, f32, isa), XENT_CAT3(row_merge, f64, isa),           \
         XENT_CAT3(from_half, f32, isa), XENT_CAT3(to_half, f32, isa),             \
+        XENT_CAT3(count_labels, f32, isa),                                        \
     };
 
 #define N(name) XENT_CAT3(name, XT_SUFFIX, XENT_ISA)
@@ -314,6 +316,7 @@ static inline xent_stats xent_row_merge_f32(const xent_block* b, ptrdiff_t n) { 
 static inline xent_stats xent_row_merge_f64(const xent_block* b, ptrdiff_t n) { return xent_active->row_merge_f64(b, n); }
 static inline void xent_from_half(const uint16_t* h, float* f, ptrdiff_t n) { xent_active->from_half(h, f, n); }
 static inline void xent_to_half(const float* f, uint16_t* h, ptrdiff_t n) { xent_active->to_half(f, h, n); }
+static inline int xent_count_labels(const int64_t* y, ptrdiff_t n, int64_t C, int hi, int64_t ig, int64_t* kept) { return xent_active->count_labels(y, n, C, hi, ig, kept); }
 
 #undef N
 #endif

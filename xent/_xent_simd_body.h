@@ -1604,13 +1604,17 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
 XENT_INLINE void N(tile_add)(const T* li, ptrdiff_t nl, double* acc, double* comp)
 {
 #if XT_FLOAT
-    double v[XENT_LANES];
-    for (ptrdiff_t l = 0; l < XENT_LANES; l++)
-        v[l] = l < nl ? (double)li[l] : 0.0;
-    for (ptrdiff_t w = XENT_LANES / 2; w >= 1; w /= 2)
-        for (ptrdiff_t l = 0; l < w; l++)
-            v[l] += v[l + w];
-    N(kahan_add)(acc, comp, v[0]);
+#if XENT_LANES != 16
+#error "tile_add's tree is written for 16 lanes"
+#endif
+    /* the tree spelled out: as loops over the halving width gcc kept v in
+     * memory (a store-forwarding stall per level, ~15 % of index_small's
+     * own time at C = 10) */
+    double v[8];
+    for (ptrdiff_t l = 0; l < 8; l++)
+        v[l] = (l < nl ? (double)li[l] : 0.0) + (l + 8 < nl ? (double)li[l + 8] : 0.0);
+    double a0 = v[0] + v[4], a1 = v[1] + v[5], a2 = v[2] + v[6], a3 = v[3] + v[7];
+    N(kahan_add)(acc, comp, (a0 + a2) + (a1 + a3));
 #else
     for (ptrdiff_t l = 0; l < nl; l++)
         N(kahan_add)(acc, comp, (double)li[l]);
@@ -1711,33 +1715,54 @@ XENT_LANE_FN void N(lanes_prob_top)(const T* restrict col, const T* restrict tco
     }
 }
 
-/* Per lane, in double (one copy per ISA, with the double body): the loss
- * si l_i (0 for a removed row, NaN for a NaN row), and the gradient's
- * factors: gq = sc Q / total (float) or sc Q (double, divided per entry),
- * gtop = the entry at the max, sc ((Q - q_top) - q_top r) / total with
- * r = total - 1 (no cancellation when the row is confident). */
-#if !XT_FLOAT
-XENT_LANE_FN void N(lanes_prob_finish)(const double* restrict m, const double* restrict s,
-                                      const double* restrict ties, const double* restrict qs,
-                                      const double* restrict ls_, const double* restrict qtop,
-                                      const double* restrict si, double scale, int recip,
-                                      double* restrict li, double* restrict gq,
-                                      double* restrict total_, double* restrict gtop,
-                                      int* restrict bad, ptrdiff_t L)
+/* Per lane: l1 = log(sum_j exp(x_j - m)) = log1p(s + ties - 1), as
+ * lanes_finish's: float from the sum rounded to float, in float (2 vectors
+ * of 16 lanes and float's short polynomial; the double log was ~15 % of
+ * ce_prob's time at C = 10, AVX2), double in double.  The loss
+ * ls + Q l1 adds two non-negative terms: l1's error of ~1 ulp stays ~1 ulp
+ * of the loss. */
+XENT_LANE_FN void N(lanes_log_total)(const double* restrict s, const T* restrict ties,
+                                    double* restrict l1, ptrdiff_t L)
 {
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
-        double sp = s[l] + (ties[l] - 1.0);
-        double l1 = N(log1p_only)(sp < 0 ? 0.0 : sp);         /* sp < 0: a bad row */
+        T sp = (T)s[l] + (ties[l] - 1);
+        l1[l] = (double)N(log1p_only)(sp < 0 ? (T)0 : sp);     /* sp < 0: a bad row */
+    }
+}
+
+/* Per lane, in double (one copy per ISA, with the double body): the loss
+ * si l_i (0 for a removed row, NaN for a NaN row), l1 from lanes_log_total;
+ * with `grad`, the gradient's factors: gq = sc Q / total (float) or sc Q
+ * (double, divided per entry), gtop = the entry at the max,
+ * sc ((Q - q_top) - q_top r) / total with r = total - 1 (no cancellation
+ * when the row is confident).  Without, the forward skips their divide. */
+#if !XT_FLOAT
+XENT_LANE_FN void N(lanes_prob_finish)(const double* restrict m, const double* restrict s,
+                                      const double* restrict ties, const double* restrict l1,
+                                      const double* restrict qs, const double* restrict ls_,
+                                      const double* restrict qtop, const double* restrict si,
+                                      double scale, int recip, int grad, double* restrict li,
+                                      double* restrict gq, double* restrict total_,
+                                      double* restrict gtop, int* restrict bad, ptrdiff_t L)
+{
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
         int b = (s[l] != s[l]) | !(m[l] - m[l] == 0.0);
-        double v = ls_[l] + qs[l] * l1;
+        double v = ls_[l] + qs[l] * l1[l];
         li[l] = si[l] == 0.0 ? 0.0 : b ? (double)NAN : si[l] * v;
+        bad[l] = b;
+    }
+    if (!grad)
+        return;
+#pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        double sp = s[l] + (ties[l] - 1.0);
         double total = s[l] + ties[l], inv = 1.0 / total, sc = scale * si[l];
         double g = sc * qs[l], gi = g * inv;
         gq[l] = recip ? gi : g;
         total_[l] = total;
         gtop[l] = sc * ((qs[l] - qtop[l]) - qtop[l] * sp) * inv;
-        bad[l] = b;
     }
 }
 #endif
@@ -1783,7 +1808,7 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
     double si[XENT_LANES];
     double qs[XENT_LANES], qc[XENT_LANES], ls[XENT_LANES], lc[XENT_LANES];
     double topb[2 * XENT_LANES], qtopb[2 * XENT_LANES], li[XENT_LANES], gq[XENT_LANES];
-    double total[XENT_LANES], gtop[XENT_LANES];
+    double total[XENT_LANES], gtop[XENT_LANES], l1[XENT_LANES];
     int bad[XENT_LANES];
     const ptrdiff_t L = XENT_LANES;
     double keep = 1.0 - eps, spread = eps / (double)C;
@@ -1817,8 +1842,10 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
             qs[l] -= qc[l];
             ls[l] -= lc[l];
         }
-        XENT_CAT3(lanes_prob_finish, f64, XENT_ISA)(dm, s, dt, qs, ls, qtop, si, scale, XT_FLOAT,
-                                                    li, gq, total, gtop, bad, L);
+        N(lanes_log_total)(s, ties, l1, L);
+        XENT_CAT3(lanes_prob_finish, f64, XENT_ISA)(dm, s, dt, l1, qs, ls, qtop, si, scale,
+                                                    XT_FLOAT, grad != NULL, li, gq, total, gtop,
+                                                    bad, L);
         T lt[XENT_LANES];
         for (ptrdiff_t l = 0; l < nl; l++)
             lt[l] = (T)li[l];               /* sum exactly what "none" returns */
@@ -2003,6 +2030,31 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, ptrdiff_t ws, const
     }
     return s - c;
 }
+
+#if XT_FLOAT
+/* Class-index labels of rows [0, n), unweighted (type-free: instantiated
+ * once, with the float body): *kept = the rows not equal to `ignore` (when
+ * has_ignore); returns nonzero when a kept label is outside [0, C), one
+ * unsigned compare for both bounds.  Branch-free, in the variant's vectors
+ * (SSE2 has no 64-bit compare: the baseline's loop runs scalar): the
+ * separate check pass was ~20 % of ce_index's time at C = 10 as a Kahan
+ * chain in Cython (AVX2, Zen 4). */
+static int N(count_labels)(const int64_t* restrict y, ptrdiff_t n, int64_t C, int has_ignore,
+                           int64_t ignore, int64_t* kept)
+{
+    int64_t k = 0;
+    uint64_t bad = 0;
+    const uint64_t hi = (uint64_t)has_ignore;
+#pragma omp simd reduction(+ : k) reduction(| : bad)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        uint64_t keep = 1 - (hi & (uint64_t)(y[i] == ignore));
+        k += (int64_t)keep;
+        bad |= keep & (uint64_t)((uint64_t)y[i] >= (uint64_t)C);
+    }
+    *kept = k;
+    return bad != 0;
+}
+#endif
 
 #if XT_FLOAT
 /* float16 <-> float32 for float16 logits, which are converted a tile at a
