@@ -9,7 +9,8 @@
  *
  * (the flags are setup.py's UNIX_FLAGS).  `bits` prints the statistics of
  * rows of random logits and of rows with -inf masks, a NaN, far terms, ties
- * and +inf, computed both ways the kernels do (stats_rows, row_stats): diff
+ * and +inf, computed both ways the kernels do (stats_rows, row_stats), and
+ * for few classes the softmax and class-index gradient of every row: diff
  * its output between two checkouts to show a change keeps every bit.
  * Best of 5 runs; the arrays are madvise'd to huge pages, as NumPy's are.
  */
@@ -41,6 +42,36 @@ static void rows(const float* x, long R, long C, xent_stats* out)
     long step = C <= XENT_SMALL_C ? XENT_LANES : R;
     for (long i = 0; i < R; i += step)
         xent_stats_rows_f32(x + i * C, R - i < step ? R - i : step, C, out + i);
+}
+
+/* Few classes: what the kernels make from the statistics and may take from
+ * lanes_stats' exponentials instead of computing them again (the softmax,
+ * class-index CE's gradient), one line per row. */
+static void small_outputs(const float* x, long R, long C)
+{
+    float* o = malloc(sizeof(float) * (size_t)(R * C));
+    int64_t* y = malloc(sizeof(int64_t) * (size_t)R);
+    if (!o || !y)
+        exit(3);
+    for (long i = 0; i < R; i++)
+        y[i] = (i * 7) % C;
+    for (int kind = 0; kind < 2; kind++) {
+        for (long i = 0; i < R; i += XENT_LANES) {
+            long n = R - i < XENT_LANES ? R - i : XENT_LANES;
+            if (kind == 0)
+                xent_softmax_small_f32(x + i * C, n, C, 2, o + i * C);
+            else
+                xent_index_small_f32(x + i * C, y + i, n, C, NULL, NULL, 0, 0, NULL, o + i * C,
+                                     1.0);
+        }
+        for (long i = 0; i < R; i++) {
+            for (long j = 0; j < C; j++)
+                printf("%a ", o[i * C + j]);
+            printf("\n");
+        }
+    }
+    free(o);
+    free(y);
 }
 
 int main(int argc, char** argv)
@@ -87,6 +118,8 @@ int main(int argc, char** argv)
             xent_stats s = xent_row_stats_f32(x + i * C, C);
             printf("%a %a %a\n", s.m, s.s, s.ties);
         }
+        if (C <= XENT_SMALL_C)
+            small_outputs(x, R, C);
         return 0;
     }
     long reps = (long)(4e8 / ((double)C * R));

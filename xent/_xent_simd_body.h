@@ -1012,10 +1012,22 @@ static void N(lanes_finish)(const T* restrict m, const double* restrict s, const
     }
 }
 
-static void N(lanes_grad)(T* restrict col, const T* restrict m, const T* restrict mul,
-                          const T* restrict tgt, const int64_t* restrict yl, int64_t j,
-                          const int* restrict nan_row, const int* restrict skip, ptrdiff_t L)
+/* ecol: the column's exp(x - m) from lanes_stats, or NULL (computed here) */
+static void N(lanes_grad)(T* restrict col, const T* restrict ecol, const T* restrict m,
+                          const T* restrict mul, const T* restrict tgt,
+                          const int64_t* restrict yl, int64_t j, const int* restrict nan_row,
+                          const int* restrict skip, ptrdiff_t L)
 {
+    if (ecol) {
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+            T g = ecol[l] * mul[l];
+            g = j == yl[l] ? tgt[l] : g;
+            g = nan_row[l] ? (T)NAN : g;
+            col[l] = skip[l] ? (T)0 : g;
+        }
+        return;
+    }
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
         T g = N(exp_neg)(col[l] - m[l]) * mul[l];
@@ -1230,10 +1242,12 @@ XENT_INLINE void N(lanes_unload)(const T* buf, ptrdiff_t nl, ptrdiff_t C, T* dst
  * normal number for n >= -151).  exp_core's clamp x < lo ? lo : x is
  * max(lo, x), which passes a NaN as the C select does.  Returns 0, with m
  * and lo stored, when a row is wide (its far terms are summed in double by
- * lanes_expsum's other branch: rare, left to the C loop). */
+ * lanes_expsum's other branch: rare, left to the C loop).  Returns 1 otherwise:
+ * ebuf is not written (see the AVX2 one). */
 static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m, double* s,
-                            T* ties, T* lo)
+                            T* ties, T* lo, T* ebuf)
 {
+    (void)ebuf;
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 vm = ninf;
     N(lanes_load)(xb, nl, C, buf);
@@ -1332,9 +1346,14 @@ static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m
  * row statistics at C = 10 cost ~17 ns per row from L2, one core, half of it
  * in lanes_expsum.  Here the max, sums and ties stay in registers; 2^n is
  * made in integers as in exp_fast (float, exact for d > XT_FAR), and for a
- * tile with a -inf entry in double as exp_neg_d does (exact too). */
+ * tile with a -inf entry in double as exp_neg_d does (exact too).
+ * Returns 0 as the AVX-512 one for a wide row; 2 when no entry of the tile
+ * is NaN or at or below XT_FAR from its max, and then ebuf (C x 16) holds
+ * every entry's exp(x - m), bitwise exp_neg's (for XT_FAR < d <= 0 both are
+ * p 2^n, a normal number, exactly): the softmax and the gradient read it
+ * instead of a second exponential per entry; 1 otherwise. */
 static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m, double* s,
-                            T* ties, T* lo)
+                            T* ties, T* lo, T* ebuf)
 {
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256 vm[2] = {ninf, ninf};
@@ -1358,8 +1377,10 @@ static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m
             __m256 d = _mm256_sub_ps(v, vm[h]);
             flag = _mm256_or_ps(flag, _mm256_cmp_ps(d, far, _CMP_NGT_UQ));
             XT_EXP8_PN(d)
+            __m256 ev = _mm256_mul_ps(p, XT_POW8(t));
+            _mm256_storeu_ps(ebuf + j * 16 + 8 * h, ev);
             /* a tie adds +0 (s + 0 is s: s is never -0) */
-            __m256 e = _mm256_andnot_ps(tie, _mm256_mul_ps(p, XT_POW8(t)));
+            __m256 e = _mm256_andnot_ps(tie, ev);
             sd[2 * h] = _mm256_add_pd(sd[2 * h], _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
             sd[2 * h + 1] = _mm256_add_pd(sd[2 * h + 1],
                                           _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
@@ -1426,22 +1447,25 @@ static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m
         _mm256_storeu_pd(s + 4 * k, sd[k]);
     _mm256_storeu_ps(ties, vt[0]);
     _mm256_storeu_ps(ties + 8, vt[1]);
-    return 1;
+    return _mm256_movemask_ps(flag) ? 1 : 2;
 }
 #endif
 
 /* Transpose rows [0, nl) (nl <= XENT_LANES) into buf (C x XENT_LANES, the
  * missing lanes zero) and compute each lane's max m, sum s of exp(x - m)
- * below the max, and ties at the max. */
-XENT_INLINE void N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m, double* s,
-                           T* ties)
+ * below the max, and ties at the max.  Returns 1 when ebuf (C x
+ * XENT_LANES) holds exp_neg(x - m) of every entry (AVX2 float, a tile with
+ * no far term: lanes_stats_x), 0 when the caller computes them. */
+XENT_INLINE int N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m, double* s,
+                               T* ties, T* ebuf)
 {
     const ptrdiff_t L = XENT_LANES;
     T lo[XENT_LANES];
     int wide[XENT_LANES];
 #if XT_FLOAT && (XENT_ISA_AVX512 || XENT_ISA_AVX2) && !defined(XENT_NO_INTRINSICS)
-    if (N(lanes_stats_x)(xb, nl, C, buf, m, s, ties, lo))
-        return;
+    int done = N(lanes_stats_x)(xb, nl, C, buf, m, s, ties, lo, ebuf);
+    if (done)
+        return done == 2;
     for (ptrdiff_t l = 0; l < L; l++) {
         s[l] = 0.0;
         ties[l] = 0;
@@ -1461,15 +1485,17 @@ XENT_INLINE void N(lanes_stats)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, 
     int any_wide = N(lanes_wide)(m, lo, wide, L);
     for (ptrdiff_t j = 0; j < C; j++)
         N(lanes_expsum)(buf + j * L, m, s, ties, wide, L, any_wide);
+    (void)ebuf;
+    return 0;
 }
 
 /* Row statistics (as row_stats) of rows [0, n), n <= XENT_LANES, few classes. */
 static void N(stats_small)(const T* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out)
 {
-    T buf[XENT_SMALL_C * XENT_LANES];
+    T buf[XENT_SMALL_C * XENT_LANES], ebuf[XENT_SMALL_C * XENT_LANES];
     T m[XENT_LANES], ties[XENT_LANES];
     double s[XENT_LANES];
-    N(lanes_stats)(x, n, C, buf, m, s, ties);
+    N(lanes_stats)(x, n, C, buf, m, s, ties, ebuf);
     for (ptrdiff_t l = 0; l < n; l++) {
         out[l].m = (double)m[l];
         out[l].s = s[l];
@@ -1525,13 +1551,25 @@ XENT_LANE_FN void N(lanes_lse)(const double* restrict m, const double* restrict 
 }
 #endif
 
-XENT_LANE_FN void N(lanes_softmax)(T* restrict col, const T* restrict m, const double* restrict v,
-                             const int* restrict bad, int mode, ptrdiff_t L)
+/* ecol: the column's exp(x - m) from lanes_stats, or NULL (computed here) */
+XENT_LANE_FN void N(lanes_softmax)(T* restrict col, const T* restrict ecol, const T* restrict m,
+                                  const double* restrict v, const int* restrict bad, int mode,
+                                  ptrdiff_t L)
 {
     if (mode == 1) {
 #pragma omp simd
         for (ptrdiff_t l = 0; l < L; l++) {
             T o = (T)(((double)col[l] - (double)m[l]) - v[l]);
+            col[l] = bad[l] ? (T)NAN : o;
+        }
+    } else if (ecol) {
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+#if XT_FLOAT
+            T o = ecol[l] * (T)v[l];
+#else
+            T o = ecol[l] / v[l];
+#endif
             col[l] = bad[l] ? (T)NAN : o;
         }
     } else {
@@ -1561,6 +1599,7 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
      * independent chains; every lane is computed as before, bitwise. */
     const ptrdiff_t L = XENT_LANES, G = mode == 0 ? XT_LSE_GROUP : 1;
     XENT_ALIGN64 T buf[XENT_SMALL_C * XENT_LANES];
+    XENT_ALIGN64 T ebuf[XENT_SMALL_C * XENT_LANES];
     XENT_ALIGN64 T m[XENT_LANES];
     XENT_ALIGN64 T ties[XENT_LANES];
     XENT_ALIGN64 double s[XT_LSE_GROUP * XENT_LANES];
@@ -1570,9 +1609,10 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
     XENT_ALIGN64 int bad[XT_LSE_GROUP * XENT_LANES];
     for (ptrdiff_t i0 = 0; i0 < n; i0 += G * L) {
         ptrdiff_t ng = n - i0 < G * L ? n - i0 : G * L, nb = (ng + L - 1) / L, nl = 0;
+        int have_e = 0;
         for (ptrdiff_t b = 0; b < nb; b++) {
             nl = ng - b * L < L ? ng - b * L : L;
-            N(lanes_stats)(x + (i0 + b * L) * C, nl, C, buf, m, s + b * L, ties);
+            have_e = N(lanes_stats)(x + (i0 + b * L) * C, nl, C, buf, m, s + b * L, ties, ebuf);
             for (ptrdiff_t l = 0; l < L; l++) {
                 dm[b * L + l] = (double)m[l];
                 dt[b * L + l] = (double)ties[l];
@@ -1585,7 +1625,7 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
             continue;
         }
         for (ptrdiff_t j = 0; j < C; j++)       /* G = 1: the one block in buf */
-            N(lanes_softmax)(buf + j * L, m, v, bad, mode, L);
+            N(lanes_softmax)(buf + j * L, have_e ? ebuf + j * L : NULL, m, v, bad, mode, L);
         N(lanes_unload)(buf, nl, C, out + i0 * C);
     }
 }
@@ -1625,7 +1665,7 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
                              const T* w, const T* sw, int has_ignore, int64_t ignore,
                              T* loss, T* grad, double scale)
 {
-    T buf[XENT_SMALL_C * XENT_LANES];
+    T buf[XENT_SMALL_C * XENT_LANES], ebuf[XENT_SMALL_C * XENT_LANES];
     T m[XENT_LANES], ties[XENT_LANES], xy[XENT_LANES], wy[XENT_LANES], si[XENT_LANES];
     T li[XENT_LANES], mul[XENT_LANES], tgt[XENT_LANES];
     double s[XENT_LANES];
@@ -1643,7 +1683,7 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
             yl[l] = skip[l] ? 0 : yi;
             wy[l] = w ? w[yl[l]] : (T)1;
         }
-        N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties);
+        int have_e = N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties, ebuf);
         for (ptrdiff_t l = 0; l < L; l++)
             xy[l] = buf[yl[l] * L + l];
         N(lanes_finish)(m, s, ties, xy, wy, si, skip, (T)scale, li, mul, tgt, nan_row, L);
@@ -1653,7 +1693,8 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
         N(tile_add)(li, nl, &acc, &comp);
         if (grad) {
             for (ptrdiff_t j = 0; j < C; j++)
-                N(lanes_grad)(buf + j * L, m, mul, tgt, yl, j, nan_row, skip, L);
+                N(lanes_grad)(buf + j * L, have_e ? ebuf + j * L : NULL, m, mul, tgt, yl, j,
+                              nan_row, skip, L);
             N(lanes_unload)(buf, nl, C, grad + i0 * C);
         }
     }
@@ -1800,6 +1841,7 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
 {
     XENT_ALIGN64 T buf[XENT_SMALL_C * XENT_LANES];
     XENT_ALIGN64 T tbuf[XENT_SMALL_C * XENT_LANES];
+    XENT_ALIGN64 T ebuf[XENT_SMALL_C * XENT_LANES];     /* unused: exp_diff's gradient */
     XENT_ALIGN64 T m[XENT_LANES];
     XENT_ALIGN64 T ties[XENT_LANES];
     XENT_ALIGN64 double s[XENT_LANES];
@@ -1815,7 +1857,7 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
     double acc = 0.0, comp = 0.0;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
         ptrdiff_t nl = n - i0 < L ? n - i0 : L;
-        N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties);
+        N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties, ebuf);
         N(lanes_load)(tg + i0 * C, nl, C, tbuf);
         for (ptrdiff_t l = 0; l < L; l++) {
             dm[l] = (double)m[l];
