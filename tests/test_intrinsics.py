@@ -7,7 +7,8 @@ with -DXENT_NO_INTRINSICS, which makes the AVX-512 and AVX2 variants compile
 block_sum's and lanes_stats' C loops instead.  Its `bits` mode prints every row's (max, sum, ties) as hex
 floats, computed both ways the kernels do (stats_rows, row_stats), for random
 rows and rows with -inf masks, a NaN, +inf, ties and terms far below the max;
-for few classes it also prints the softmax and the class-index gradient,
+for few classes it also prints the softmax and the class-index and
+probability-target gradients,
 which the AVX2 variant makes from lanes_stats_x's exponentials; the two
 builds must print the same text.  The suite's other tests hold the
 statistics to the mpmath oracle on every variant; this one pins the bits.
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.skipif(
 
 # few classes (rows as lanes, lanes_stats_x: 40 rows give a block with a wide
 # row, one with a NaN and ties, and one with -inf entries, tool's rows 16-35;
-# 61-64 rows add plain blocks, whose softmax and gradient AVX2 takes from
+# 61-64 rows add plain blocks, whose softmax and gradients AVX2 takes from
 # lanes_stats_x's exponentials),
 # one-block rows (C <= 4096) with and without a padded tail, two-pass rows,
 # and rows over 1 MiB whose blocks merge online
@@ -65,6 +66,6 @@ def _bits(exe, rows, cols, isa):
 def test_block_lanes_bitwise_the_c_loop(builds, rows, cols, isa):
     a = _bits(builds["intrinsics"], rows, cols, isa)
     b = _bits(builds["c_loop"], rows, cols, isa)
-    # few classes: + the softmax and the class-index gradient, a line per row
-    assert len(a.splitlines()) == (4 if cols <= 32 else 2) * rows
+    # few classes: + the softmax and the two CE gradients, a line per row
+    assert len(a.splitlines()) == (5 if cols <= 32 else 2) * rows
     assert a == b

@@ -10,7 +10,7 @@
  * (the flags are setup.py's UNIX_FLAGS).  `bits` prints the statistics of
  * rows of random logits and of rows with -inf masks, a NaN, far terms, ties
  * and +inf, computed both ways the kernels do (stats_rows, row_stats), and
- * for few classes the softmax and class-index gradient of every row: diff
+ * for few classes the softmax and both CE gradients of every row: diff
  * its output between two checkouts to show a change keeps every bit.
  * Best of 5 runs; the arrays are madvise'd to huge pages, as NumPy's are.
  */
@@ -46,7 +46,7 @@ static void rows(const float* x, long R, long C, xent_stats* out)
 
 /* Few classes: what the kernels make from the statistics and may take from
  * lanes_stats' exponentials instead of computing them again (the softmax,
- * class-index CE's gradient), one line per row. */
+ * class-index and probability-target CE's gradients), one line per row. */
 static void small_outputs(const float* x, long R, long C)
 {
     float* o = malloc(sizeof(float) * (size_t)(R * C));
@@ -55,14 +55,22 @@ static void small_outputs(const float* x, long R, long C)
         exit(3);
     for (long i = 0; i < R; i++)
         y[i] = (i * 7) % C;
-    for (int kind = 0; kind < 2; kind++) {
+    float* t = malloc(sizeof(float) * (size_t)(R * C));
+    if (!t)
+        exit(3);
+    for (long k = 0; k < R * C; k++)
+        t[k] = (float)uniform() / (float)C;
+    for (int kind = 0; kind < 3; kind++) {
         for (long i = 0; i < R; i += XENT_LANES) {
             long n = R - i < XENT_LANES ? R - i : XENT_LANES;
             if (kind == 0)
                 xent_softmax_small_f32(x + i * C, n, C, 2, o + i * C);
-            else
+            else if (kind == 1)
                 xent_index_small_f32(x + i * C, y + i, n, C, NULL, NULL, 0, 0, NULL, o + i * C,
                                      1.0);
+            else
+                xent_prob_small_f32(x + i * C, t + i * C, n, C, NULL, NULL, 0.0, NULL,
+                                    o + i * C, 1.0);
         }
         for (long i = 0; i < R; i++) {
             for (long j = 0; j < C; j++)
@@ -72,6 +80,7 @@ static void small_outputs(const float* x, long R, long C)
     }
     free(o);
     free(y);
+    free(t);
 }
 
 int main(int argc, char** argv)

@@ -885,14 +885,20 @@ static double N(prob_row)(const T* x, const T* t, const T* w, ptrdiff_t n, T m, 
  * there: 27 ulps of the exponential, measured): the rounding error err of
  * x - m, exact by TwoSum, enters as exp(x - m) = exp(fl(x - m)) (1 + err).
  * A non-finite difference (a -inf mask, an infinite max) has no such error. */
-XENT_INLINE T N(exp_diff)(T xv, T m)
+/* exp_diff given e = exp_neg(x - m) (the few-classes gradient has it from
+ * lanes_stats) */
+XENT_INLINE T N(exp_diff_e)(T e, T xv, T m)
 {
     T s = xv - m;
     T bv = s - xv;
     T err = (xv - (s - bv)) + (-m - bv);
     err = err - err == 0 ? err : (T)0;
-    T e = N(exp_neg)(s);
     return e + e * err;
+}
+
+XENT_INLINE T N(exp_diff)(T xv, T m)
+{
+    return N(exp_diff_e)(N(exp_neg)(xv - m), xv, m);
 }
 #endif
 
@@ -1808,13 +1814,38 @@ XENT_LANE_FN void N(lanes_prob_finish)(const double* restrict m, const double* r
 }
 #endif
 
-XENT_LANE_FN void N(lanes_prob_grad)(T* restrict col, const T* restrict tcol, double wj,
+/* The gradient entry from g = the softmax term gq e (float) or gq e / total
+ * (double): minus the target's term, the entry at the max, a NaN row, a
+ * removed row. */
+XENT_INLINE T N(prob_g_out)(double g, double q, double scale, double si, double top, double j,
+                            double gtop, int bad)
+{
+    g = g - scale * si * q;
+    g = top == j ? gtop : g;
+    g = bad ? (double)NAN : g;
+    return si == 0.0 ? (T)0 : (T)g;
+}
+
+/* ecol: the column's exp(x - m) from lanes_stats (float), or NULL */
+XENT_LANE_FN void N(lanes_prob_grad)(T* restrict col, const T* restrict ecol,
+                                    const T* restrict tcol, double wj,
                                     const T* restrict m, const double* restrict gq,
                                     const double* restrict total, const double* restrict si,
                                     const double* restrict top, const double* restrict gtop,
                                     const int* restrict bad, double scale, double keep,
                                     double spread, double j, ptrdiff_t L)
 {
+#if XT_FLOAT
+    if (ecol) {
+#pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+            double q = (keep * (double)tcol[l] + spread) * wj;
+            double g = gq[l] * (double)N(exp_diff_e)(ecol[l], col[l], m[l]);
+            col[l] = N(prob_g_out)(g, q, scale, si[l], top[l], j, gtop[l], bad[l]);
+        }
+        return;
+    }
+#endif
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
         double q = (keep * (double)tcol[l] + spread) * wj;
@@ -1826,10 +1857,7 @@ XENT_LANE_FN void N(lanes_prob_grad)(T* restrict col, const T* restrict tcol, do
 #else
         double g = (gq[l] * XT_EXP_WIDE((double)col[l] - (double)m[l])) / total[l];
 #endif
-        g = g - scale * si[l] * q;
-        g = top[l] == j ? gtop[l] : g;
-        g = bad[l] ? (double)NAN : g;
-        col[l] = si[l] == 0.0 ? (T)0 : (T)g;
+        col[l] = N(prob_g_out)(g, q, scale, si[l], top[l], j, gtop[l], bad[l]);
     }
 }
 
@@ -1841,7 +1869,7 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
 {
     XENT_ALIGN64 T buf[XENT_SMALL_C * XENT_LANES];
     XENT_ALIGN64 T tbuf[XENT_SMALL_C * XENT_LANES];
-    XENT_ALIGN64 T ebuf[XENT_SMALL_C * XENT_LANES];     /* unused: exp_diff's gradient */
+    XENT_ALIGN64 T ebuf[XENT_SMALL_C * XENT_LANES];
     XENT_ALIGN64 T m[XENT_LANES];
     XENT_ALIGN64 T ties[XENT_LANES];
     XENT_ALIGN64 double s[XENT_LANES];
@@ -1857,7 +1885,7 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
     double acc = 0.0, comp = 0.0;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
         ptrdiff_t nl = n - i0 < L ? n - i0 : L;
-        N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties, ebuf);
+        int have_e = N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties, ebuf);
         N(lanes_load)(tg + i0 * C, nl, C, tbuf);
         for (ptrdiff_t l = 0; l < L; l++) {
             dm[l] = (double)m[l];
@@ -1897,8 +1925,9 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
         N(tile_add)(lt, nl, &acc, &comp);
         if (grad) {
             for (ptrdiff_t j = 0; j < C; j++)
-                N(lanes_prob_grad)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, gq, total,
-                                   si, top, gtop, bad, scale, keep, spread, (double)j, L);
+                N(lanes_prob_grad)(buf + j * L, have_e ? ebuf + j * L : NULL, tbuf + j * L,
+                                   w ? (double)w[j] : 1.0, m, gq, total, si, top, gtop, bad,
+                                   scale, keep, spread, (double)j, L);
             N(lanes_unload)(buf, nl, C, grad + i0 * C);
         }
     }
