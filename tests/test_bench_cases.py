@@ -22,6 +22,21 @@ def test_case_matches_reference(case):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+def test_shared_inputs_are_make_inputs():
+    # run() draws each shape's logits once and each kind of target once;
+    # the arrays must be the ones make_inputs gives each case on its own.
+    shared = _bench._ShapeInputs(33, 7, np.float32)
+    for case in _bench.CASES:
+        x, t = shared(case)
+        x0, t0 = _bench.make_inputs(case, 33, 7, np.float32)
+        np.testing.assert_array_equal(x, x0)
+        if t0 is None:
+            assert t is None
+        else:
+            np.testing.assert_array_equal(t, t0)
+    assert shared(_bench.CASES[1])[1] is shared(_bench.CASES[4])[1]
+
+
 def test_bytes_per_element_follow_spec_4():
     per = {c.name: c.bytes_per_elem(4) for c in _bench.CASES}
     # SPEC 4: sparse forward 4, dense forward 8, BCE forward 8, fused sparse 8, fused BCE 12
@@ -38,6 +53,20 @@ def test_command_line_json(tmp_path, capsys):
     assert all(r["xent_GBps"] > 0 and r["vs_reference"] > 0 for r in res["results"])
     table = capsys.readouterr().out
     assert "memory bandwidth" in table and "ce_index+grad" in table
+
+
+def test_command_line_without_reference(tmp_path):
+    path = tmp_path / "bench.json"
+    assert _bench.main(["--shapes", "128x10", "--no-torch", "--no-reference", "--repeats", "2",
+                        "--json", str(path)]) == 0
+    res = json.loads(path.read_text())
+    assert len(res["results"]) == len(_bench.CASES)
+    assert all("vs_reference" not in r and r["xent_GBps"] > 0 for r in res["results"])
+
+
+def test_command_line_rejects_bad_repeats():
+    with pytest.raises(SystemExit):
+        _bench.main(["--shapes", "128x10", "--repeats", "0"])
 
 
 def test_command_line_rejects_bad_shapes():

@@ -69,20 +69,51 @@ QUICK_SHAPES = ((262144, 10), (16384, 1000), (512, 32000), (128, 128256))
 FULL_SHAPES = ((262144, 10), (4096, 1000), (268435, 1000), (8389, 32000), (2093, 128256))
 
 
+def _draw_logits(rng, n_rows, n_classes, dtype):
+    return rng.standard_normal((n_rows, n_classes), dtype=np.float64).astype(dtype) * 3
+
+
+def _draw_target(target, rng, n_rows, n_classes, dtype):
+    if target == "index":
+        return rng.integers(0, n_classes, n_rows)
+    if target == "prob":
+        t = rng.random((n_rows, n_classes), dtype=np.float64).astype(dtype)
+        t /= t.sum(axis=1, keepdims=True)
+        return t
+    if target == "binary":
+        return (rng.random((n_rows, n_classes)) < 0.3).astype(dtype)
+    return None
+
+
 def make_inputs(case, n_rows, n_classes, dtype=np.float32, seed=0):
     """Logits, target and keyword arguments for one case (built once, outside timing)."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n_rows, n_classes), dtype=np.float64).astype(dtype) * 3
-    if case.target == "index":
-        t = rng.integers(0, n_classes, n_rows)
-    elif case.target == "prob":
-        t = rng.random((n_rows, n_classes), dtype=np.float64).astype(dtype)
-        t /= t.sum(axis=1, keepdims=True)
-    elif case.target == "binary":
-        t = (rng.random((n_rows, n_classes)) < 0.3).astype(dtype)
-    else:
-        t = None
-    return x, t
+    x = _draw_logits(rng, n_rows, n_classes, dtype)
+    return x, _draw_target(case.target, rng, n_rows, n_classes, dtype)
+
+
+class _ShapeInputs:
+    """``make_inputs`` for every case of one shape, drawing the logits once.
+
+    The same arrays as ``make_inputs`` (the generator's state after the logits
+    is kept, and each kind of target is drawn from it once), without drawing a
+    1 GB array eight times: that took longer than the timed calls.
+    """
+
+    def __init__(self, n_rows, n_classes, dtype, seed=0):
+        rng = np.random.default_rng(seed)
+        self.shape = (n_rows, n_classes)
+        self.dtype = dtype
+        self.x = _draw_logits(rng, n_rows, n_classes, dtype)
+        self._state = rng.bit_generator.state
+        self._targets = {}
+
+    def __call__(self, case):
+        if case.target not in self._targets:
+            rng = np.random.default_rng()
+            rng.bit_generator.state = self._state
+            self._targets[case.target] = _draw_target(case.target, rng, *self.shape, self.dtype)
+        return self.x, self._targets[case.target]
 
 
 def _xent_call(case, x, t, n_threads, out):
@@ -183,10 +214,11 @@ def run(shapes=QUICK_SHAPES, cases=CASES, n_threads=None, dtype=np.float32, repe
     k = 0
     try:
         for n_rows, n_classes in shapes:
+            inputs = _ShapeInputs(n_rows, n_classes, dtype)
             for case in cases:
                 k += 1
                 progress(f"[{k}/{total}] {case.name} {n_rows}x{n_classes} ...")
-                x, t = make_inputs(case, n_rows, n_classes, dtype)
+                x, t = inputs(case)
                 out = np.empty_like(x) if case.writes_memory else None
                 nbytes = x.size * case.bytes_per_elem(itemsize)
                 row = {"case": case.name, "rows": n_rows, "classes": n_classes,
@@ -208,6 +240,7 @@ def run(shapes=QUICK_SHAPES, cases=CASES, n_threads=None, dtype=np.float32, repe
                     row["vs_torch"] = row["torch_s"] / row["xent_s"]
                 rows.append(row)
                 del x, t, out
+            del inputs
     finally:
         if torch_threads is not None:
             import torch
@@ -273,6 +306,10 @@ def main(argv=None):
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", metavar="FILE", help="draw GB/s against C (needs matplotlib)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip the NumPy reference (it runs on one thread; e.g. for a thread-scaling sweep)")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="timed calls of xent per case (median; default 5 with --quick, else 7)")
     p.add_argument("--shapes", metavar="RxC,...", help="override the shapes, e.g. 262144x10,512x32000")
     args = p.parse_args(argv)
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
@@ -282,8 +319,11 @@ def main(argv=None):
             assert all(len(s) == 2 and min(s) > 0 for s in shapes)
         except (ValueError, AssertionError):
             p.error(f"--shapes must look like 262144x10,512x32000; got {args.shapes!r}")
-    res = run(shapes, n_threads=args.threads, dtype=np.dtype(args.dtype),
-              repeats=5 if args.quick else 7, with_torch=not args.no_torch)
+    if args.repeats is not None and args.repeats < 1:
+        p.error(f"--repeats must be at least 1; got {args.repeats}")
+    repeats = args.repeats or (5 if args.quick else 7)
+    res = run(shapes, n_threads=args.threads, dtype=np.dtype(args.dtype), repeats=repeats,
+              with_reference=not args.no_reference, with_torch=not args.no_torch)
     print(format_table(res))
     if args.json:
         with open(args.json, "w") as f:
