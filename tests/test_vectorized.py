@@ -78,9 +78,30 @@ def test_hot_function_is_vectorised(disassembly, func, dtype, isa, reg):
     assert wide >= MIN_WIDE.get(func, 8), f"{name} uses {reg} only {wide} times: its loops are not vectorised"
     calls = [line for line in body if "call" in line.split("\t")[-1]]
     # allowed: libm's scalar exp (row_stats' per-block merge), the
-    # few-classes lane helpers (called once per column of 16 rows) and
-    # row_stats' block sum and max (once per block of 4096 / 1024, shared with
-    # row_blocks), all themselves checked here
+    # few-classes lane helpers (called once per column of 16 rows),
+    # row_stats' block sum, max and merge (once per block of 4096 / 1024,
+    # shared with row_blocks and row_merge), all themselves checked here, and
+    # the stack protector's failure exit (distributions' gcc enables
+    # -fstack-protector-strong by default; the call is off the hot path)
     bad = [c for c in calls
-           if not re.search(r"<((exp|log1p)(@plt)?|lanes_[\w.]+|(block_sum|range_max)_f(32|64)_\w+)>$", c)]
+           if not re.search(r"<((exp|log1p)(@plt)?|lanes_[\w.]+|(block_sum|range_max|merge_block)_f(32|64)_\w+"
+                            r"|__stack_chk_fail(@plt)?)>$", c)]
     assert not bad, f"{name} calls helpers it should inline: {bad[:3]}"
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+def test_block_merge_is_one_copy(disassembly, dtype, isa):
+    """row_stats (a row on one thread) and row_merge (a row split into column
+    chunks over threads) must round their block merges alike.  Under
+    -ffp-contract=fast each inlined copy of the merge may fuse a * b + c
+    differently (gcc 13 did: a float64 row of 140000 classes came out one ulp
+    apart, tests/test_split.py), so both call the one compiled merge_block."""
+    merge = f"merge_block_{dtype}_{isa}"
+    assert merge in disassembly, f"{merge} was inlined: each caller may round it differently"
+    assert not [n for n in disassembly if n.startswith(merge + ".")], f"{merge} was cloned"
+    for caller in ("row_stats", "row_merge"):
+        name = f"{caller}_{dtype}_{isa}"
+        body = next((b for n, b in disassembly.items() if n == name or n.startswith(name + ".")), None)
+        assert body, f"{name} not found in the probe object"
+        assert any(line.rstrip().endswith(f"<{merge}>") for line in body), f"{name} does not call {merge}"

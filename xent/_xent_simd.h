@@ -60,6 +60,18 @@ typedef struct {
 #define XENT_INLINE static __forceinline
 #define XENT_LANE_FN static __declspec(noinline)
 #endif
+/* Scalar arithmetic that several callers must round alike (the block merge
+ * of row_stats and of row_merge, a row split into column chunks): one
+ * compiled copy.  -ffp-contract=fast lets the compiler fuse a * b + c into an
+ * FMA differently in each inlined copy: gcc 13 did so in one of the two
+ * merges, and a split float64 row of 140000 classes got a sum one ulp off
+ * the one-thread result (its gradient 1-2 ulp off; 16-core Xeon, session 12).
+ * No clone either (gcc's constprop would make a second copy). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define XENT_ONE_COPY static __attribute__((noinline, noclone))
+#else
+#define XENT_ONE_COPY XENT_LANE_FN
+#endif
 
 /* The few-classes lane arrays on the stack: aligned to a cache line, so that
  * gcc copies and converts them with whole vectors instead of peeling a scalar
