@@ -1727,33 +1727,51 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
  * Per lane (row): Q = sum_c q_c and lsum = sum_{q_c != 0} q_c (m - x_c),
  * added over the columns in order (double: Kahan-added; float: see below).
  * q_c = (keep t_c + spread) w_c. */
-XENT_LANE_FN void N(lanes_prob_col)(const T* restrict col, const T* restrict tcol, double wj,
-                                   const T* restrict m, double* restrict q_s,
-                                   double* restrict q_c, double* restrict l_s,
-                                   double* restrict l_c, double keep, double spread, ptrdiff_t L)
+XENT_INLINE void N(prob_col_body)(const T* restrict col, const T* restrict tcol, double wj,
+                                  const T* restrict m, double* restrict q_s,
+                                  double* restrict q_c, double* restrict l_s,
+                                  double* restrict l_c, double keep, double spread,
+                                  const int first, ptrdiff_t L)
 {
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
         double q = (keep * (double)tcol[l] + spread) * wj;
         double xv = (double)col[l], dm = (double)m[l];
         double add = q != 0.0 ? q * (dm - xv) : 0.0;
+        double qs0 = first ? 0.0 : q_s[l], ls0 = first ? 0.0 : l_s[l];
 #if XT_FLOAT
         /* plain double sums: over at most XENT_SMALL_C = 32 columns their
          * relative error is below 32 x 2^-53, far under float's 2^-24 (as
          * prob_row's per-1024 sums); the Kahan steps' chain through the
          * lanes' sums was ~a quarter of ce_prob's time at C = 10 (AVX2) */
-        q_s[l] += q;
-        l_s[l] += add;
+        q_s[l] = qs0 + q;
+        l_s[l] = ls0 + add;
 #else
-        double y = q - q_c[l], t = q_s[l] + y;
-        q_c[l] = t - t == 0.0 ? (t - q_s[l]) - y : 0.0;
+        double qc0 = first ? 0.0 : q_c[l], lc0 = first ? 0.0 : l_c[l];
+        double y = q - qc0, t = qs0 + y;
+        q_c[l] = t - t == 0.0 ? (t - qs0) - y : 0.0;
         q_s[l] = t;
-        y = add - l_c[l];
-        t = l_s[l] + y;
-        l_c[l] = t - t == 0.0 ? (t - l_s[l]) - y : 0.0;
+        y = add - lc0;
+        t = ls0 + y;
+        l_c[l] = t - t == 0.0 ? (t - ls0) - y : 0.0;
         l_s[l] = t;
 #endif
     }
+}
+
+/* first (column 0): the sums start from +0 here, without reading them,
+ * instead of the caller zeroing them: gcc made that a `rep stos` per array,
+ * ~half of prob_small's own time at C = 10 (perf, AMD Zen 4).  Same bits. */
+XENT_LANE_FN void N(lanes_prob_col)(const T* restrict col, const T* restrict tcol, double wj,
+                                   const T* restrict m, double* restrict q_s,
+                                   double* restrict q_c, double* restrict l_s,
+                                   double* restrict l_c, double keep, double spread,
+                                   int first, ptrdiff_t L)
+{
+    if (first)
+        N(prob_col_body)(col, tcol, wj, m, q_s, q_c, l_s, l_c, keep, spread, 1, L);
+    else
+        N(prob_col_body)(col, tcol, wj, m, q_s, q_c, l_s, l_c, keep, spread, 0, L);
 }
 
 /* For the gradient: top = the first column at the max and q there, the
@@ -1763,19 +1781,34 @@ XENT_LANE_FN void N(lanes_prob_col)(const T* restrict col, const T* restrict tco
  * them masked stores skipped by a branch on "any lane at the max here",
  * which is random (a mispredict every other column: 12 % of ce_prob + grad
  * at C = 10); stored whole, they are blends. */
-XENT_LANE_FN void N(lanes_prob_top)(const T* restrict col, const T* restrict tcol, double wj,
-                                   const T* restrict m, const double* restrict top_in,
-                                   const double* restrict qtop_in, double* restrict top_out,
-                                   double* restrict qtop_out, double keep, double spread,
-                                   double j, ptrdiff_t L)
+XENT_INLINE void N(prob_top_body)(const T* restrict col, const T* restrict tcol, double wj,
+                                  const T* restrict m, const double* restrict top_in,
+                                  const double* restrict qtop_in, double* restrict top_out,
+                                  double* restrict qtop_out, double keep, double spread,
+                                  double j, const int first, ptrdiff_t L)
 {
 #pragma omp simd
     for (ptrdiff_t l = 0; l < L; l++) {
         int at = col[l] == m[l];
         double q = (keep * (double)tcol[l] + spread) * wj;
-        qtop_out[l] = at ? q : qtop_in[l];
-        top_out[l] = at ? j : top_in[l];
+        qtop_out[l] = at ? q : first ? 0.0 : qtop_in[l];
+        top_out[l] = at ? j : first ? -1.0 : top_in[l];
     }
+}
+
+/* first (the last column, visited first): none found yet, top -1 and q 0 */
+XENT_LANE_FN void N(lanes_prob_top)(const T* restrict col, const T* restrict tcol, double wj,
+                                   const T* restrict m, const double* restrict top_in,
+                                   const double* restrict qtop_in, double* restrict top_out,
+                                   double* restrict qtop_out, double keep, double spread,
+                                   double j, int first, ptrdiff_t L)
+{
+    if (first)
+        N(prob_top_body)(col, tcol, wj, m, top_in, qtop_in, top_out, qtop_out, keep, spread, j,
+                         1, L);
+    else
+        N(prob_top_body)(col, tcol, wj, m, top_in, qtop_in, top_out, qtop_out, keep, spread, j,
+                         0, L);
 }
 
 /* Per lane: l1 = log(sum_j exp(x_j - m)) = log1p(s + ties - 1), as
@@ -1903,31 +1936,37 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
         ptrdiff_t nl = n - i0 < L ? n - i0 : L;
         int have_e = N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties, ebuf);
         N(lanes_load)(tg + i0 * C, nl, C, tbuf);
+#pragma omp simd
         for (ptrdiff_t l = 0; l < L; l++) {
             dm[l] = (double)m[l];
             dt[l] = (double)ties[l];
-            si[l] = l < nl ? (sw ? (double)sw[i0 + l] : 1.0) : 0.0;
-            qs[l] = qc[l] = ls[l] = lc[l] = qtopb[l] = 0.0;
-            topb[l] = -1.0;
         }
+        if (sw)
+            for (ptrdiff_t l = 0; l < L; l++)
+                si[l] = l < nl ? (double)sw[i0 + l] : 0.0;
+        else
+            for (ptrdiff_t l = 0; l < L; l++)
+                si[l] = l < nl ? 1.0 : 0.0;
         for (ptrdiff_t j = 0; j < C; j++)
             N(lanes_prob_col)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, qs, qc, ls,
-                              lc, keep, spread, L);
+                              lc, keep, spread, j == 0, L);
         /* top, qtop: the halves of topb, qtopb the last lanes_prob_top wrote */
         double *top = topb, *qtop = qtopb;
         if (grad) {
             for (ptrdiff_t j = C - 1; j >= 0; j--) {
                 double *to = top == topb ? topb + L : topb, *qo = qtop == qtopb ? qtopb + L : qtopb;
                 N(lanes_prob_top)(buf + j * L, tbuf + j * L, w ? (double)w[j] : 1.0, m, top, qtop,
-                                  to, qo, keep, spread, (double)j, L);
+                                  to, qo, keep, spread, (double)j, j == C - 1, L);
                 top = to;
                 qtop = qo;
             }
         }
+#if !XT_FLOAT
         for (ptrdiff_t l = 0; l < L; l++) {
             qs[l] -= qc[l];
             ls[l] -= lc[l];
         }
+#endif
         N(lanes_log_total)(s, ties, l1, L);
         XENT_CAT3(lanes_prob_finish, f64, XENT_ISA)(dm, s, dt, l1, qs, ls, qtop, si, scale,
                                                     XT_FLOAT, grad != NULL, li, gq, total, gtop,
