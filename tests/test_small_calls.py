@@ -140,6 +140,42 @@ def test_softmax_fast_path_is_bitwise_the_general_path(n, c, dtype, fn, mode):
     np.testing.assert_array_equal(_bits(fn(x)), _bits(slow))
 
 
+@pytest.mark.parametrize("shape", [(32, 10), (7,), (1, 32768)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bool_bce_target_takes_the_fast_path(shape, dtype, monkeypatch):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    t = rng.random(shape) < 0.3
+    general = {"n_threads": np.int64(1)}       # not an int: the fast path declines
+    slow = xent.sigmoid_binary_cross_entropy(x, t, **general)
+    sl, sg = xent.sigmoid_binary_cross_entropy_with_grad(x, t, reduction="sum", **general)
+    from xent import _api
+
+    def no_general_path(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(_api, "_bce", no_general_path)
+    np.testing.assert_array_equal(_bits(xent.sigmoid_binary_cross_entropy(x, t)), _bits(slow))
+    fl, fg = xent.sigmoid_binary_cross_entropy_with_grad(x, t, reduction="sum")
+    np.testing.assert_array_equal(_bits(fl), _bits(sl))
+    assert fg.dtype == dtype
+    np.testing.assert_array_equal(_bits(fg), _bits(sg))
+    assert t.dtype == np.bool_                 # the target itself is not converted
+
+
+def test_bool_bce_target_beyond_a_tile_or_with_grad_out_takes_the_general_path(monkeypatch):
+    from xent import _api
+
+    calls = []
+    real = _api._bce
+    monkeypatch.setattr(_api, "_bce", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = np.zeros((2, 20000), np.float32)       # two tiles
+    xent.sigmoid_binary_cross_entropy(x, x > 0)
+    x = np.zeros((4, 10), np.float32)
+    xent.sigmoid_binary_cross_entropy_with_grad(x, x > 0, grad_out=np.empty_like(x))
+    assert len(calls) == 2
+
+
 def test_dense_fast_paths_decline_what_they_do_not_handle():
     x, p = _dense(4, 10, np.float32)
     assert _kernels.fast_dense(x, p, "none", False, False) is NotImplemented
