@@ -2,8 +2,9 @@
 
 Plain calls of one tile (N * C <= 32768, any C) skip the Python-level
 validation and run the tile at once (``_kernels.fast_index_ce`` for class
-indices; ``fast_dense`` for probability targets and BCE, ``fast_softmax``
-for logsumexp / log_softmax / softmax).  Checked:
+indices, also with a class weight, an int ignore_index or label smoothing;
+``fast_dense`` for probability targets and BCE, a bool BCE target converted
+first; ``fast_softmax`` for logsumexp / log_softmax / softmax).  Checked:
 the path is taken for those shapes and refused for the others, and its results
 are bitwise those of the general path (forced here by passing ``axis`` as a
 NumPy integer, which the fast path does not recognise), with the general
@@ -49,6 +50,68 @@ def test_fast_path_is_bitwise_the_general_path(n, c, dtype, reduction):
     np.testing.assert_array_equal(_bits(sl), _bits(slow))
     assert fg.dtype == sg.dtype == dtype
     np.testing.assert_array_equal(_bits(fg), _bits(sg))
+
+
+OPTIONS = [{"weight": "w"}, {"ignore_index": -100}, {"ignore_index": 1}, {"label_smoothing": 0.1},
+           {"weight": "w", "ignore_index": 2, "label_smoothing": 0.25}, {"label_smoothing": 1}]
+
+
+@pytest.mark.parametrize("n,c", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(o))
+def test_fast_path_with_options_is_bitwise_the_general_path(n, c, dtype, reduction, opts,
+                                                            monkeypatch):
+    x, y = _inputs(n, c, dtype)
+    rng = np.random.default_rng(1)
+    kw = dict(opts)
+    if kw.get("weight") == "w":
+        kw["weight"] = rng.uniform(0.25, 2.0, c).astype(dtype)
+    if "ignore_index" in kw:                   # some rows ignored, the last one kept
+        ig = kw["ignore_index"]
+        y[:-1:3] = ig
+        if y[-1] == ig:
+            y[-1] = (ig + 1) % c
+    general = np.int64(-1)                     # not an int: the fast paths decline
+    slow = xent.softmax_cross_entropy(x, y, reduction=reduction, axis=general, **kw)
+    sl, sg = xent.softmax_cross_entropy_with_grad(x, y, reduction=reduction, axis=general, **kw)
+    from xent import _api
+
+    def no_general_path(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(_api, "_softmax_ce", no_general_path)
+    fast = xent.softmax_cross_entropy(x, y, reduction=reduction, **kw)
+    fl, fg = xent.softmax_cross_entropy_with_grad(x, y, reduction=reduction, **kw)
+    np.testing.assert_array_equal(_bits(fast), _bits(slow))
+    np.testing.assert_array_equal(_bits(fl), _bits(sl))
+    assert fg.dtype == sg.dtype == dtype
+    np.testing.assert_array_equal(_bits(fg), _bits(sg))
+
+
+def test_fast_path_with_options_leaves_the_rest_to_the_general_path(monkeypatch):
+    from xent import _api
+
+    calls = []
+    real = _api._softmax_ce
+    monkeypatch.setattr(_api, "_softmax_ce", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x, y = _inputs(4, 10, np.float32)
+    w = np.ones(10, np.float32)
+    # a "mean" over no kept row: nan, from the general path
+    assert np.isnan(xent.softmax_cross_entropy(x, np.full(4, -100), ignore_index=-100))
+    # a grad_out with a weight (check_out tests its overlap with the weight)
+    xent.softmax_cross_entropy_with_grad(x, y, weight=w, grad_out=np.empty_like(x))
+    # a weight of another dtype, an ignore_index that is not an int, a sample_weight
+    xent.softmax_cross_entropy(x, y, weight=w.astype(np.float64))
+    xent.softmax_cross_entropy(x, y, ignore_index=np.int64(3))
+    xent.softmax_cross_entropy(x, y, sample_weight=np.ones(4, np.float32))
+    assert len(calls) == 5
+    with pytest.raises(xent.LabelError, match="got 10 at position 2"):
+        xent.softmax_cross_entropy(x, np.array([0, 1, 10, 2]), weight=w)
+    with pytest.raises(ValueError, match="`weight` must have shape \\(10,\\)"):
+        xent.softmax_cross_entropy(x, y, weight=w[:5])
+    with pytest.raises(ValueError, match="`label_smoothing` must be a number in \\[0, 1\\]"):
+        xent.softmax_cross_entropy(x, y, label_smoothing=1.5)
 
 
 def test_fast_path_declines_what_it_does_not_handle():

@@ -117,6 +117,17 @@ def _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads
             and (n_threads is None or (type(n_threads) is int and (n_threads >= 1 or n_threads == -1))))
 
 
+def _index_options(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
+    """True when the options are ones _kernels.fast_index_ce may take (a
+    weight array, an int ignore_index, a smoothing in [0, 1]; no
+    sample_weight), the other arguments plain: it checks the arrays itself
+    and declines what it cannot take, and the general path decides then."""
+    return (sample_weight is None and (weight is None or type(weight) is np.ndarray)
+            and (ignore_index is None or type(ignore_index) is int)
+            and type(label_smoothing) in (float, int) and 0 <= label_smoothing <= 1
+            and _plain(axis, None, None, None, 0, n_threads))
+
+
 def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label_smoothing,
                 reduction, n_threads, want_grad, grad_out):
     x = as_array(logits, "logits")
@@ -302,6 +313,11 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
             res = _kernels.fast_dense(logits, target, reduction, False, False)
         if res is not NotImplemented:
             return res
+    elif _index_options(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
+        res = _kernels.fast_index_ce(logits, target, reduction, False, None, weight, ignore_index,
+                                     float(label_smoothing))
+        if res is not NotImplemented:
+            return res
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
                        label_smoothing, reduction, n_threads, False, None)
 
@@ -349,6 +365,11 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sam
         res = _kernels.fast_index_ce(logits, target, reduction, True, grad_out)
         if res is NotImplemented:
             res = _kernels.fast_dense(logits, target, reduction, True, False, grad_out)
+        if res is not NotImplemented:
+            return res
+    elif _index_options(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
+        res = _kernels.fast_index_ce(logits, target, reduction, True, grad_out, weight, ignore_index,
+                                     float(label_smoothing))
         if res is not NotImplemented:
             return res
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,

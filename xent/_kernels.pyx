@@ -1413,14 +1413,29 @@ cdef object _fast_grad(object grad_out, bint want_grad, const Py_buffer* xb, con
 
 
 def fast_index_ce(object logits, object target, object reduction, bint want_grad,
-                  object grad_out=None):
-    cdef Py_buffer xb, yb
+                  object grad_out=None, object weight=None, object ignore_index=None,
+                  double eps=0.0):
+    """Class-index CE of a small call (one tile), or NotImplemented.  Options:
+    a class `weight` of the logits' dtype (C-contiguous, shape (C,)), an int
+    `ignore_index`, label smoothing `eps` (the caller checked it is in
+    [0, 1]); anything else, a bad label, a grad_out with a weight, or a
+    "mean" over no kept row: NotImplemented, and the general path decides.
+    The same tile call and the same denominator as the general path's."""
+    cdef Py_buffer xb, yb, wb
     cdef int xk, yk, mode
     cdef Py_ssize_t N, C, i
-    cdef double part = 0.0, den = 0.0
-    cdef int64_t yi
+    cdef double part = 0.0, den = 0.0, wsum, scale
+    cdef int64_t yi, ignore = 0
+    cdef bint has_ignore = ignore_index is not None, have_w = False
+    cdef Acc acc
     if type(logits) is not _ndarray or type(target) is not _ndarray:
         return NotImplemented
+    if weight is not None and (type(weight) is not _ndarray or grad_out is not None):
+        return NotImplemented   # a grad_out must not overlap the weight: check_out's job
+    if has_ignore:
+        if type(ignore_index) is not int or not (-2**63 <= ignore_index < 2**63):
+            return NotImplemented
+        ignore = ignore_index
     if reduction == "mean":
         mode = 0
     elif reduction == "sum":
@@ -1436,6 +1451,14 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
     except Exception:
         PyBuffer_Release(&xb)
         return NotImplemented
+    if weight is not None:
+        try:
+            PyObject_GetBuffer(weight, &wb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            have_w = True
+        except Exception:
+            PyBuffer_Release(&xb)
+            PyBuffer_Release(&yb)
+            return NotImplemented
     try:
         xk = _fmt_kind(xb.format)
         yk = _fmt_kind(yb.format)
@@ -1447,36 +1470,76 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
             return NotImplemented
         if (<size_t>xb.buf) % xb.itemsize != 0 or (<size_t>yb.buf) % 8 != 0:
             return NotImplemented
+        if have_w and (_fmt_kind(wb.format) != xk or wb.ndim != 1 or wb.shape[0] != C
+                       or (<size_t>wb.buf) % wb.itemsize != 0):
+            return NotImplemented
         for i in range(N):
             yi = (<int64_t*>yb.buf)[i]
-            if yi < 0 or yi >= C:
+            if (yi < 0 or yi >= C) and not (has_ignore and yi == ignore):
                 return NotImplemented
-        den = <double>N
+        if have_w or has_ignore:
+            # check_labels' one label tile, then _sum_in_order over it
+            if xk == b'f':
+                _index_check_tile(<const int64_t*>yb.buf, 0, N, C, has_ignore, ignore,
+                                  <const float*>(wb.buf if have_w else NULL),
+                                  <const float*>NULL, &yi, &den)
+            else:
+                _index_check_tile(<const int64_t*>yb.buf, 0, N, C, has_ignore, ignore,
+                                  <const double*>(wb.buf if have_w else NULL),
+                                  <const double*>NULL, &yi, &den)
+            acc.s = 0.0
+            acc.c = 0.0
+            _acc_add(&acc, den)
+            den = _acc_value(&acc)
+        else:
+            den = <double>N
+        if mode == 0 and den == 0.0:
+            return NotImplemented
+        scale = 1.0 / den if mode == 0 else 1.0
         grad = _fast_grad(grad_out, want_grad, &xb, &yb, xk, logits.shape)
         if grad is NotImplemented:
             return NotImplemented
         if xk == b'f':
-            _fast_index_run(<const float*>xb.buf, <const int64_t*>yb.buf, N, C, mode, grad, &part)
+            wsum = _wsum(<const float*>(wb.buf if have_w else NULL), C)
+            _fast_index_run(<const float*>xb.buf, <const int64_t*>yb.buf, N, C,
+                            <const float*>(wb.buf if have_w else NULL), wsum, has_ignore,
+                            ignore, eps, scale, grad, &part)
         else:
-            _fast_index_run(<const double*>xb.buf, <const int64_t*>yb.buf, N, C, mode, grad, &part)
+            wsum = _wsum(<const double*>(wb.buf if have_w else NULL), C)
+            _fast_index_run(<const double*>xb.buf, <const int64_t*>yb.buf, N, C,
+                            <const double*>(wb.buf if have_w else NULL), wsum, has_ignore,
+                            ignore, eps, scale, grad, &part)
         loss = part / den if mode == 0 else part
         return (loss, grad) if want_grad else loss
     finally:
         PyBuffer_Release(&xb)
         PyBuffer_Release(&yb)
+        if have_w:
+            PyBuffer_Release(&wb)
+
+
+cdef double _wsum(const floating* w, Py_ssize_t C) noexcept nogil:
+    """sum_c w_c as softmax_ce_index adds it (C without weights)."""
+    cdef double wsum = 0.0
+    cdef Py_ssize_t j
+    if w == NULL:
+        return <double>C
+    for j in range(C):
+        wsum += w[j]
+    return wsum
 
 
 cdef int _fast_index_run(const floating* x, const int64_t* y, Py_ssize_t N, Py_ssize_t C,
-                         int mode, object grad, double* part) except -1:
+                         const floating* w, double wsum, bint has_ignore, int64_t ignore,
+                         double eps, double scale, object grad, double* part) except -1:
     cdef floating[:, ::1] g
     cdef floating* gp = NULL
     if grad is not None:
         g = grad
         gp = &g[0, 0]
     with nogil:
-        _ce_index_tile(x, 0, N, C, y, <const floating*>NULL, <double>C, <const floating*>NULL,
-                       False, 0, 0.0, <floating*>NULL, gp, 1.0 / N if mode == 0 else 1.0, part,
-                       <const RowStats*>NULL, <RowJob*>NULL)
+        _ce_index_tile(x, 0, N, C, y, w, wsum, <const floating*>NULL, has_ignore, ignore, eps,
+                       <floating*>NULL, gp, scale, part, <const RowStats*>NULL, <RowJob*>NULL)
     return 0
 
 
