@@ -645,8 +645,7 @@ def softmax_ce_index(const floating[:, ::1] x, const int64_t[::1] y,
     cdef Py_ssize_t rpt = _rows_per_tile(C)
     cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
     cdef Py_ssize_t t, r0, r1
-    cdef double wsum = 0.0
-    cdef Py_ssize_t j
+    cdef double wsum
     if N == 0:
         return 0.0
     cdef const floating* wp = NULL
@@ -655,10 +654,7 @@ def softmax_ce_index(const floating[:, ::1] x, const int64_t[::1] y,
     cdef floating* gp = &grad[0, 0] if grad is not None else NULL
     if w is not None:
         wp = &w[0]
-        for j in range(C):
-            wsum += w[j]
-    else:
-        wsum = <double>C
+    wsum = _wsum(wp, C)
     parts_arr = np.empty(n_tiles, dtype=np.float64)
     cdef double[::1] parts = parts_arr
     cdef double[:, ::1] pre
@@ -1040,18 +1036,14 @@ def softmax_ce_index_half(const uint16_t[:, ::1] x, const int64_t[::1] y,
     cdef Py_ssize_t rpt = _rows_per_tile(C)
     cdef Py_ssize_t n_tiles = (N + rpt - 1) // rpt
     cdef Py_ssize_t t, r0, r1
-    cdef double wsum = <double>C
-    cdef Py_ssize_t j
+    cdef double wsum
     if N == 0:
         return 0.0
     cdef const float* wp = &w[0] if w is not None else NULL
     cdef const float* swp = &sw[0] if sw is not None else NULL
     cdef float* lp = &loss_out[0] if loss_out is not None else NULL
     cdef uint16_t* gp = &grad[0, 0] if grad is not None else NULL
-    if w is not None:
-        wsum = 0.0
-        for j in range(C):
-            wsum += w[j]
+    wsum = _wsum(wp, C)
     cdef float[:, ::1] buf = _half_buffers(n_threads, n_tiles, rpt * C)
     parts_arr = np.empty(n_tiles, dtype=np.float64)
     cdef double[::1] parts = parts_arr
@@ -1519,7 +1511,8 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
 
 
 cdef double _wsum(const floating* w, Py_ssize_t C) noexcept nogil:
-    """sum_c w_c as softmax_ce_index adds it (C without weights)."""
+    """sum_c w_c in class order, in double (C without weights): the class-index
+    kernels' and the small-call fast path's, the same bits."""
     cdef double wsum = 0.0
     cdef Py_ssize_t j
     if w == NULL:
