@@ -1,10 +1,13 @@
 """The small-call fast path (SPEC 4: a 32 x 10 call in a few microseconds).
 
-Plain calls of one tile (N * C <= 32768, any C) skip the Python-level
-validation and run the tile at once (``_kernels.fast_index_ce`` for class
-indices, also with a class weight, an int ignore_index or label smoothing;
-``fast_dense`` for probability targets and BCE, a bool BCE target converted
-first; ``fast_softmax`` for logsumexp / log_softmax / softmax).  Checked:
+Calls of one tile (N * C <= 32768, any C) skip the Python-level validation
+and run the tile at once, for every reduction: ``_kernels.fast_index_ce`` for
+class indices of any integer dtype but uint64, also with a class weight, a
+sample weight, an int ignore_index or label smoothing; ``fast_dense`` for
+probability targets (also with a class weight or smoothing) and BCE (also
+with a weight or pos_weight of the logits' shape or (C,), or smoothing), a
+bool BCE target converted first; ``fast_softmax`` for logsumexp /
+log_softmax / softmax.  Checked:
 the path is taken for those shapes and refused for the others, and its results
 are bitwise those of the general path (forced here by passing ``axis`` as a
 NumPy integer, which the fast path does not recognise), with the general
@@ -34,9 +37,12 @@ def _bits(a):
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
+REDUCTIONS = ["mean", "sum", "none"]
+
+
 @pytest.mark.parametrize("n,c", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_fast_path_is_bitwise_the_general_path(n, c, dtype, reduction):
     x, y = _inputs(n, c, dtype)
     assert _kernels.fast_index_ce(x, y, reduction, False) is not NotImplemented
@@ -53,12 +59,16 @@ def test_fast_path_is_bitwise_the_general_path(n, c, dtype, reduction):
 
 
 OPTIONS = [{"weight": "w"}, {"ignore_index": -100}, {"ignore_index": 1}, {"label_smoothing": 0.1},
-           {"weight": "w", "ignore_index": 2, "label_smoothing": 0.25}, {"label_smoothing": 1}]
+           {"weight": "w", "ignore_index": 2, "label_smoothing": 0.25}, {"label_smoothing": 1},
+           {"sample_weight": "s"}, {"sample_weight": "s", "weight": "w", "ignore_index": 0},
+           {"labels": np.int32}, {"labels": np.uint8, "weight": "w"}, {"labels": np.int16},
+           {"labels": np.uint32, "ignore_index": 3}, {"labels": np.int8, "sample_weight": "s"},
+           {"labels": np.int8, "ignore_index": -100}, {"labels": np.uint16, "label_smoothing": 0.5}]
 
 
 @pytest.mark.parametrize("n,c", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(o))
 def test_fast_path_with_options_is_bitwise_the_general_path(n, c, dtype, reduction, opts,
                                                             monkeypatch):
@@ -67,11 +77,18 @@ def test_fast_path_with_options_is_bitwise_the_general_path(n, c, dtype, reducti
     kw = dict(opts)
     if kw.get("weight") == "w":
         kw["weight"] = rng.uniform(0.25, 2.0, c).astype(dtype)
+    if kw.get("sample_weight") == "s":         # a zero among them (not the only one)
+        kw["sample_weight"] = rng.uniform(0.5, 3.0, n).astype(dtype)
+        kw["sample_weight"][1::2] = 0
     if "ignore_index" in kw:                   # some rows ignored, the last one kept
         ig = kw["ignore_index"]
         y[:-1:3] = ig
         if y[-1] == ig:
             y[-1] = (ig + 1) % c
+    labels = kw.pop("labels", np.int64)
+    if np.iinfo(labels).max < c - 1:
+        pytest.skip(f"{c} classes do not fit {np.dtype(labels)}")
+    y = y.astype(labels)
     general = np.int64(-1)                     # not an int: the fast paths decline
     slow = xent.softmax_cross_entropy(x, y, reduction=reduction, axis=general, **kw)
     sl, sg = xent.softmax_cross_entropy_with_grad(x, y, reduction=reduction, axis=general, **kw)
@@ -101,11 +118,20 @@ def test_fast_path_with_options_leaves_the_rest_to_the_general_path(monkeypatch)
     assert np.isnan(xent.softmax_cross_entropy(x, np.full(4, -100), ignore_index=-100))
     # a grad_out with a weight (check_out tests its overlap with the weight)
     xent.softmax_cross_entropy_with_grad(x, y, weight=w, grad_out=np.empty_like(x))
-    # a weight of another dtype, an ignore_index that is not an int, a sample_weight
+    # a weight of another dtype, an ignore_index that is not an int, a
+    # sample_weight with a grad_out, uint64 labels
     xent.softmax_cross_entropy(x, y, weight=w.astype(np.float64))
     xent.softmax_cross_entropy(x, y, ignore_index=np.int64(3))
-    xent.softmax_cross_entropy(x, y, sample_weight=np.ones(4, np.float32))
-    assert len(calls) == 5
+    xent.softmax_cross_entropy_with_grad(x, y, sample_weight=np.ones(4, np.float32),
+                                         grad_out=np.empty_like(x))
+    xent.softmax_cross_entropy(x, y.astype(np.uint64), sample_weight=np.ones(4, np.float32))
+    assert len(calls) == 6
+    with pytest.raises(xent.LabelError, match="got 10 at position 2"):
+        xent.softmax_cross_entropy(x, np.array([0, 1, 10, 2], np.int32), reduction="none")
+    with pytest.raises(xent.LabelError, match="got 255 at position 1"):
+        xent.softmax_cross_entropy(x, np.array([0, 255, 1, 2], np.uint8))
+    with pytest.raises(ValueError, match="`sample_weight` must have the per-sample loss shape"):
+        xent.softmax_cross_entropy(x, y, sample_weight=np.ones(3, np.float32))
     with pytest.raises(xent.LabelError, match="got 10 at position 2"):
         xent.softmax_cross_entropy(x, np.array([0, 1, 10, 2]), weight=w)
     with pytest.raises(ValueError, match="`weight` must have shape \\(10,\\)"):
@@ -118,9 +144,19 @@ def test_fast_path_declines_what_it_does_not_handle():
     x, y = _inputs(2, 20000, np.float32)       # two tiles
     assert _kernels.fast_index_ce(x, y, "mean", False) is NotImplemented
     x, y = _inputs(4, 10, np.float32)
-    assert _kernels.fast_index_ce(x, y, "none", False) is NotImplemented
+    assert _kernels.fast_index_ce(x, y, "avg", False) is NotImplemented
     assert _kernels.fast_index_ce(x[:, ::2], y, "mean", False) is NotImplemented
-    assert _kernels.fast_index_ce(x, y.astype(np.int32), "mean", False) is NotImplemented
+    assert _kernels.fast_index_ce(x, y.astype(np.uint64), "mean", False) is NotImplemented
+    assert _kernels.fast_index_ce(x, y.astype(">i4"), "mean", False) is NotImplemented
+    assert _kernels.fast_index_ce(x, y.astype(np.int32)[::1], "none", False) is not NotImplemented
+    assert _kernels.fast_index_ce(x, np.repeat(y.astype(np.int32), 2)[::2], "sum",
+                                  False) is NotImplemented
+    assert _kernels.fast_index_ce(x, y.astype(bool), "mean", False) is NotImplemented
+    assert _kernels.fast_index_ce(x, y.astype(np.float32), "mean", False) is NotImplemented
+    for sw in (np.ones(4, np.float64), np.ones(5, np.float32), np.ones((4, 1), np.float32),
+               [1.0, 1.0, 1.0, 1.0], np.ones(8, np.float32)[::2]):
+        assert _kernels.fast_index_ce(x, y, "mean", False, None, None, None, 0.0,
+                                      sw) is NotImplemented
     bad = y.copy()
     bad[2] = 10
     assert _kernels.fast_index_ce(x, bad, "mean", False) is NotImplemented
@@ -161,7 +197,7 @@ GENERAL = {"axis": np.int64(-1)}              # not an int: the fast paths decli
 
 @pytest.mark.parametrize("n,c", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_dense_fast_paths_are_bitwise_the_general_path(n, c, dtype, reduction):
     x, p = _dense(n, c, dtype)
     assert _kernels.fast_dense(x, p, reduction, False, False) is not NotImplemented
@@ -187,6 +223,107 @@ def test_dense_fast_paths_are_bitwise_the_general_path(n, c, dtype, reduction):
         np.testing.assert_array_equal(_bits(fl), _bits(sl))
         assert fg.shape == arr.shape and fg.dtype == sg.dtype == dtype
         np.testing.assert_array_equal(_bits(fg), _bits(sg))
+
+
+PROB_OPTIONS = [{"weight": "c"}, {"label_smoothing": 0.2}, {"weight": "c", "label_smoothing": 1}]
+BCE_OPTIONS = [{"weight": "c"}, {"weight": "full"}, {"pos_weight": "c"}, {"pos_weight": "full"},
+               {"label_smoothing": 0.1}, {"weight": "full", "pos_weight": "c", "label_smoothing": 0.3},
+               {"weight": "c", "pos_weight": "full"}]
+
+
+def _weights(kw, shape, dtype, rng):
+    """'c': one weight per class (the last axis), 'full': the logits' shape;
+    zeros among them, and a negative pos_weight."""
+    out = dict(kw)
+    for k in ("weight", "pos_weight"):
+        if k in out:
+            w = rng.uniform(0.0, 3.0, shape[-1:] if out[k] == "c" else shape).astype(dtype)
+            w.reshape(-1)[::7] = 0
+            w.reshape(-1)[3::11] = -0.5
+            out[k] = w
+    return out
+
+
+@pytest.mark.parametrize("n,c", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("opts", PROB_OPTIONS, ids=lambda o: "-".join(o))
+def test_prob_fast_path_with_options_is_bitwise_the_general_path(n, c, dtype, reduction, opts,
+                                                                 monkeypatch):
+    x, p = _dense(n, c, dtype)
+    kw = _weights(opts, (n, c), dtype, np.random.default_rng(5))
+    slow = xent.softmax_cross_entropy(x, p, reduction=reduction, **GENERAL, **kw)
+    sl, sg = xent.softmax_cross_entropy_with_grad(x, p, reduction=reduction, **GENERAL, **kw)
+    from xent import _api
+
+    def no_general_path(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(_api, "_softmax_ce", no_general_path)
+    fast = xent.softmax_cross_entropy(x, p, reduction=reduction, **kw)
+    fl, fg = xent.softmax_cross_entropy_with_grad(x, p, reduction=reduction, **kw)
+    np.testing.assert_array_equal(_bits(fast), _bits(slow))
+    np.testing.assert_array_equal(_bits(fl), _bits(sl))
+    assert fg.dtype == sg.dtype == dtype
+    np.testing.assert_array_equal(_bits(fg), _bits(sg))
+
+
+@pytest.mark.parametrize("shape", [(32, 10), (1, 1000), (5, 33), (7,), (3, 10000)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("opts", BCE_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_bce_fast_path_with_options_is_bitwise_the_general_path(shape, dtype, reduction, opts,
+                                                                monkeypatch):
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.reshape(-1)[::13] = np.inf
+    t = rng.random(shape).astype(dtype)
+    t.reshape(-1)[::5] = 1
+    kw = _weights(opts, shape, dtype, rng)
+    general = {"n_threads": np.int64(1)}       # not an int: the fast path declines
+    slow = xent.sigmoid_binary_cross_entropy(x, t, reduction=reduction, **general, **kw)
+    sl, sg = xent.sigmoid_binary_cross_entropy_with_grad(x, t, reduction=reduction, **general, **kw)
+    from xent import _api
+
+    def no_general_path(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(_api, "_bce", no_general_path)
+    fast = xent.sigmoid_binary_cross_entropy(x, t, reduction=reduction, **kw)
+    fl, fg = xent.sigmoid_binary_cross_entropy_with_grad(x, t, reduction=reduction, **kw)
+    np.testing.assert_array_equal(_bits(fast), _bits(slow))
+    np.testing.assert_array_equal(_bits(fl), _bits(sl))
+    assert fg.dtype == sg.dtype == dtype
+    np.testing.assert_array_equal(_bits(fg), _bits(sg))
+
+
+def test_dense_fast_paths_with_options_leave_the_rest_to_the_general_path(monkeypatch):
+    from xent import _api
+
+    calls = []
+    for name in ("_softmax_ce", "_bce"):
+        real = getattr(_api, name)
+        monkeypatch.setattr(_api, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    x, p = _dense(4, 10, np.float32)
+    w = np.ones(10, np.float32)
+    xent.softmax_cross_entropy(x, p, weight=w.astype(np.float64))       # another dtype
+    xent.softmax_cross_entropy(x, p, sample_weight=np.ones(4, np.float32))
+    xent.softmax_cross_entropy_with_grad(x, p, weight=w, grad_out=np.empty_like(x))
+    xent.sigmoid_binary_cross_entropy(x, p, pos_weight=np.ones((4, 1), np.float32))
+    xent.sigmoid_binary_cross_entropy(x, p, weight=np.ones(20, np.float32)[::2])
+    xent.sigmoid_binary_cross_entropy(x, p, weight=[1.0] * 10)
+    xent.sigmoid_binary_cross_entropy_with_grad(x, p, pos_weight=w, grad_out=np.empty_like(x))
+    xent.sigmoid_binary_cross_entropy(x.reshape(-1), p.reshape(-1), weight=w[:1])  # (1,) on 40
+    assert len(calls) == 8
+    with pytest.raises(ValueError, match="`weight` must have shape \\(10,\\)"):
+        xent.softmax_cross_entropy(x, p, weight=w[:5])
+    with pytest.raises(ValueError, match="`pos_weight` must broadcast to the shape of `logits`"):
+        xent.sigmoid_binary_cross_entropy(x, p, pos_weight=w[:5])
+    with pytest.raises(ValueError, match="`ignore_index` applies to class-index targets only"):
+        xent.softmax_cross_entropy(x, p, ignore_index=1)
+    for fn in (xent.softmax_cross_entropy, xent.sigmoid_binary_cross_entropy):
+        with pytest.raises(ValueError, match="`label_smoothing` must be a number in \\[0, 1\\]"):
+            fn(x, p, label_smoothing=-0.1)
 
 
 @pytest.mark.parametrize("n,c", SHAPES)
@@ -241,7 +378,7 @@ def test_bool_bce_target_beyond_a_tile_or_with_grad_out_takes_the_general_path(m
 
 def test_dense_fast_paths_decline_what_they_do_not_handle():
     x, p = _dense(4, 10, np.float32)
-    assert _kernels.fast_dense(x, p, "none", False, False) is NotImplemented
+    assert _kernels.fast_dense(x, p, "avg", False, False) is NotImplemented
     assert _kernels.fast_dense(x, p.astype(np.float64), "mean", False, False) is NotImplemented
     assert _kernels.fast_dense(x[:, ::2], p[:, ::2], "mean", False, False) is NotImplemented
     assert _kernels.fast_dense(x, p[:, :5], "mean", False, False) is NotImplemented

@@ -118,14 +118,24 @@ def _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads
 
 
 def _index_options(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
-    """True when the options are ones _kernels.fast_index_ce may take (a
-    weight array, an int ignore_index, a smoothing in [0, 1]; no
-    sample_weight), the other arguments plain: it checks the arrays itself
-    and declines what it cannot take, and the general path decides then."""
-    return (sample_weight is None and (weight is None or type(weight) is np.ndarray)
+    """True when the options are ones _kernels.fast_index_ce may take (weight
+    arrays, an int ignore_index, a smoothing in [0, 1]), the other arguments
+    plain: it checks the arrays itself and declines what it cannot take, and
+    the general path decides then."""
+    return ((weight is None or type(weight) is np.ndarray)
+            and (sample_weight is None or type(sample_weight) is np.ndarray)
             and (ignore_index is None or type(ignore_index) is int)
             and type(label_smoothing) in (float, int) and 0 <= label_smoothing <= 1
             and _plain(axis, None, None, None, 0, n_threads))
+
+
+def _dense_options(weight, pos_weight, label_smoothing, n_threads):
+    """True when _kernels.fast_dense may try the call: weight arrays (it
+    checks them itself), a smoothing in [0, 1], a plain n_threads."""
+    return ((weight is None or type(weight) is np.ndarray)
+            and (pos_weight is None or type(pos_weight) is np.ndarray)
+            and type(label_smoothing) in (float, int) and 0 <= label_smoothing <= 1
+            and _plain(-1, None, None, None, 0, n_threads))
 
 
 def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label_smoothing,
@@ -315,7 +325,10 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
             return res
     elif _index_options(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
         res = _kernels.fast_index_ce(logits, target, reduction, False, None, weight, ignore_index,
-                                     float(label_smoothing))
+                                     float(label_smoothing), sample_weight)
+        if res is NotImplemented and sample_weight is None and ignore_index is None:
+            res = _kernels.fast_dense(logits, target, reduction, False, False, None, weight, None,
+                                      float(label_smoothing))
         if res is not NotImplemented:
             return res
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
@@ -369,7 +382,10 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sam
             return res
     elif _index_options(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
         res = _kernels.fast_index_ce(logits, target, reduction, True, grad_out, weight, ignore_index,
-                                     float(label_smoothing))
+                                     float(label_smoothing), sample_weight)
+        if res is NotImplemented and sample_weight is None and ignore_index is None:
+            res = _kernels.fast_dense(logits, target, reduction, True, False, grad_out, weight, None,
+                                      float(label_smoothing))
         if res is not NotImplemented:
             return res
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
@@ -507,10 +523,9 @@ def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None
     >>> round(xent.sigmoid_binary_cross_entropy(np.array([0.0, 2.0]), np.array([1.0, 0.0])), 6)
     1.410038
     """
-    # no option set: the small-call fast path may try (pos_weight in the slot
-    # of sample_weight: both must be None)
-    if _plain(-1, weight, pos_weight, None, label_smoothing, n_threads):
-        res = _kernels.fast_dense(logits, _fast_bce_target(logits, target), reduction, False, True)
+    if _dense_options(weight, pos_weight, label_smoothing, n_threads):
+        res = _kernels.fast_dense(logits, _fast_bce_target(logits, target), reduction, False, True,
+                                  None, weight, pos_weight, float(label_smoothing))
         if res is not NotImplemented:
             return res
     return _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threads,
@@ -549,12 +564,11 @@ def sigmoid_binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_w
     >>> round(loss, 6), grad.tolist()
     (0.693147, [-0.5])
     """
-    # no option set: the small-call fast path may try (pos_weight in the slot
-    # of sample_weight: both must be None)
-    if _plain(-1, weight, pos_weight, None, label_smoothing, n_threads):
+    if _dense_options(weight, pos_weight, label_smoothing, n_threads):
         # (a grad_out may overlap the bool target: the general path's check_out refuses that)
         tgt = _fast_bce_target(logits, target) if grad_out is None else target
-        res = _kernels.fast_dense(logits, tgt, reduction, True, True, grad_out)
+        res = _kernels.fast_dense(logits, tgt, reduction, True, True, grad_out, weight, pos_weight,
+                                  float(label_smoothing))
         if res is not NotImplemented:
             return res
     return _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threads,

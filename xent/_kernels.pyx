@@ -23,7 +23,8 @@ any number of threads.
 
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, log1p, fabs, INFINITY, NAN
-from libc.stdint cimport int64_t, uint16_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint16_t, uint32_t
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
 import numpy as np
 
@@ -1406,34 +1407,35 @@ cdef object _fast_grad(object grad_out, bint want_grad, const Py_buffer* xb, con
 
 def fast_index_ce(object logits, object target, object reduction, bint want_grad,
                   object grad_out=None, object weight=None, object ignore_index=None,
-                  double eps=0.0):
-    """Class-index CE of a small call (one tile), or NotImplemented.  Options:
-    a class `weight` of the logits' dtype (C-contiguous, shape (C,)), an int
-    `ignore_index`, label smoothing `eps` (the caller checked it is in
-    [0, 1]); anything else, a bad label, a grad_out with a weight, or a
-    "mean" over no kept row: NotImplemented, and the general path decides.
-    The same tile call and the same denominator as the general path's."""
-    cdef Py_buffer xb, yb, wb
-    cdef int xk, yk, mode
+                  double eps=0.0, object sample_weight=None):
+    """Class-index CE of a small call (one tile), or NotImplemented.  Labels
+    of any integer dtype up to 64 bits (uint64 excepted: values past int64's
+    range are the general path's); options: a class `weight` and a
+    `sample_weight` of the logits' dtype (C-contiguous, shapes (C,) and
+    (N,)), an int `ignore_index`, label smoothing `eps` (the caller checked
+    it is in [0, 1]); every reduction.  Anything else, a bad label, a
+    grad_out with a weight, or a "mean" over no kept row: NotImplemented, and
+    the general path decides.  The same tile call and the same denominator
+    as the general path's."""
+    cdef Py_buffer xb, yb, wb, sb
+    cdef int xk, mode = _reduction_mode(reduction)
     cdef Py_ssize_t N, C, i
     cdef double part = 0.0, den = 0.0, wsum, scale
     cdef int64_t yi, ignore = 0
-    cdef bint has_ignore = ignore_index is not None, have_w = False
+    cdef const int64_t* y
+    cdef int64_t* ywide = NULL
+    cdef void* lp = NULL
+    cdef bint has_ignore = ignore_index is not None, have_w = False, have_s = False
     cdef Acc acc
-    if type(logits) is not _ndarray or type(target) is not _ndarray:
+    if mode < 0 or type(logits) is not _ndarray or type(target) is not _ndarray:
         return NotImplemented
-    if weight is not None and (type(weight) is not _ndarray or grad_out is not None):
-        return NotImplemented   # a grad_out must not overlap the weight: check_out's job
+    for opt in (weight, sample_weight):
+        if opt is not None and (type(opt) is not _ndarray or grad_out is not None):
+            return NotImplemented   # a grad_out must not overlap the weights: check_out's job
     if has_ignore:
         if type(ignore_index) is not int or not (-2**63 <= ignore_index < 2**63):
             return NotImplemented
         ignore = ignore_index
-    if reduction == "mean":
-        mode = 0
-    elif reduction == "sum":
-        mode = 1
-    else:
-        return NotImplemented
     try:    # refused (not C-contiguous, ...): NumPy raises ValueError or BufferError
         PyObject_GetBuffer(logits, &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     except Exception:
@@ -1443,42 +1445,57 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
     except Exception:
         PyBuffer_Release(&xb)
         return NotImplemented
-    if weight is not None:
-        try:
+    try:
+        if weight is not None:
             PyObject_GetBuffer(weight, &wb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
             have_w = True
-        except Exception:
-            PyBuffer_Release(&xb)
-            PyBuffer_Release(&yb)
-            return NotImplemented
+        if sample_weight is not None:
+            PyObject_GetBuffer(sample_weight, &sb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            have_s = True
+    except Exception:
+        if have_w:
+            PyBuffer_Release(&wb)
+        PyBuffer_Release(&xb)
+        PyBuffer_Release(&yb)
+        return NotImplemented
     try:
         xk = _fmt_kind(xb.format)
-        yk = _fmt_kind(yb.format)
-        if xb.ndim != 2 or yb.ndim != 1 or yk != b'l' or (xk != b'f' and xk != b'd'):
+        if xb.ndim != 2 or yb.ndim != 1 or (xk != b'f' and xk != b'd'):
             return NotImplemented
         N = xb.shape[0]
         C = xb.shape[1]
         if yb.shape[0] != N or C == 0 or N == 0 or N * C > TILE_ELEMS:
             return NotImplemented
-        if (<size_t>xb.buf) % xb.itemsize != 0 or (<size_t>yb.buf) % 8 != 0:
+        if (<size_t>xb.buf) % xb.itemsize != 0 or (<size_t>yb.buf) % yb.itemsize != 0:
             return NotImplemented
-        if have_w and (_fmt_kind(wb.format) != xk or wb.ndim != 1 or wb.shape[0] != C
-                       or (<size_t>wb.buf) % wb.itemsize != 0):
+        if have_w and not _fast_vector(&wb, xk, C):
+            return NotImplemented
+        if have_s and not _fast_vector(&sb, xk, N):
+            return NotImplemented
+        if _fmt_kind(yb.format) == b'l' and yb.itemsize == 8:
+            y = <const int64_t*>yb.buf
+        elif _widen_labels(&yb, NULL, N):   # int8 ... int32, uint8 ... uint32: widened
+            ywide = <int64_t*>PyMem_Malloc(N * sizeof(int64_t))
+            if ywide == NULL:
+                raise MemoryError()
+            _widen_labels(&yb, ywide, N)
+            y = ywide
+        else:
             return NotImplemented
         for i in range(N):
-            yi = (<int64_t*>yb.buf)[i]
+            yi = y[i]
             if (yi < 0 or yi >= C) and not (has_ignore and yi == ignore):
                 return NotImplemented
-        if have_w or has_ignore:
+        if mode == 0 and (have_w or have_s or has_ignore):
             # check_labels' one label tile, then _sum_in_order over it
             if xk == b'f':
-                _index_check_tile(<const int64_t*>yb.buf, 0, N, C, has_ignore, ignore,
+                _index_check_tile(y, 0, N, C, has_ignore, ignore,
                                   <const float*>(wb.buf if have_w else NULL),
-                                  <const float*>NULL, &yi, &den)
+                                  <const float*>(sb.buf if have_s else NULL), &yi, &den)
             else:
-                _index_check_tile(<const int64_t*>yb.buf, 0, N, C, has_ignore, ignore,
+                _index_check_tile(y, 0, N, C, has_ignore, ignore,
                                   <const double*>(wb.buf if have_w else NULL),
-                                  <const double*>NULL, &yi, &den)
+                                  <const double*>(sb.buf if have_s else NULL), &yi, &den)
             acc.s = 0.0
             acc.c = 0.0
             _acc_add(&acc, den)
@@ -1491,23 +1508,89 @@ def fast_index_ce(object logits, object target, object reduction, bint want_grad
         grad = _fast_grad(grad_out, want_grad, &xb, &yb, xk, logits.shape)
         if grad is NotImplemented:
             return NotImplemented
+        losses = _fast_losses(mode, (<object>N,), xk, &lp)
         if xk == b'f':
             wsum = _wsum(<const float*>(wb.buf if have_w else NULL), C)
-            _fast_index_run(<const float*>xb.buf, <const int64_t*>yb.buf, N, C,
-                            <const float*>(wb.buf if have_w else NULL), wsum, has_ignore,
-                            ignore, eps, scale, grad, &part)
+            _fast_index_run(<const float*>xb.buf, y, N, C,
+                            <const float*>(wb.buf if have_w else NULL), wsum,
+                            <const float*>(sb.buf if have_s else NULL), has_ignore,
+                            ignore, eps, <float*>lp, scale, grad, &part)
         else:
             wsum = _wsum(<const double*>(wb.buf if have_w else NULL), C)
-            _fast_index_run(<const double*>xb.buf, <const int64_t*>yb.buf, N, C,
-                            <const double*>(wb.buf if have_w else NULL), wsum, has_ignore,
-                            ignore, eps, scale, grad, &part)
-        loss = part / den if mode == 0 else part
+            _fast_index_run(<const double*>xb.buf, y, N, C,
+                            <const double*>(wb.buf if have_w else NULL), wsum,
+                            <const double*>(sb.buf if have_s else NULL), has_ignore,
+                            ignore, eps, <double*>lp, scale, grad, &part)
+        loss = losses if mode == 2 else (part / den if mode == 0 else part)
         return (loss, grad) if want_grad else loss
     finally:
+        PyMem_Free(ywide)
         PyBuffer_Release(&xb)
         PyBuffer_Release(&yb)
         if have_w:
             PyBuffer_Release(&wb)
+        if have_s:
+            PyBuffer_Release(&sb)
+
+
+cdef inline bint _fast_vector(const Py_buffer* b, int kind, Py_ssize_t n) noexcept:
+    """A weight vector the fast paths take: 1-D, `n` entries of `kind`, aligned."""
+    return _fmt_kind(b.format) == kind and b.ndim == 1 and b.shape[0] == n \
+        and (<size_t>b.buf) % b.itemsize == 0
+
+
+cdef bint _widen_labels(const Py_buffer* b, int64_t* out, Py_ssize_t n) noexcept:
+    """Labels of a narrower integer format into `out` as int64 (what the
+    general path's astype(int64) makes of them); False for a format it does
+    not take.  out NULL: only whether it takes the format."""
+    cdef const char* f = b.format
+    cdef Py_ssize_t i
+    cdef char k
+    if f[0] == b'=' or f[0] == b'@':
+        f = f + 1
+    if f[0] == 0 or f[1] != 0:
+        return False
+    k = f[0]
+    if b.itemsize == 1 and (k == b'b' or k == b'B'):
+        if out != NULL:
+            if k == b'b':
+                for i in range(n):
+                    out[i] = (<const signed char*>b.buf)[i]
+            else:
+                for i in range(n):
+                    out[i] = (<const unsigned char*>b.buf)[i]
+    elif b.itemsize == 2 and (k == b'h' or k == b'H'):
+        if out != NULL:
+            if k == b'h':
+                for i in range(n):
+                    out[i] = (<const int16_t*>b.buf)[i]
+            else:
+                for i in range(n):
+                    out[i] = (<const uint16_t*>b.buf)[i]
+    elif b.itemsize == 4 and (k == b'i' or k == b'l' or k == b'I' or k == b'L'):
+        if out != NULL:
+            if k == b'i' or k == b'l':
+                for i in range(n):
+                    out[i] = (<const int32_t*>b.buf)[i]
+            else:
+                for i in range(n):
+                    out[i] = (<const uint32_t*>b.buf)[i]
+    else:
+        return False
+    return True
+
+
+cdef object _fast_losses(int mode, object shape, int kind, void** lp):
+    """reduction="none": a new array of the per-sample losses (its data in
+    *lp); None otherwise."""
+    cdef Py_buffer ob
+    if mode != 2:
+        return None
+    out = _empty(shape, dtype=np.float32 if kind == b'f' else np.float64)
+    PyObject_GetBuffer(out, &ob, PyBUF_C_CONTIGUOUS)
+    lp[0] = ob.buf                      # `out` keeps it alive
+    PyBuffer_Release(&ob)
+    return out
 
 
 cdef double _wsum(const floating* w, Py_ssize_t C) noexcept nogil:
@@ -1523,16 +1606,17 @@ cdef double _wsum(const floating* w, Py_ssize_t C) noexcept nogil:
 
 
 cdef int _fast_index_run(const floating* x, const int64_t* y, Py_ssize_t N, Py_ssize_t C,
-                         const floating* w, double wsum, bint has_ignore, int64_t ignore,
-                         double eps, double scale, object grad, double* part) except -1:
+                         const floating* w, double wsum, const floating* sw, bint has_ignore,
+                         int64_t ignore, double eps, floating* lp, double scale, object grad,
+                         double* part) except -1:
     cdef floating[:, ::1] g
     cdef floating* gp = NULL
     if grad is not None:
         g = grad
         gp = &g[0, 0]
     with nogil:
-        _ce_index_tile(x, 0, N, C, y, w, wsum, <const floating*>NULL, has_ignore, ignore, eps,
-                       <floating*>NULL, gp, scale, part, <const RowStats*>NULL, <RowJob*>NULL)
+        _ce_index_tile(x, 0, N, C, y, w, wsum, sw, has_ignore, ignore, eps,
+                       lp, gp, scale, part, <const RowStats*>NULL, <RowJob*>NULL)
     return 0
 
 
@@ -1565,24 +1649,38 @@ cdef int _fast_buffer(object a, Py_buffer* b, int ndim_lo, int ndim_hi) except -
 
 
 cdef int _reduction_mode(object reduction):
+    """0 "mean", 1 "sum", 2 "none"; -1 anything else (the general path's error)."""
     if reduction == "mean":
         return 0
     if reduction == "sum":
         return 1
+    if reduction == "none":
+        return 2
     return -1
 
 
 def fast_dense(object logits, object target, object reduction, bint want_grad, bint binary,
-               object grad_out=None):
-    """Probability-target CE (binary False) or BCE (True) of a small plain
-    call, or NotImplemented."""
-    cdef Py_buffer xb, tb
+               object grad_out=None, object weight=None, object pos_weight=None,
+               double eps=0.0):
+    """Probability-target CE (binary False) or BCE (True) of a small call, any
+    reduction, or NotImplemented.  Options: label smoothing `eps` (the
+    caller checked it is in [0, 1]); arrays of the logits' dtype,
+    C-contiguous: for probability targets a class `weight` (C,), for BCE a
+    `weight` and a `pos_weight` of the logits' shape or, for 2-D logits, of
+    shape (C,); not with a grad_out (check_out tests their overlap)."""
+    cdef Py_buffer xb, tb, wb, pb
     cdef int xk, tk, d
     cdef int mode = _reduction_mode(reduction)
     cdef Py_ssize_t n, C
     cdef double part = 0.0, den
-    if mode < 0:
+    cdef void* lp = NULL
+    cdef bint have_w = False, have_p = False
+    cdef Bcast wc, pc
+    if mode < 0 or (pos_weight is not None and not binary):
         return NotImplemented
+    for opt in (weight, pos_weight):
+        if opt is not None and (type(opt) is not _ndarray or grad_out is not None):
+            return NotImplemented
     xk = _fast_buffer(logits, &xb, 1 if binary else 2, 2)
     if xk == 0:
         return NotImplemented
@@ -1598,41 +1696,85 @@ def fast_dense(object logits, object target, object reduction, bint want_grad, b
                 return NotImplemented
         n = xb.len // xb.itemsize
         C = xb.shape[xb.ndim - 1]
+        if weight is not None:
+            have_w = _fast_weight(weight, &wb, &xb, xk, binary, &wc)
+            if not have_w:
+                return NotImplemented
+        if pos_weight is not None:
+            have_p = _fast_weight(pos_weight, &pb, &xb, xk, binary, &pc)
+            if not have_p:
+                return NotImplemented
+        if not have_w:
+            wc.p = NULL
+        if not have_p:
+            pc.p = NULL
         den = <double>n if binary else <double>(n // C)
         grad = _fast_grad(grad_out, want_grad, &xb, &tb, xk, logits.shape)
         if grad is NotImplemented:
             return NotImplemented
+        losses = _fast_losses(mode, logits.shape if binary else (<object>(n // C),), xk, &lp)
         if xk == b'f':
-            _fast_dense_run(<const float*>xb.buf, <const float*>tb.buf, n, C, binary,
-                            1.0 / den if mode == 0 else 1.0, grad, &part)
+            _fast_dense_run(<const float*>xb.buf, <const float*>tb.buf, n, C, binary, wc, pc,
+                            eps, <float*>lp, 1.0 / den if mode == 0 else 1.0, grad, &part)
         else:
-            _fast_dense_run(<const double*>xb.buf, <const double*>tb.buf, n, C, binary,
-                            1.0 / den if mode == 0 else 1.0, grad, &part)
-        loss = part / den if mode == 0 else part
+            _fast_dense_run(<const double*>xb.buf, <const double*>tb.buf, n, C, binary, wc, pc,
+                            eps, <double*>lp, 1.0 / den if mode == 0 else 1.0, grad, &part)
+        loss = losses if mode == 2 else (part / den if mode == 0 else part)
         return (loss, grad) if want_grad else loss
     finally:
         PyBuffer_Release(&xb)
         PyBuffer_Release(&tb)
+        if have_w:
+            PyBuffer_Release(&wb)
+        if have_p:
+            PyBuffer_Release(&pb)
+
+
+cdef bint _fast_weight(object a, Py_buffer* b, const Py_buffer* xb, int kind, bint binary,
+                       Bcast* out) except -1:
+    """Hold a weight's buffer and describe it as the general path's
+    _broadcast_rows view would (probability targets: the class weight, as
+    p); True when fast_dense takes it (see there), else False, holding
+    nothing."""
+    cdef Py_ssize_t C = xb.shape[xb.ndim - 1]
+    cdef int d
+    cdef bint ok
+    try:
+        PyObject_GetBuffer(a, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except Exception:
+        return False
+    ok = _fmt_kind(b.format) == kind and (<size_t>b.buf) % b.itemsize == 0
+    out.p = b.buf
+    out.cs = 1
+    if not binary or (b.ndim == 1 and xb.ndim == 2):
+        ok = ok and b.ndim == 1 and b.shape[0] == C
+        out.rs = 0                      # (C,): every row reads it
+    else:
+        ok = ok and b.ndim == xb.ndim
+        for d in range(xb.ndim):
+            ok = ok and b.shape[d] == xb.shape[d]
+        out.rs = C                      # the logits' shape, row-major
+    if not ok:
+        PyBuffer_Release(b)
+        return False
+    return True
 
 
 cdef int _fast_dense_run(const floating* x, const floating* t, Py_ssize_t n, Py_ssize_t C,
-                         bint binary, double scale, object grad, double* part) except -1:
+                         bint binary, Bcast wc, Bcast pc, double eps, floating* lp,
+                         double scale, object grad, double* part) except -1:
     cdef Py_buffer gb
     cdef floating* gp = NULL
-    cdef Bcast none
-    none.p = NULL
-    none.rs = 0
-    none.cs = 0
     if grad is not None:
         PyObject_GetBuffer(grad, &gb, PyBUF_C_CONTIGUOUS)
         gp = <floating*>gb.buf
     try:
         with nogil:
             if binary:
-                _bce_tile(x, t, 0, n, C, none, none, 0.0, <floating*>NULL, gp, scale, part)
+                _bce_tile(x, t, 0, n, C, wc, pc, eps, lp, gp, scale, part)
             else:
-                _ce_prob_tile(x, t, 0, n // C, C, <const floating*>NULL, <const floating*>NULL,
-                              0.0, <floating*>NULL, gp, scale, part)
+                _ce_prob_tile(x, t, 0, n // C, C, <const floating*>wc.p, <const floating*>NULL,
+                              eps, lp, gp, scale, part)
     finally:
         if grad is not None:
             PyBuffer_Release(&gb)
