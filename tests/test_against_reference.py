@@ -579,6 +579,8 @@ BCE_OPTIONS = {
 
 BCE_GEOMETRIES = {
     "rows200x10": (200, 10),
+    # wider than the kernel's 1024-element weight stretch (and its repeating buffer)
+    "rows30x1500": (30, 1500),
     "3d4x6x5": (4, 6, 5),
     "1d37": (37,),
 }

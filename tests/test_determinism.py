@@ -354,16 +354,26 @@ def _contiguous_result(case, dtype, reduction, grad=True):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("which", ["weight", "pos_weight"])
-def test_bce_broadcast_weights_equal_materialised_copy(dtype, which):
+@pytest.mark.parametrize("shape", [(2000, 33), (300, 1500)], ids=str)
+def test_bce_broadcast_weights_equal_materialised_copy(dtype, which, shape):
     """A broadcast view (zero strides) of ``weight`` / ``pos_weight`` is one more
-    layout of the same values: bitwise the result of its contiguous copy."""
-    kernel, x, target, kw = make_case("bce-options", (2000, 33), dtype, seed=7)
+    layout of the same values: bitwise the result of its contiguous copy and of
+    a strided copy.  The kernel reads (C,) weights through a repeating buffer
+    when C <= 1024 (stretches of 1024 elements) and gathers them otherwise, so
+    both sides of that threshold are here."""
+    kernel, x, target, kw = make_case("bce-options", shape, dtype, seed=7)
     for reduction in REDUCTIONS:
         expected = run(kernel, x, target, kw, reduction=reduction, n_threads=2)
         full = dict(kw)
         full[which] = np.ascontiguousarray(np.broadcast_to(kw[which], x.shape))
         assert_bitwise(run(kernel, x, target, full, reduction=reduction, n_threads=2), expected,
                        f"{which} materialised, {reduction}")
+        strided = dict(kw)
+        spread = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype)
+        spread[..., ::2] = np.broadcast_to(kw[which], x.shape)
+        strided[which] = spread[..., ::2]
+        assert_bitwise(run(kernel, x, target, strided, reduction=reduction, n_threads=3),
+                       expected, f"{which} strided, {reduction}")
 
 
 @pytest.mark.parametrize("label_dtype", [np.int8, np.int16, np.uint16, np.int32, np.uint32,

@@ -48,6 +48,11 @@ typedef struct {
     double bt;    /* number of its entries at bm */
 } xent_block;
 
+/* A BCE weight as the kernels see it: element (r, c) of the row-major
+ * (R, K) logits reads p[r * rs + c * cs] (strides 0 for a broadcast axis;
+ * p NULL: no weight) */
+typedef struct { const void* p; ptrdiff_t rs, cs; } xent_bcast;   /* p: float or double, as the logits */
+
 /* The per-element helpers must be inlined into the `omp simd` loops, or the
  * loops cannot be vectorised; gcc's heuristics refuse some of them (bce_elem
  * is used by eight loops), so say it.  The few-classes lane loops are the
@@ -135,10 +140,10 @@ typedef struct {
                               const float*, int, int64_t, float*, float*, double);
     double (*index_small_f64)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*,
                               const double*, int, int64_t, double*, double*, double);
-    double (*bce_seg_f32)(const float*, const float*, const float*, ptrdiff_t, const float*,
-                          ptrdiff_t, ptrdiff_t, float, float, float*, float*, float);
-    double (*bce_seg_f64)(const double*, const double*, const double*, ptrdiff_t, const double*,
-                          ptrdiff_t, ptrdiff_t, double, double, double*, double*, double);
+    double (*bce_rows_f32)(const float*, const float*, xent_bcast, xent_bcast, ptrdiff_t,
+                           ptrdiff_t, ptrdiff_t, float, float, float*, float*, float);
+    double (*bce_rows_f64)(const double*, const double*, xent_bcast, xent_bcast, ptrdiff_t,
+                           ptrdiff_t, ptrdiff_t, double, double, double*, double*, double);
     float (*range_max_f32)(const float*, ptrdiff_t);
     double (*range_max_f64)(const double*, ptrdiff_t);
     void (*row_blocks_f32)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, float, xent_block*);
@@ -168,7 +173,7 @@ typedef struct {
         XENT_CAT3(softmax_small, f32, isa), XENT_CAT3(softmax_small, f64, isa),   \
         XENT_CAT3(prob_small, f32, isa), XENT_CAT3(prob_small, f64, isa),         \
         XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
-        XENT_CAT3(bce_seg, f32, isa), XENT_CAT3(bce_seg, f64, isa),               \
+        XENT_CAT3(bce_rows, f32, isa), XENT_CAT3(bce_rows, f64, isa),             \
         XENT_CAT3(range_max, f32, isa), XENT_CAT3(range_max, f64, isa),           \
         XENT_CAT3(row_blocks, f32, isa), XENT_CAT3(row_blocks, f64, isa),         \
         XENT_CAT3(row_merge, f32, isa), XENT_CAT3(row_merge, f64, isa),           \
@@ -315,12 +320,12 @@ static inline double xent_index_small_f32(const float* x, const int64_t* y, ptrd
 static inline double xent_index_small_f64(const double* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const double* w,
                                           const double* sw, int hi, int64_t ig, double* loss, double* grad, double sc)
 { return xent_active->index_small_f64(x, y, n, C, w, sw, hi, ig, loss, grad, sc); }
-static inline double xent_bce_seg_f32(const float* x, const float* t, const float* w, ptrdiff_t ws, const float* pw,
-                                      ptrdiff_t ps, ptrdiff_t n, float keep, float half, float* loss, float* grad, float gs)
-{ return xent_active->bce_seg_f32(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gs); }
-static inline double xent_bce_seg_f64(const double* x, const double* t, const double* w, ptrdiff_t ws, const double* pw,
-                                      ptrdiff_t ps, ptrdiff_t n, double keep, double half, double* loss, double* grad, double gs)
-{ return xent_active->bce_seg_f64(x, t, w, ws, pw, ps, n, keep, half, loss, grad, gs); }
+static inline double xent_bce_rows_f32(const float* x, const float* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0,
+                                       ptrdiff_t n, ptrdiff_t K, float keep, float half, float* loss, float* grad, float gs)
+{ return xent_active->bce_rows_f32(x, t, w, pw, i0, n, K, keep, half, loss, grad, gs); }
+static inline double xent_bce_rows_f64(const double* x, const double* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0,
+                                       ptrdiff_t n, ptrdiff_t K, double keep, double half, double* loss, double* grad, double gs)
+{ return xent_active->bce_rows_f64(x, t, w, pw, i0, n, K, keep, half, loss, grad, gs); }
 static inline float xent_range_max_f32(const float* x, ptrdiff_t n) { return xent_active->range_max_f32(x, n); }
 static inline double xent_range_max_f64(const double* x, ptrdiff_t n) { return xent_active->range_max_f64(x, n); }
 static inline void xent_row_blocks_f32(const float* x, ptrdiff_t C, ptrdiff_t lo, ptrdiff_t hi, float g, xent_block* o) { xent_active->row_blocks_f32(x, C, lo, hi, g, o); }
