@@ -6,12 +6,17 @@
  *   /tmp/rsb avx512 1000 256        # ns per element, one core, 1 MB of rows (L2)
  *   /tmp/rsb avx512 1000 268435     # 1 GB: from memory
  *   /tmp/rsb avx512 1000 16 bits    # each row's statistics as hex floats
+ *   /tmp/rsb avx2 1000 256 exp      # exp_map alone (softmax's exp(x - m) k)
  *
  * (the flags are setup.py's UNIX_FLAGS).  `bits` prints the statistics of
  * rows of random logits and of rows with -inf masks, a NaN, far terms, ties
  * and +inf, computed both ways the kernels do (stats_rows, row_stats), and
  * for few classes the softmax and both CE gradients of every row: diff
  * its output between two checkouts to show a change keeps every bit.
+ * `exp` times the vectorised exponential by itself (exp_map, one exp, one
+ * product and one store per element, into a second buffer): the most a
+ * kernel that takes one exponential per logit can do on this core, whatever
+ * its memory traffic (4 bytes / that time, per core).
  * Best of 5 runs; the arrays are madvise'd to huge pages, as NumPy's are.
  */
 #include "_xent_simd.h"
@@ -88,6 +93,7 @@ int main(int argc, char** argv)
     const char* isa = argc > 1 ? argv[1] : "avx512";
     long C = argc > 2 ? atol(argv[2]) : 1000, R = argc > 3 ? atol(argv[3]) : 256;
     int bits = argc > 4 && strcmp(argv[4], "bits") == 0;
+    int exp_only = argc > 4 && strcmp(argv[4], "exp") == 0;
     if (xent_isa_select(isa) != 1) {
         fprintf(stderr, "variant %s: not built or not supported by this CPU\n", isa);
         return 2;
@@ -133,6 +139,24 @@ int main(int argc, char** argv)
     }
     long reps = (long)(4e8 / ((double)C * R));
     reps = reps < 3 ? 3 : reps;
+    if (exp_only) {
+        float* o = aligned_alloc(huge, (nbytes + huge - 1) / huge * huge);
+        if (!o)
+            return 3;
+        double best = 1e30;
+        for (int k = 0; k < 6; k++) {           /* the first run warms the pages */
+            double t = now();
+            for (long r = 0; r < reps; r++)
+                for (long i = 0; i < R; i++)
+                    xent_exp_map_f32(x + i * C, o + i * C, C, 6.0f, 0.5f, 1.0f);
+            t = now() - t;
+            best = k && t < best ? t : best;
+        }
+        double ns = best / reps / ((double)C * R) * 1e9;
+        printf("%s C=%ld R=%ld: exp_map %.4f ns per element (%.1f GB/s of float32 per core)"
+               " %g\n", xent_isa_active(), C, R, ns, 4.0 / ns, (double)o[R * C / 2]);
+        return 0;
+    }
     rows(x, R, C, out);
     double best = 1e30;
     for (int k = 0; k < 5; k++) {
