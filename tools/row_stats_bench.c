@@ -6,7 +6,7 @@
  *   /tmp/rsb avx512 1000 256        # ns per element, one core, 1 MB of rows (L2)
  *   /tmp/rsb avx512 1000 268435     # 1 GB: from memory
  *   /tmp/rsb avx512 1000 16 bits    # each row's statistics as hex floats
- *   /tmp/rsb avx2 1000 256 exp      # exp_map alone (softmax's exp(x - m) k)
+ *   /tmp/rsb avx2 1000 64 exp       # exp_map alone (softmax's exp(x - m) k), L2
  *
  * (the flags are setup.py's UNIX_FLAGS).  `bits` prints the statistics of
  * rows of random logits and of rows with -inf masks, a NaN, far terms, ties
