@@ -64,3 +64,17 @@ def layout_variant(a, layout):
     if layout == "list":
         return a.tolist()
     raise ValueError(f"unknown layout {layout!r}")
+
+
+@pytest.fixture
+def oversubscribe(monkeypatch):
+    """Let `n_threads` go past the CPUs this process may use.
+
+    xent clamps an explicit thread count to the CPUs (``_validate.thread_limit``);
+    the determinism tests ask for 3, 4 or 8 threads on a 2-core machine to
+    exercise tile assignments that only those counts produce, so they raise
+    the limit for their duration.
+    """
+    import xent._validate
+
+    monkeypatch.setattr(xent._validate, "thread_limit", lambda: 64)

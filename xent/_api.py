@@ -7,6 +7,7 @@ resolves ``n_threads``, allocates outputs, and shapes the results.  The
 kernels in ``xent._kernels`` trust it.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -107,6 +108,19 @@ def _reduce(total, den, reduction):
     return float(total) / den if den != 0 else math.nan
 
 
+def _quiet(fn):
+    """Run `fn` with NumPy's floating-point warnings off: a cast that
+    overflows (a float64 weight of 1e300 for float32 logits) or a long double
+    out of float64's range gives the inf or NaN that the inputs imply, and the
+    caller gets that value without a warning.  Only the general paths need
+    it; the small-call fast paths do no NumPy arithmetic."""
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return quiet
+
+
 def _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
     """True when no option is set (and the set ones are certainly valid): the
     small-call fast paths (_kernels.fast_index_ce, fast_dense) may try the
@@ -138,6 +152,7 @@ def _dense_options(weight, pos_weight, label_smoothing, n_threads):
             and _plain(-1, None, None, None, 0, n_threads))
 
 
+@_quiet
 def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label_smoothing,
                 reduction, n_threads, want_grad, grad_out):
     x = as_array(logits, "logits")
@@ -148,7 +163,6 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
     n_classes = x.shape[ax]
     if n_classes == 0:
         raise ValueError(f"`logits` must have at least one class; axis {ax} of shape {x.shape} has length 0.")
-    reduction = check_reduction(reduction)
     eps = check_smoothing(label_smoothing)
     nt = resolve_n_threads(n_threads)
     sample_shape = x.shape[:ax] + x.shape[ax + 1:]
@@ -185,13 +199,15 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
     has_ignore, ignore = check_ignore_index(ignore_index)
     if not sparse and ignore_index is not None:
         raise ValueError("`ignore_index` applies to class-index targets only; got probability targets.")
+    weight = None if weight is None else as_array(weight, "weight")
+    sample_weight = None if sample_weight is None else as_array(sample_weight, "sample_weight")
     w = class_weight(weight, n_classes, cdt)
     sw = per_sample_weight(sample_weight, sample_shape, cdt)
     gdt = grad_dtype(x, cdt)
     if grad_out is not None:
         check_out(grad_out, "grad_out", x.shape, gdt,
                   [("logits", x), ("target", t), ("weight", weight), ("sample_weight", sample_weight)],
-                  may_alias=x)
+                  alias_name="logits")
 
     if sparse:
         y = c_array(t, np.int64).reshape(-1)
@@ -317,6 +333,7 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     >>> xent.softmax_cross_entropy(logits, np.array([0, 2]), reduction="none").round(6)
     array([0.169846, 1.098612])
     """
+    reduction = check_reduction(reduction)
     if _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
         res = _kernels.fast_index_ce(logits, target, reduction, False)
         if res is NotImplemented:
@@ -374,6 +391,7 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sam
     >>> round(loss, 6), grad.round(3).tolist()
     (1.386294, [[0.25, -0.75, 0.25, 0.25]])
     """
+    reduction = check_reduction(reduction)
     if _plain(axis, weight, sample_weight, ignore_index, label_smoothing, n_threads):
         res = _kernels.fast_index_ce(logits, target, reduction, True, grad_out)
         if res is NotImplemented:
@@ -402,11 +420,11 @@ def _fast_bce_target(logits, target):
     return target
 
 
+@_quiet
 def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threads,
          want_grad, grad_out):
     x = as_array(logits, "logits")
     cdt = compute_dtype(x, "logits")
-    reduction = check_reduction(reduction)
     eps = check_smoothing(label_smoothing)
     nt = resolve_n_threads(n_threads)
     t = as_array(target, "target")
@@ -424,13 +442,15 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
         raise TypeError(f"`target` must be floating-point in [0, 1], or bool/integer 0/1; got dtype {t.dtype}.")
     n_cols = x.shape[-1] if x.ndim else 1
     n_rows = x.size // n_cols if n_cols else 0
+    weight = None if weight is None else as_array(weight, "weight")
+    pos_weight = None if pos_weight is None else as_array(pos_weight, "pos_weight")
     w2 = _broadcast_rows(weight, "weight", x.shape, n_rows, n_cols, cdt)
     pw2 = _broadcast_rows(pos_weight, "pos_weight", x.shape, n_rows, n_cols, cdt)
     gdt = grad_dtype(x, cdt)
     if grad_out is not None:
         check_out(grad_out, "grad_out", x.shape, gdt,
                   [("logits", x), ("target", t), ("weight", weight), ("pos_weight", pos_weight)],
-                  may_alias=x)
+                  alias_name="logits")
     kdt = _kernel_dtype(x, cdt)
     contiguous = c_array(x, kdt)
     owned = contiguous is not x and contiguous.flags.owndata
@@ -523,6 +543,7 @@ def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None
     >>> round(xent.sigmoid_binary_cross_entropy(np.array([0.0, 2.0]), np.array([1.0, 0.0])), 6)
     1.410038
     """
+    reduction = check_reduction(reduction)
     if _dense_options(weight, pos_weight, label_smoothing, n_threads):
         res = _kernels.fast_dense(logits, _fast_bce_target(logits, target), reduction, False, True,
                                   None, weight, pos_weight, float(label_smoothing))
@@ -564,6 +585,7 @@ def sigmoid_binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_w
     >>> round(loss, 6), grad.tolist()
     (0.693147, [-0.5])
     """
+    reduction = check_reduction(reduction)
     if _dense_options(weight, pos_weight, label_smoothing, n_threads):
         # (a grad_out may overlap the bool target: the general path's check_out refuses that)
         tgt = _fast_bce_target(logits, target) if grad_out is None else target
@@ -583,6 +605,11 @@ def _softmax_family(x, axis, out, mode, n_threads=None):
         res = _kernels.fast_softmax(x, mode, out)   # a small plain call (or NotImplemented)
         if res is not NotImplemented:
             return res
+    return _softmax_general(x, axis, out, mode, n_threads)
+
+
+@_quiet
+def _softmax_general(x, axis, out, mode, n_threads):
     a = as_array(x, "x")
     cdt = compute_dtype(a, "x")
     if a.ndim == 0:
@@ -603,7 +630,7 @@ def _softmax_family(x, axis, out, mode, n_threads=None):
         return res.reshape(moved_shape[:-1])
     odt = grad_dtype(a, cdt)
     if out is not None:
-        check_out(out, "out", a.shape, odt, [("x", a)], may_alias=a, alias_name="x")
+        check_out(out, "out", a.shape, odt, [("x", a)], alias_name="x")
     buf, direct = _grad_buffer(out, ax, kdt, rows, owned)
     if kdt == _HALF:
         _kernel("softmax_rows", kdt)(rows, None, buf.reshape(-1), mode, nt)

@@ -68,9 +68,14 @@ def check_axis(axis, ndim, name="axis", array_name="logits"):
 
 
 def check_reduction(reduction):
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"`reduction` must be one of 'none', 'sum', 'mean'; got {reduction!r}.")
-    return reduction
+    """The one check of `reduction`, on every path: a plain ``str`` out of
+    REDUCTIONS (a ``str`` subclass such as ``np.str_`` is accepted and
+    returned as the plain string; a 0-d string array is not a string)."""
+    if isinstance(reduction, str):
+        for r in REDUCTIONS:
+            if reduction == r:
+                return r
+    raise ValueError(f"`reduction` must be one of 'none', 'sum', 'mean'; got {reduction!r}.")
 
 
 def check_smoothing(label_smoothing):
@@ -81,8 +86,16 @@ def check_smoothing(label_smoothing):
     return eps
 
 
+def thread_limit():
+    """The most threads a call may use: the CPUs this process may run on
+    (OpenMP's ``omp_get_num_procs``, which honours the affinity mask)."""
+    return _kernels.num_procs()
+
+
 def resolve_n_threads(n_threads):
-    """None -> OpenMP's default; int >= 1 as given; -1 -> every core."""
+    """None -> OpenMP's default; -1 -> every core; an integer >= 1, clamped to
+    `thread_limit()`: a count beyond the CPUs only adds threads that wait, and
+    a huge one makes OpenMP's runtime abort or crash allocating their stacks."""
     if n_threads is None:
         return _kernels.max_threads()
     if isinstance(n_threads, (numbers.Integral, np.integer)) and not isinstance(n_threads, (bool, np.bool_)):
@@ -90,7 +103,7 @@ def resolve_n_threads(n_threads):
         if n == -1:
             return _kernels.num_procs()
         if n >= 1:
-            return n
+            return min(n, thread_limit())
     raise ValueError(f"`n_threads` must be None, an integer >= 1, or -1 (all cores); got {n_threads!r}.")
 
 
@@ -153,11 +166,15 @@ def position(flat_index, shape):
     return str(tuple(int(i) for i in np.unravel_index(flat_index, shape)))
 
 
-def check_out(out, name, shape, dtype, inputs, may_alias=None, alias_name="logits"):
+def check_out(out, name, shape, dtype, inputs, alias_name=None):
     """Validate a user buffer before anything is written to it.
 
-    ``inputs`` are (name, array) pairs it must not overlap; ``may_alias`` is
-    the one input it may be exactly (same memory, shape and strides: in place).
+    ``inputs`` are (name, array) pairs of what the kernels read, as arrays:
+    an argument given as a list, a memoryview or any other buffer is checked
+    through the array made from it (``None`` entries are skipped).  `out` may
+    be exactly the input named `alias_name` (same memory, shape and strides:
+    in place); any other overlap with any input raises, including with that
+    same array passed again as another argument.
     """
     if not isinstance(out, np.ndarray):
         raise ValueError(f"`{name}` must be a NumPy array; got {type(out).__name__}.")
@@ -168,12 +185,12 @@ def check_out(out, name, shape, dtype, inputs, may_alias=None, alias_name="logit
     if not out.flags.writeable:
         raise ValueError(f"`{name}` must be writeable; got a read-only array.")
     for in_name, arr in inputs:
-        if not isinstance(arr, np.ndarray) or not np.may_share_memory(out, arr):
+        if arr is None or not np.may_share_memory(out, arr):
             continue
-        if arr is may_alias and _same_view(out, arr):
+        if in_name == alias_name and _same_view(out, arr):
             continue
         if np.shares_memory(out, arr):
-            hint = f" (or exactly `{alias_name}`, to work in place)" if may_alias is not None else ""
+            hint = f" (or exactly `{alias_name}`, to work in place)" if alias_name is not None else ""
             raise ValueError(f"`{name}` overlaps `{in_name}` in memory; pass a separate array{hint}.")
     return out
 

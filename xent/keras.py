@@ -24,7 +24,7 @@ import numbers
 import numpy as np
 
 from xent import _kernels
-from xent._api import _FUSED, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from xent._api import _FUSED, _quiet, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from xent._api import _rows as _as_rows
 from xent._validate import (LabelError, as_array, c_array, check_axis, check_smoothing, compute_dtype,
                             position, resolve_n_threads)
@@ -201,6 +201,7 @@ def _mean(values, ax, cdt):
 # public functions
 # ---------------------------------------------------------------------------
 
+@_quiet
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Categorical cross-entropy per sample, as ``keras.losses.categorical_crossentropy``.
 
@@ -286,6 +287,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     return _categorical_from_probabilities(x.astype(cdt, copy=False), t, ax, eps)
 
 
+@_quiet
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
     """Categorical cross-entropy from class indices, as ``keras.losses.sparse_categorical_crossentropy``.
 
@@ -361,6 +363,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     return _sparse_from_probabilities(x.astype(cdt, copy=False), labels, ignored, ax)
 
 
+@_quiet
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Binary cross-entropy averaged over `axis`, as ``keras.losses.binary_crossentropy``.
 

@@ -402,7 +402,8 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, want_gr
             grad = np.where(wt != 0, wt * grad, 0).astype(cdt)
         if reduction == "mean" and n:
             grad = (grad / cdt.type(n)).astype(cdt)
-    grad = np.ascontiguousarray(grad.astype(_grad_dtype(logits.dtype)))
+    # (astype, not np.ascontiguousarray, which makes a 0-d gradient 1-d)
+    grad = grad.astype(_grad_dtype(logits.dtype), order="C")
     return value, grad
 
 
