@@ -1,27 +1,63 @@
-"""Command line: ``python -m xent bench [--quick] [--threads N] [--json FILE] [--plot FILE]``
-and ``python -m xent info``."""
+"""Command line of xent: ``python -m xent bench`` and ``python -m xent info``."""
 
+import argparse
 import sys
+
+from . import _bench
+
+
+def build_parser():
+    """The argparse parser of ``python -m xent`` and its subcommands."""
+    p = argparse.ArgumentParser(
+        prog="python -m xent",
+        description="xent: fast, exact cross-entropy losses and gradients for NumPy on the CPU.",
+        epilog="Run 'python -m xent COMMAND --help' for the options of a command.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    bench = sub.add_parser(
+        "bench", prog="python -m xent bench",
+        help="time every kernel against the NumPy reference and PyTorch, in GB/s and as a "
+             "fraction of the memory bandwidth measured in the same run",
+        description=_bench.DESCRIPTION, epilog=_bench.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _bench.add_arguments(bench)
+    bench.set_defaults(handler=lambda args: _bench.run_args(args, bench))
+    info = sub.add_parser(
+        "info", prog="python -m xent info",
+        help="print the version, the OpenMP runtime, the default number of threads and the SIMD "
+             "variant in use (xent.show_config())",
+        description="Print xent's version, whether it was built with OpenMP and which runtime "
+                    "it loaded, the default number of threads, and the SIMD variant in use "
+                    "(what xent.show_config() prints).")
+    info.set_defaults(handler=_info)
+    return p
+
+
+def _info(args):
+    from . import show_config
+
+    show_config()
+    return 0
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    usage = "usage: python -m xent {bench,info} [options]   (python -m xent bench --help)"
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage)
-        return 0 if argv else 2
-    cmd, rest = argv[0], argv[1:]
-    if cmd == "info":
-        from . import show_config
+    """Run the command line with the arguments `argv` (default: ``sys.argv[1:]``).
 
-        show_config()
-        return 0
-    if cmd == "bench":
-        from ._bench import main as bench_main
+    Parameters
+    ----------
+    argv : list of str, optional
+        A subcommand and its options, e.g. ``["bench", "--quick"]``.
 
-        return bench_main(rest)
-    print(f"unknown command {cmd!r}\n{usage}", file=sys.stderr)
-    return 2
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 for a usage error.
+    """
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.command is None:
+        p.print_help(sys.stderr)
+        return 2
+    return args.handler(args)
 
 
 if __name__ == "__main__":
