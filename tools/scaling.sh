@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Thread-scaling sweep of `python -m xent bench` (issue #3; the table in
-# benchmarks/README.md, "Thread scaling").  One process per thread count, so
+# Thread-scaling sweep of `python -m xent bench` (the scaling table of
+# benchmarks/RESULTS.md).  One process per thread count, so
 # that each measures the memory bandwidth at its own thread count and OpenMP's
 # default (used by logsumexp and softmax, which take no n_threads) is that count.
 # The NumPy reference is left out: it runs on one thread whatever the count.
