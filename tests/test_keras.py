@@ -1,7 +1,8 @@
 """``xent.keras`` against Keras 3 itself, SciPy formulas, and identities.
 
-* Keras: the real ``keras.losses`` functions on the torch backend (its numpy
-  backend imports jax), in float32 (Keras's default; compared with a float32
+* Keras: the real ``keras.losses`` functions on the torch backend when torch
+  is installed, else on the jax backend (the ``test`` extra installs jax, with
+  float64 enabled), in float32 (Keras's default; compared with a float32
   tolerance) and float64 (Keras keeps float64 NumPy inputs in float64, so
   the comparison is tight; except the mean in ``binary_crossentropy``, see
   ``assert_binary_matches_keras``), on random and extreme inputs, every axis,
@@ -22,8 +23,14 @@ import subprocess
 import sys
 import warnings
 
-# Keras picks its backend at import: torch (CPU) unless the caller chose one.
-os.environ.setdefault("KERAS_BACKEND", "torch")
+import importlib.util  # noqa: E402
+
+# Keras picks its backend at import: torch (CPU) when it is installed, else
+# jax (the test extra's), unless the caller chose one.  JAX computes in
+# float32 unless float64 is enabled before it is imported.
+os.environ.setdefault("KERAS_BACKEND", "torch" if importlib.util.find_spec("torch") else "jax")
+if os.environ["KERAS_BACKEND"] == "jax":
+    os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -44,8 +51,9 @@ FUNCS = ["categorical_crossentropy", "sparse_categorical_crossentropy", "binary_
 @pytest.fixture(scope="module")
 def keras():
     """The real Keras 3, or a skip."""
-    if os.environ["KERAS_BACKEND"] == "torch":
-        pytest.importorskip("torch", reason="Keras is compared on its torch backend, and torch is not installed")
+    backend = os.environ["KERAS_BACKEND"]
+    if backend in ("torch", "jax"):
+        pytest.importorskip(backend, reason=f"Keras is compared on its {backend} backend, which is not installed")
     mod = pytest.importorskip("keras", reason="Keras 3 is the oracle of these tests (test extra `keras`)")
     if int(mod.__version__.split(".")[0]) < 3:
         pytest.skip(f"Keras 3 semantics are tested; Keras {mod.__version__} is installed")
@@ -230,8 +238,14 @@ def test_sparse_random_vs_keras(keras, rng, dtype, from_logits, ignore_class, sh
         labels.reshape(-1)[:: 3] = ignore_class  # a third of the samples ignored
     ours = xk.sparse_categorical_crossentropy(labels, x, from_logits=from_logits,
                                               ignore_class=ignore_class, axis=axis)
-    theirs = keras_loss(keras, "sparse_categorical_crossentropy", labels, x, from_logits=from_logits,
-                        ignore_class=ignore_class, axis=axis)
+    if os.environ["KERAS_BACKEND"] == "jax" and ax != len(shape) - 1:
+        # Keras's jax backend takes the class axis last only: the same rows,
+        # moved there (the labels' shape is unchanged)
+        theirs = keras_loss(keras, "sparse_categorical_crossentropy", labels, np.moveaxis(x, ax, -1),
+                            from_logits=from_logits, ignore_class=ignore_class)
+    else:
+        theirs = keras_loss(keras, "sparse_categorical_crossentropy", labels, x, from_logits=from_logits,
+                            ignore_class=ignore_class, axis=axis)
     assert ours.dtype == dtype and ours.shape == theirs.shape == sample_shape
     assert_close(ours, theirs, dtype, scale=np.abs(x).max())
     if ignore_class is not None:
