@@ -784,7 +784,7 @@ def _unbounded_mass(call):
     if not isinstance(t, np.ndarray) or t.dtype.kind != "f":
         return False
     with np.errstate(all="ignore"):
-        mass = np.abs(t.astype(np.float64))
+        mass = np.moveaxis(np.abs(t.astype(np.float64)), int(call.kwargs.get("axis", -1)), -1)
         w = call.kwargs.get("weight")
         if w is not None:
             mass = mass * np.abs(np.asarray(w, dtype=np.float64))
