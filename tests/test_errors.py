@@ -358,9 +358,11 @@ def test_non_numeric_weights(fn, arg, value):
 @pytest.mark.parametrize("shape", [(N + 1,), (N, 1), (), (C,)])
 def test_class_index_target_wrong_shape(fn, shape):
     target = np.zeros(shape, dtype=np.int64)
+    # (C,): as many labels as classes, the logits may be transposed
+    hint = r" \(`logits` looks transposed: .*\)" if shape == (C,) else ""
     expect_error(fn, (logits_f64(), target), {}, ValueError,
                  r"^`target` class indices must have the shape of `logits` without axis 1, "
-                 rf"\(4,\); got shape {re.escape(str(shape))}\.$")
+                 rf"\(4,\); got shape {re.escape(str(shape))}{hint}\.$")
 
 
 @pytest.mark.parametrize("fn", CE, ids=_name)
@@ -929,3 +931,62 @@ def test_accepted_calls_do_not_modify_inputs(fn):
     fn(*args, **kw)
     for a, b in zip((*args, *kw.values()), before):
         same(a, b)
+
+
+# --------------------------------------------------------------------------
+# messages that say what the likely mistake is
+# --------------------------------------------------------------------------
+
+def test_label_error_has_its_public_name():
+    assert xent.LabelError.__module__ == "xent"
+    assert repr(xent.LabelError("x")) == "LabelError('x')"
+    with pytest.raises(xent.LabelError) as info:
+        xent.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 7]))
+    assert info.type.__module__ + "." + info.type.__qualname__ == "xent.LabelError"
+    import pickle
+    assert type(pickle.loads(pickle.dumps(info.value))) is xent.LabelError
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (40, 1000)], ids=["small", "large"])
+def test_label_minus_100_suggests_ignore_index(shape):
+    y = np.zeros(shape[0], int)
+    y[1] = -100
+    with pytest.raises(xent.LabelError, match=r"^`target` class indices must be in \[0, \d+\); got -100 at "
+                                              r"position 1 \(-100 is PyTorch's default ignore_index: pass "
+                                              r"ignore_index=-100 to leave those rows out\)\.$"):
+        xent.softmax_cross_entropy(np.zeros(shape), y)
+    # with an ignore_index set, -100 is just a bad label: no hint
+    with pytest.raises(xent.LabelError, match=r"or equal ignore_index=-1; got -100 at position 1\.$"):
+        xent.softmax_cross_entropy(np.zeros(shape), y, ignore_index=-1)
+
+
+def test_transposed_logits_say_so():
+    x = np.zeros((10, 1000))                 # (C, N) where (N, C) was meant
+    with pytest.raises(ValueError, match=r"^`target` class indices must have the shape of `logits` without "
+                                         r"axis 1, \(10,\); got shape \(1000,\) \(`logits` looks transposed: "
+                                         r"its class axis 1 has the length of `target`; pass logits.T, or "
+                                         r"axis=0\)\.$"):
+        xent.softmax_cross_entropy(x, np.zeros(1000, int))
+    with pytest.raises(ValueError, match=r"or axis=1\)\.$"):
+        xent.softmax_cross_entropy(x, np.zeros(10, int), axis=0)
+
+
+def test_keras_sparse_with_swapped_arguments_says_so():
+    probs = np.full((4, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"\(`y_true` and `y_pred` look swapped: Keras's order is "
+                                         r"\(y_true, y_pred\), the class indices first\)\.$"):
+        xent.keras.sparse_categorical_crossentropy(probs, np.array([0, 1, 2, 0]))
+
+
+@pytest.mark.parametrize("fn", [xent.keras.categorical_crossentropy, xent.keras.binary_crossentropy])
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_keras_dense_with_swapped_arguments_says_so(fn, from_logits):
+    logits = np.array([[-1.5, 2.0, 0.5]])
+    onehot = np.array([[0.0, 1.0, 0.0]])
+    with pytest.raises(ValueError, match=r"^`y_true` must hold target probabilities in \[0, 1\]; got -1.5 at "
+                                         r"position \(0, 0\), and every `y_pred` is in \[0, 1\] \(`y_true` "
+                                         r"and `y_pred` look swapped: Keras's order is \(y_true, y_pred\)\)\.$"):
+        fn(logits, onehot, from_logits=from_logits)
+    # the right order, and a negative target with logits that leave [0, 1]: as Keras
+    assert np.isfinite(fn(onehot, logits, from_logits=from_logits)).all()
+    fn(np.array([[-0.5, 1.5, 0.0]]), logits, from_logits=True)

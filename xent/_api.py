@@ -171,8 +171,12 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
     kind = t.dtype.kind
     if kind in "iu":
         if t.shape != sample_shape:
-            hint = (" (integer targets are class indices; pass one-hot probabilities as floats)"
-                    if t.shape == x.shape else "")
+            hint = ""
+            if t.shape == x.shape:
+                hint = " (integer targets are class indices; pass one-hot probabilities as floats)"
+            elif x.ndim == 2 and t.shape == (n_classes,):
+                hint = (f" (`logits` looks transposed: its class axis {ax} has the length of `target`; "
+                        f"pass logits.T, or axis={1 - ax})")
             raise ValueError(
                 f"`target` class indices must have the shape of `logits` without axis {ax}, "
                 f"{sample_shape}; got shape {t.shape}{hint}."
@@ -263,7 +267,11 @@ def _wide_uint_labels(t, y, has_ignore, ignore, ignore_index):
 def _raise_label(t, flat, n_classes, ignore_index):
     value = t.reshape(-1)[flat]
     allowed = f"[0, {n_classes})" + (f" or equal ignore_index={ignore_index}" if ignore_index is not None else "")
-    raise LabelError(f"`target` class indices must be in {allowed}; got {value} at position {position(flat, t.shape)}.")
+    hint = ""
+    if value == -100 and ignore_index is None:
+        hint = " (-100 is PyTorch's default ignore_index: pass ignore_index=-100 to leave those rows out)"
+    raise LabelError(f"`target` class indices must be in {allowed}; got {value} at position "
+                     f"{position(flat, t.shape)}{hint}.")
 
 
 def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,

@@ -24,6 +24,10 @@ class LabelError(IndexError, ValueError):
     """
 
 
+# shown (and pickled) under its public name, xent.LabelError
+LabelError.__module__ = "xent"
+
+
 def as_array(x, name):
     """``np.asarray`` with an error that names the argument."""
     if isinstance(x, np.ndarray):

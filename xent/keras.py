@@ -83,6 +83,26 @@ def _float_targets(y_true, shape, cdt):
     return t.astype(cdt, copy=False)
 
 
+_SWAPPED = " (`y_true` and `y_pred` look swapped: Keras's order is (y_true, y_pred)"
+
+
+def _check_not_swapped(t, x):
+    """Refuse targets that are logits and predictions that are targets: a
+    negative `y_true` (no target probability is negative) with every `y_pred`
+    in [0, 1] is the two arguments in PyTorch's order, (input, target)."""
+    if not t.size or t.dtype.kind == "b":
+        return
+    lo = t.min()
+    if not lo < 0:
+        return
+    if x.dtype.kind == "b" or (x.size and x.min() >= 0 and x.max() <= 1):
+        flat = int(np.argmin(t.reshape(-1)))
+        raise ValueError(
+            f"`y_true` must hold target probabilities in [0, 1]; got {lo} at position "
+            f"{position(flat, t.shape)}, and every `y_pred` is in [0, 1]{_SWAPPED})."
+        )
+
+
 def _check_ignore_class(ignore_class):
     if ignore_class is None:
         return None
@@ -107,9 +127,12 @@ def _class_indices(y_true, x_shape, ax, ignore_class):
     if t.ndim == len(x_shape) and t.shape[ax] == 1:
         t = t.reshape(t.shape[:ax] + t.shape[ax + 1:])
     if t.shape != sample_shape:
+        swapped = t.ndim == len(x_shape) + 1 and any(
+            t.shape[:k] + t.shape[k + 1:] == tuple(x_shape) for k in range(t.ndim))
         raise ValueError(
             f"`y_true` class indices must have the shape of `y_pred` without axis {ax}, "
-            f"{sample_shape} (or with length 1 there); got shape {t.shape}."
+            f"{sample_shape} (or with length 1 there); got shape {t.shape}"
+            + (f"{_SWAPPED}, the class indices first)." if swapped else ".")
         )
     if kind == "f":
         whole = np.isfinite(t) & (t == np.trunc(t))
@@ -281,6 +304,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     logits = _check_from_logits(from_logits)
     eps = check_smoothing(label_smoothing)
     t = _float_targets(y_true, x.shape, cdt)
+    _check_not_swapped(t, x)
     _check_n_classes(x, ax)
     if logits:
         return softmax_cross_entropy(x, t, axis=ax, label_smoothing=eps, reduction="none")
@@ -428,6 +452,7 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     logits = _check_from_logits(from_logits)
     eps = check_smoothing(label_smoothing)
     t = _float_targets(y_true, x.shape, cdt)
+    _check_not_swapped(t, x)
     if logits:
         elementwise = sigmoid_binary_cross_entropy(x, t, label_smoothing=eps, reduction="none")
         return _mean(elementwise, ax, cdt)
