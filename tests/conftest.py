@@ -13,6 +13,33 @@ below are stable:
 import numpy as np
 import pytest
 
+# --------------------------------------------------------------------------
+# test tiers
+# --------------------------------------------------------------------------
+# A plain `python -m pytest` runs the everyday tier: everything but the tests
+# marked `slow` (exhaustive float32 math, arrays of several GB, mpmath on
+# 128k-class rows), which take most of the time and all of the memory of a
+# full run.  Select them with a marker expression: `-m slow` for that tier
+# alone, `-m "slow or not slow"` for everything (what .ci/run does).  Every
+# SIMD variant and the sanitizers are further tiers that .ci/run runs.
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("markexpr"):
+        return                           # the caller chose the tests
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+        config._xent_slow_deselected = len(slow)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_xent_slow_deselected", 0)
+    if n:
+        terminalreporter.write_line(f"{n} slow tests not run (the heavy tier): run them with "
+                                    "`python -m pytest -m slow`")
+
 #: Layouts every kernel must handle, used in full products with dtypes/threads.
 LAYOUTS = ("C", "F", "strided", "reversed")
 #: Further input kinds, exercised in a few cases only.
