@@ -240,7 +240,7 @@ def wrap(bufs, draw, label, arr):
 # values
 # ---------------------------------------------------------------------------
 
-SPECIALS = (0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, 1e300, -1e300, 1.7e308, 1e-310, 5e4,
+EXTREMES = (0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, 1e300, -1e300, 1.7e308, 1e-310, 5e4,
             -5e4, 88.7, -745.2, 0.5, "1e4000")
 
 LOGIT_DTYPES = ("float64", "float32", "float16", "longdouble", "int64", "int8", "uint64",
@@ -259,7 +259,7 @@ def values(draw, label, shape, dtype):
         if not v.size:
             break
         at = k if n == "fill" else draw.integer(f"{label}.special_at", 0, v.size - 1)
-        sp = draw.choice(f"{label}.special", SPECIALS) if n != "fill" or k == 0 else sp
+        sp = draw.choice(f"{label}.special", EXTREMES) if n != "fill" or k == 0 else sp
         if sp == "1e4000":
             beyond.append(at)
         else:
