@@ -1,6 +1,7 @@
 """Exact oracle (mpmath), input strata and measurement of xent's accuracy harness.
 
-Shared by ``tests/test_accuracy.py`` (which holds SPEC 2's bounds) and
+Shared by ``tests/test_accuracy.py`` (which holds the accuracy bounds:
+4 ulp in float64, 8 in float32) and
 ``tools/ulp_report.py`` (which prints the measured ulp table), so both judge
 the same inputs against the same oracle.  Only the measurement functions at
 the end import xent.
@@ -36,8 +37,8 @@ Results are kept as float64 pairs ``hi + lo`` (``hi`` the nearest double,
 tiny fraction of an ulp with vectorised NumPy; the few values below 2**-1000,
 where ``lo`` underflows, are kept as mpf and measured in mpmath.
 
-Errors are in ulps of the exact value, floored at the smallest normal number
-(SPEC 2): ``ulp(v) = 2**(e - p)`` for ``2**(e-1) <= |v| < 2**e`` and ``p`` the
+Errors are in ulps of the exact value, floored at the smallest normal number:
+``ulp(v) = 2**(e - p)`` for ``2**(e-1) <= |v| < 2**e`` and ``p`` the
 dtype's precision, never less than the ulp of ``finfo.tiny``.
 """
 
@@ -212,7 +213,7 @@ def _raw_errors(got, exact):
 
 
 def ulp_errors(got, exact, dtype):
-    """|got - exact| in ulps of the exact value (SPEC 2), per entry."""
+    """|got - exact| in ulps of the exact value, per entry."""
     got, err = _raw_errors(got, exact)
     with np.errstate(over="ignore"):
         out = np.ldexp(err, -ulp_exponent(exact, dtype))
@@ -430,7 +431,8 @@ BCE_TARGETS = (0.0, 0.3, 1.0)
 def dyadic(values, dtype):
     """``values`` rounded to multiples of one power of two ``q`` with every
     ``|v| <= 2**(p-1) q``, so each is exact in ``dtype`` and so is every
-    difference of two of them: ``x - max(x)`` is exact, as SPEC 2 asks."""
+    difference of two of them: ``x - max(x)`` is exact, so the measured error is
+    xent's own and not that of a rounded shift."""
     v = np.asarray(values, dtype=np.float64)
     big = float(np.max(np.abs(v))) if v.size else 0.0
     if big == 0.0:
@@ -580,7 +582,7 @@ def bce_grid(dtype):
 # measurement: run a kernel of xent on the strata, compare with the oracle
 # --------------------------------------------------------------------------
 
-#: SPEC 2's bounds: ulps of the exact value (loss, gradient, outputs)...
+#: The accuracy bounds: ulps of the exact value (loss, gradient, outputs)...
 ULP_BOUND = {np.dtype(np.float32): 8.0, np.dtype(np.float64): 4.0}
 #: ... and, for BCE gradients (which cancel near sigmoid(x) = t), machine
 #: epsilons, absolute.
@@ -589,7 +591,7 @@ LABEL_SMOOTHING = 0.1
 
 #: Kernels whose gradient is Q softmax - q with a target spread over many
 #: classes (soft or smoothed): it cancels where the softmax meets the target,
-#: as BCE's sigmoid(x) - t does, so -- like BCE's in SPEC 2 -- it is held to
+#: as BCE's sigmoid(x) - t does, so -- like BCE's -- it is held to
 #: an absolute bound: eps times the row's target mass Q = sum_c q_c (the
 #: gradient's own scale; Q = 1 for normalised targets).  Documented in the
 #: README's accuracy section.
@@ -747,8 +749,8 @@ class BceRow:
 
 def measure_bce(dtype):
     """Sigmoid BCE on the grid: loss in ulps, gradient in eps (absolute, the
-    SPEC's bound) and in ulps (informative; SPEC 1.2 promises no
-    cancellation for hard targets, t in {0, 1})."""
+    bound) and in ulps (informative; for the hard targets t in {0, 1} the
+    gradient has no cancellation)."""
     import xent
 
     dtype = np.dtype(dtype)

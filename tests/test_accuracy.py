@@ -1,4 +1,4 @@
-"""Accuracy of every kernel in ulps against an exact (mpmath) oracle: SPEC 2.
+"""Accuracy of every kernel in ulps against an exact (mpmath) oracle.
 
 Each kernel's per-row loss (``reduction="none"``), every gradient entry
 (``_with_grad(..., reduction="sum")``, the unscaled per-row gradient) and the
@@ -6,8 +6,8 @@ outputs of ``logsumexp`` / ``log_softmax`` / ``softmax`` are compared with
 values computed exactly from the same float inputs (``tests/_exact.py``), and
 must lie within 4 ulp (float64) / 8 ulp (float32) of them, ulps floored at
 the smallest normal number.  BCE gradients, which cancel near
-``sigmoid(x) = t``, are held to 4 / 8 machine epsilons absolute (SPEC 2); for
-hard targets (0 or 1), where SPEC 1.2 promises no cancellation, to the ulp
+``sigmoid(x) = t``, are held to 4 / 8 machine epsilons absolute; for
+hard targets (0 or 1), where the gradient has no cancellation, to the ulp
 bound as well.
 
 Strata (``tests/_exact.py``): C in {1, 2, 3, 10, 1000, 128256}; rows that are
@@ -15,8 +15,8 @@ uniform, have ties at the max, are confidently right or wrong, or random,
 with gaps between the max and the rest from 2**-10 to 1e4; probability
 targets that are one-hot, smoothed or do not sum to 1; label smoothing; BCE on
 a log grid of x = 0, +-[1e-10, 1e20] against targets 0, 0.3, 1.  Logits are
-dyadic, so ``x - max(x)`` is exact: its rounding is the one error SPEC 2
-excuses, and these inputs do not have it.
+dyadic, so ``x - max(x)`` is exact: its rounding is the one error the bound
+leaves out, and these inputs do not have it.
 
 Every SIMD variant this CPU runs is measured (the variant is switched at run
 time), since each has its own exponential.  The oracle is computed once per
@@ -116,7 +116,7 @@ def assert_within_bound(measured):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("kernel, classes", list(_softmax_cases()))
-def test_softmax_family_within_spec_ulps(kernel, classes, dtype, isa):
+def test_softmax_family_within_bound_ulps(kernel, classes, dtype, isa):
     rows = rows_for(dtype, classes)
     measured = ex.measure_softmax(kernel, dtype, list(rows))
     assert_within_bound(measured.values())
@@ -127,21 +127,21 @@ def test_softmax_family_within_spec_ulps(kernel, classes, dtype, isa):
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_bce_loss_within_spec_ulps(dtype, isa):
+def test_bce_loss_within_bound_ulps(dtype, isa):
     assert_within_bound([ex.measure_bce(dtype)["loss"]])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_bce_grad_within_spec_eps(dtype, isa):
-    # SPEC 2: sigmoid(x) - t cancels near sigmoid(x) = t, so the bound is
+def test_bce_grad_within_bound_eps(dtype, isa):
+    # sigmoid(x) - t cancels near sigmoid(x) = t, so the bound is
     # absolute: 4 eps (float64), 8 eps (float32)
     assert_within_bound([ex.measure_bce(dtype)["grad"]])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_bce_grad_hard_targets_within_spec_ulps(dtype, isa):
+def test_bce_grad_hard_targets_within_bound_ulps(dtype, isa):
     # t in {0, 1}: the gradient is sigmoid(-|x|)-like, one term, no
-    # cancellation (SPEC 1.2), so it keeps relative precision down to
+    # cancellation, so it keeps relative precision down to
     # sigmoid(-1e20) ~ 0: hold it to the ulp bound
     grad = ex.measure_bce(dtype)["grad-ulp"]
     hard = ex.Measured(grad.kernel, grad.dtype, "grad (t in {0, 1})", "ulp")
@@ -156,7 +156,7 @@ def test_bce_grad_hard_targets_within_spec_ulps(dtype, isa):
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_strata_have_exact_shifts_and_cover_the_spec(dtype):
+def test_strata_have_exact_shifts_and_cover_the_documented_ranges(dtype):
     rows = list(rows_for(dtype, 10)) + list(rows_for(dtype, "128256"))
     for row in rows:
         assert row.x.dtype == dtype

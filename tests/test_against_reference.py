@@ -14,7 +14,7 @@ covering design:
 * big-endian / read-only / list inputs, float16 and integer logits in a few
   cases each;
 * class axes: last, 1 on 3-D / 4-D arrays, other and negative axes;
-* every option of SPEC 1.1 / 1.2 at least once, alone and combined, with
+* every option of the softmax and sigmoid cross-entropies at least once, alone and combined, with
   all three reductions and both floating dtypes;
 * every kind of ``grad_out`` / ``out``.
 
@@ -67,7 +67,7 @@ TOLERANCES = {
 # --------------------------------------------------------------------------
 
 def compute_dtype(dtype):
-    """SPEC 3: float16 is computed in float32, integers in float64."""
+    """float16 is computed in float32, integers in float64."""
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":
         return np.dtype(np.float64)
@@ -148,7 +148,7 @@ def check_grad(grad, expected, gdt, shape, what):
 @contextlib.contextmanager
 def openmp_threads(n_threads):
     """The primitives take no ``n_threads`` argument: their team size is
-    OpenMP's default, which threadpoolctl sets (SPEC 1.4)."""
+    OpenMP's default, which threadpoolctl sets."""
     if n_threads is None:
         yield
         return
@@ -395,7 +395,7 @@ def test_class_axis_with_fortran_and_reversed_layouts(case, rng):
 
 
 # --------------------------------------------------------------------------
-# 4. options of SPEC 1.1: class-index targets
+# 4. softmax cross-entropy options: class-index targets
 # --------------------------------------------------------------------------
 
 def _set_some(rng, labels, value, fraction=0.3):
@@ -490,7 +490,7 @@ def test_all_ignored_mean_is_nan_and_grad_zero(rng):
 
 
 # --------------------------------------------------------------------------
-# 5. options of SPEC 1.1: probability targets
+# 5. softmax cross-entropy options: probability targets
 # --------------------------------------------------------------------------
 
 def _unnormalised(rng, p, axis):
@@ -541,7 +541,7 @@ def test_softmax_ce_probability_options(case, geometry, dtype, rng):
 
 
 # --------------------------------------------------------------------------
-# 6. options of SPEC 1.2: sigmoid binary cross-entropy
+# 6. sigmoid binary cross-entropy options
 # --------------------------------------------------------------------------
 
 def _hard(rng, shape):

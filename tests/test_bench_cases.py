@@ -37,9 +37,11 @@ def test_shared_inputs_are_make_inputs():
     assert shared(_bench.CASES[1])[1] is shared(_bench.CASES[4])[1]
 
 
-def test_bytes_per_element_follow_spec_4():
+def test_bytes_per_element_are_the_logical_bytes():
     per = {c.name: c.bytes_per_elem(4) for c in _bench.CASES}
-    # SPEC 4: sparse forward 4, dense forward 8, BCE forward 8, fused sparse 8, fused BCE 12
+    # the bytes a perfect kernel must move per float32 element: sparse forward 4
+    # (logits), dense forward 8 and BCE forward 8 (logits, targets), fused sparse 8
+    # (logits, gradient), fused BCE 12 (logits, targets, gradient)
     assert per["ce_index"] == 4 and per["ce_prob"] == 8 and per["bce"] == 8
     assert per["ce_index+grad"] == 8 and per["bce+grad"] == 12
 

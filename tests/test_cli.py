@@ -48,7 +48,8 @@ def bench_json(tmp_path_factory):
 
 
 def _synthetic_results(efficiency=0.5, with_new_keys=True):
-    """A results dict as ``run`` returns it (or, without the new keys, as older files hold it)."""
+    """A results dict as ``run`` returns it (or, without the newer keys, as results files
+    written by older versions of xent hold it)."""
     rows = []
     for case in _bench.CASES[:2]:
         for n_rows, n_classes in ((1024, 10), (64, 1000)):

@@ -1,4 +1,4 @@
-"""Concurrency: calls from many Python threads at once (SPEC 3, issue 4).
+"""Concurrency: calls from many Python threads at once.
 
 * Eight Python threads call every public kernel at the same time, on the same
   (shared, read-only) input arrays, each with its own output buffers; every
@@ -119,7 +119,7 @@ def _cases_for(dtype):
     cases["softmax"] = _fixed(xent.softmax, x)
     cases["softmax_out"] = lambda nt: xent.softmax(x, out=np.empty_like(x))
     cases["log_softmax_axis0"] = _fixed(xent.log_softmax, x, axis=0)
-    # the Keras-compatible functions (SPEC 1.3), on logits and on probabilities
+    # the Keras-compatible functions, on logits and on probabilities
     cases["keras_categorical_logits"] = _fixed(
         xkeras.categorical_crossentropy, probs, x, from_logits=True, label_smoothing=0.1)
     cases["keras_categorical_probs"] = _fixed(xkeras.categorical_crossentropy, probs, probs[::-1])

@@ -1,4 +1,4 @@
-"""Bitwise reproducibility (SPEC 2 and 3).
+"""Bitwise reproducibility.
 
 * Every result, loss and gradient, is bitwise identical for any ``n_threads``
   and any run: the kernels split rows into tiles that depend on the shape only
@@ -163,7 +163,7 @@ def test_grad_out_in_place_is_bitwise_equal(dtype):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_bce_special_logits_in_place_and_elsewhere_unchanged(dtype, weighted):
     """Without pos_weight a chunk of BCE is computed without guards, and again,
-    guarded, where that gave inf or NaN.  In place, the second pass must still
+    guarded, where that gives inf or NaN.  In place, the second pass must still
     read the logits; and every other element keeps the bits it has with no
     special value beside it."""
     rng = np.random.default_rng(11)

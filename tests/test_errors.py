@@ -1,14 +1,14 @@
-"""Bad input (SPEC 3, and the input-kind rules of 1.1, 1.2 and 1.4).
+"""Bad input: the validation rules and the input kinds each function accepts.
 
 Every rejected input is checked for the exact exception type and for a
 message that names the argument, what was expected and what was received.
 Every call that raises is also checked to have touched nothing: the inputs
 keep their bytes, and for the ``_with_grad`` functions a sentinel-filled
 ``grad_out`` (passed to every failing call, see :func:`expect_error`) is left
-as it was.  The last part checks the inputs SPEC 3 says must be *accepted*
+as it was.  The last part checks the inputs that must be *accepted*
 (lists, read-only, memory-maps, big-endian, misaligned, float16, integer
 logits, N = 0, in-place ``grad_out``), against ``xent.reference`` and against
-xent on a contiguous native copy (SPEC 3: bitwise equal).
+xent on a contiguous native copy (bitwise equal).
 """
 
 import re
@@ -82,7 +82,7 @@ def expect_error(fn, args, kwargs, exc, match):
 
     For the ``_with_grad`` functions a sentinel ``grad_out`` is added (when the
     test gives none), so every error is also checked to be raised before the
-    gradient buffer is written (SPEC 3).
+    gradient buffer is written.
     """
     kwargs = dict(kwargs)
     if fn in WITH_GRAD and "grad_out" not in kwargs:
@@ -402,7 +402,7 @@ def test_sample_weight_wrong_shape(fn, shape):
 @pytest.mark.parametrize("fn", BCE, ids=_name)
 @pytest.mark.parametrize("shape", [(C,), (N,), (N, C + 1), (1, N, C), ()])
 def test_bce_target_wrong_shape(fn, shape):
-    # SPEC 1.2: the target has the shape of the logits (as PyTorch, no broadcasting).
+    # The target has the shape of the logits (as PyTorch, no broadcasting).
     target = np.zeros(shape)
     expect_error(fn, (logits_f64(), target), {}, ValueError,
                  rf"^`target` must have the shape of `logits`, \(4, 3\); got shape {re.escape(str(shape))}\.$")
@@ -434,7 +434,7 @@ def test_zero_classes(fn, shape, axis, target_shape):
 @pytest.mark.parametrize("fn", PRIMS, ids=_name)
 @pytest.mark.parametrize("shape, axis", [((N, 0), -1), ((0, N), 0)])
 def test_zero_classes_primitives(fn, shape, axis):
-    # SPEC 3: C == 0 is a ValueError (the reference agrees); the message must
+    # C == 0 is a ValueError (the reference agrees); the message must
     # name `x` and the empty axis, not be a NumPy reshape error.
     expect_error(fn, (np.zeros(shape),), {"axis": axis}, ValueError,
                  rf"`x`.*{re.escape(str(shape))}")
@@ -836,7 +836,7 @@ def test_label_equal_to_out_of_range_ignore_index_is_accepted(fn):
 
 @pytest.mark.parametrize("fn", CE, ids=_name)
 def test_uint64_label_equal_to_huge_ignore_index_is_ignored(fn):
-    # SPEC 1.1: ignore_index may be any integer; a uint64 label can equal one
+    # ignore_index may be any integer; a uint64 label can equal one
     # above the int64 range, and that row is then ignored, not an error.
     big = 2**64 - 1
     target = np.array([0, big, 2, 1], dtype=np.uint64)

@@ -1,5 +1,5 @@
 """xent's own float32 exp and log1p against double-precision libm, on every
-float32 of their input ranges (issue 3), for every SIMD variant the CPU has.
+float32 of their input ranges, for every SIMD variant the CPU has.
 
 The kernels never call libm in their hot loops: they inline the bounded-domain
 `exp` (x <= 0) and `log1p` (v >= 0) of xent/_xent_simd_body.h.  This compiles
@@ -12,8 +12,9 @@ those functions the way setup.py does, runs them over every float32 of
   log1p_unit [0, 1]      (BCE's log1p(exp(-|x|)))
 
 and compares each with libm's double-precision result, in ulps of that value
-as a float32 (floored at the ulp of the smallest normal number, SPEC 2's
-measure).  The bounds are tighter than SPEC 2's 8 ulp for a float32 loss
+as a float32 (floored at the ulp of the smallest normal number, the measure
+of the accuracy bound).  The bounds are tighter than the 8 ulp bound for a
+float32 loss
 (see BOUNDS), so that a regression in a polynomial or a reduction step fails
 here before it shows in a loss.
 """
@@ -133,7 +134,7 @@ int main(int argc, char** argv)
 #: (2026-11-23; AVX-512 and AVX2 / baseline without FMA): the exps 0.94 / 1.24
 #: ulp; log1p_pos 2.47 ulp at v = 0.00386, where the rounding of u = 1 + v is
 #: corrected to first order only; log1p_unit (a polynomial in v, no rounded
-#: 1 + v) 1.55 / 2.03 ulp.  SPEC 2's float32 bound for a whole loss is 8 ulp.
+#: 1 + v) 1.55 / 2.03 ulp.  The float32 accuracy bound for a whole loss is 8 ulp.
 BOUNDS = {"exp_neg": 1.5, "exp_fast": 1.5, "exp_neg_d": 1.5,
           "log1p_pos": 3.0, "log1p_pos_big": 3.0, "log1p_unit": 2.5}
 

@@ -1,7 +1,7 @@
-"""Regression tests for the defects fuzzing found, one group per finding.
+"""Edge cases of the fuzz harness's seed corpus, one group per kind of input.
 
 The fuzz harness (``tests/fuzz/``) replays the same reproducers from its
-seed corpus; these tests state the behaviour each fix promises, with the
+seed corpus; these tests state the behaviour expected of each, with the
 exact error messages, so that a regression reads as what it breaks.
 """
 

@@ -1,4 +1,4 @@
-"""Huge arrays: more than 2**31 elements (SPEC 3: 64-bit indexing everywhere).
+"""Huge arrays: more than 2**31 elements (64-bit indexing everywhere).
 
 A kernel that indexes with a 32-bit int (``i * C`` in an ``int``, a tile
 offset, a flat element index) reads or writes the wrong place once the array

@@ -7,8 +7,9 @@ Nothing here checks a kernel against itself.  The oracles are
   one-hot probabilities, 2-class softmax vs sigmoid, label smoothing vs
   smoothed probabilities, shift invariance);
 * ``scipy.special`` (or mpmath when SciPy is missing) for the primitives;
-* closed forms for the special values of SPEC 2, pinned exactly;
-* ``math.fsum`` for the reduction accuracy claim of SPEC 2.
+* closed forms for the special values (-inf masks, NaN, infinite and huge
+  logits, tiny losses, empty reductions), pinned exactly;
+* ``math.fsum`` for the reductions, which are accumulated in float64.
 """
 
 import math
@@ -298,8 +299,8 @@ def test_two_class_softmax_equals_sigmoid_bce(rng, dtype, reduction):
         l_ce, g_ce = xent.softmax_cross_entropy_with_grad(logits, t_ce, reduction=reduction)
         l_b, g_b = xent.sigmoid_binary_cross_entropy_with_grad(z, t_bce, reduction=reduction)
         np.testing.assert_allclose(l_ce, l_b, rtol=8 * eps, atol=0)
-        # sigmoid(z) - t cancels near sigmoid(z) = t: SPEC 2 holds it to an
-        # absolute few eps (scaled by 1/N for "mean").
+        # sigmoid(z) - t cancels near sigmoid(z) = t: the accuracy bound holds it
+        # to an absolute few eps (scaled by 1/N for "mean").
         atol = 8 * eps / (n if reduction == "mean" else 1)
         np.testing.assert_allclose(g_ce[:, 1], g_b, rtol=8 * eps, atol=atol)
         np.testing.assert_allclose(-g_ce[:, 0], g_b, rtol=8 * eps, atol=atol)
@@ -427,7 +428,7 @@ def test_shift_invariance(rng, dtype, shift):
 
 
 # --------------------------------------------------------------------------
-# 3. special values of SPEC 2, pinned exactly
+# 3. special values, pinned exactly
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -440,7 +441,7 @@ def test_masked_non_target_class_contributes_exactly_zero(rng, dtype, kind):
       max that exp underflows to exactly 0 (same row length, same positions, so
       the same summation order: any -inf-specific arithmetic would show);
     * what it is for the row with that class removed, to the rounding of a sum
-      reordered by the vector lanes (SPEC 2's 4 ulp for the loss; the gradient
+      reordered by the vector lanes (4 ulp for the loss; the gradient
       to a few eps of the row's largest entry, as prob-target entries
       w_c (Q p_c - t_c) may cancel).
     """
@@ -694,7 +695,8 @@ def test_tiny_losses_keep_relative_precision(dtype, gap, kind):
 
 
 def test_tiny_loss_float64_pinned():
-    # the brief's literal cases
+    # losses far below the float64 / float32 epsilon: log1p(exp(-50)),
+    # log1p(exp(-30)) in float32, BCE's log1p(exp(-40))
     assert_ulps(xent.softmax_cross_entropy(np.array([[0.0, -50.0]]), np.array([0]), reduction="none"),
                 np.array([math.log1p(math.exp(-50))]), 1)
     assert_ulps(xent.softmax_cross_entropy(np.array([[0.0, -30.0]], np.float32), np.array([0]),
@@ -798,7 +800,7 @@ def test_bce_empty_mean_is_nan_without_warning(dtype):
 
 
 # --------------------------------------------------------------------------
-# 4. reduction accuracy (SPEC 2): float32 sum/mean of 10**6 losses
+# 4. reduction accuracy (float64 accumulation): float32 sum/mean of 10**6 losses
 # --------------------------------------------------------------------------
 
 N_BIG = 10 ** 6

@@ -15,7 +15,7 @@ against a copy of the same computation:
   bitwise unchanged;
 * inputs are never modified;
 * strided / reversed / Fortran / moved-axis / big-endian / misaligned inputs
-  give results bitwise equal to the contiguous copy (SPEC 3).
+  give results bitwise equal to the contiguous copy.
 
 Hypothesis draws the problem's *parameters* (dtype, shape, options, a seed)
 from bounded strategies and NumPy builds the arrays from the seed: this keeps
@@ -230,7 +230,7 @@ def ce_prob(p, x, probs=None, reduction="none", **kw):
 @with_corners(k=-3, reduction="mean")
 def test_shift_invariance(p, k, reduction):
     """softmax(x + c) == softmax(x).  With an exact shift, x - max(x) is the
-    same array, and every quantity SPEC 2 has the kernels compute from it
+    same array, and every quantity the kernels compute from it
     (lse - x_y, softmax, the gradient) is bitwise the same."""
     x = p["x"]
     c = x.dtype.type(k * 2.0 ** (p["exp2"] - 6))
@@ -333,8 +333,9 @@ def test_one_hot_gradient_keeps_relative_precision(p, reduction):
     """Without smoothing no gradient entry of either kind of target needs to
     cancel (softmax_y - 1 = -sum_{j != y} e_j / sum_j e_j), so the one-hot
     gradient equals the class-index one entry by entry to a few ulps, also
-    where it is tiny (a confident, correct row).  SPEC 2 holds every gradient
-    entry to 4 / 8 ulps; this is the same promise seen through the identity."""
+    where it is tiny (a confident, correct row).  The accuracy bound holds every
+    gradient entry to 4 / 8 ulps; this is the same promise seen through the
+    identity."""
     x, dt = p["x"], p["dtype"]
     if reduction == "mean" and p["weight"] is not None:
         reduction = "sum"

@@ -259,7 +259,8 @@ def test_sample_weight(rng, kind, reduction):
         counted = np.ones(n)
     denom = {"none": None, "sum": 1.0, "mean": np.sum(s * counted)}[reduction]
 
-    # torch: per-sample losses times s, reduced by the SPEC denominator.
+    # torch: per-sample losses times s, reduced by xent's "mean" denominator
+    # (the sum over counted rows of sample weight times class weight).
     tx = torch.tensor(x, requires_grad=True)
     per = F.cross_entropy(tx, torch.tensor(target), reduction="none",
                           weight=torch.tensor(w), label_smoothing=0.1,

@@ -1,4 +1,4 @@
-"""The small-call fast path (SPEC 4: a 32 x 10 call in a few microseconds).
+"""The small-call fast path (a 32 x 10 call in a few microseconds).
 
 Calls of one tile (N * C <= 32768, any C) skip the Python-level validation
 and run the tile at once, for every reduction: ``_kernels.fast_index_ce`` for

@@ -1,4 +1,4 @@
-"""Threads: OpenMP runtime, ``n_threads``, ``OMP_NUM_THREADS`` and threadpoolctl (SPEC 1.4, 5).
+"""Threads: OpenMP runtime, ``n_threads``, ``OMP_NUM_THREADS`` and threadpoolctl.
 
 What is checked, and against what:
 
@@ -254,7 +254,7 @@ def _all_results(n_threads):
     for red in ("none", "sum", "mean"):
         loss, grad = xent.sigmoid_binary_cross_entropy_with_grad(xb, b, reduction=red, n_threads=n_threads)
         out += [np.asarray(loss).tobytes(), grad.tobytes()]
-    # The primitives take no n_threads (SPEC 1.4): they run the default team,
+    # The primitives take no n_threads: they run the default team,
     # which the threadpoolctl / OMP_NUM_THREADS tests below vary.
     out.append(xent.softmax(x32).tobytes())
     out.append(xent.log_softmax(x).tobytes())

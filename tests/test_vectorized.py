@@ -22,7 +22,7 @@ HEADER = ROOT / "xent" / "_xent_simd.h"
 HOT = ("row_stats", "block_sum", "range_max", "exp_map", "exp_map_sub", "prob_row", "prob_grad", "index_small", "bce_chunk",
        "lanes_range", "lanes_wide", "lanes_expsum", "lanes_lse", "lanes_softmax", "softmax_small", "lanes_prob_col", "lanes_prob_top", "lanes_log_total", "lanes_prob_finish", "lanes_prob_grad", "prob_small", "lanes_finish", "lanes_grad")
 
-# row_stats is now a driver (its vector loops are block_sum and range_max,
+# row_stats is a driver (its vector loops are block_sum and range_max,
 # checked themselves): only its calls are checked; range_max is one short loop
 MIN_WIDE = {"row_stats": 0, "range_max": 4}
 

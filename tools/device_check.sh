@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# One call on a lent many-core machine (the `device` tool; no registry there):
+# One run on a many-core machine that has no access to a package registry:
 # build in place, the thread-scaling sweep (tools/scaling.sh), the not-slow
 # test suite on the best SIMD variant at the machine's thread count, and
 # PyTorch at all cores.  Everything lands under $OUT (one tarball of the
 # sweep, because the tool returns a limited number of files).
 #
-#   run: OUT=$OUT bash tools/device_check.sh      (carry: [".v"] for the wheels below)
+#   OUT=/path/to/results bash tools/device_check.sh   (with .v/ copied along, for the wheels below)
 #
 # Test dependencies: pure-Python wheels in .v/wh (an ignored folder), made here with
 #   pip download --no-deps -d .v/wh pytest pluggy iniconfig packaging pytest-benchmark \
 #       py-cpuinfo mpmath attrs sortedcontainers threadpoolctl
 #   pip download --no-deps -d .v/wh --python-version 3.12 --only-binary=:all: \
-#       --platform manylinux2014_x86_64 hypothesis         (the device's Python)
-# and unpacked onto PYTHONPATH there.  The twelfth session's run took ~5 minutes
-# on 16 cores (sweep 140 s, suite 80 s).
+#       --platform manylinux2014_x86_64 hypothesis         (that machine's Python)
+# and unpacked onto PYTHONPATH there.  A run takes ~5 minutes on 16 cores
+# (sweep 140 s, suite 80 s).
 # env: SHAPES, THREADS (sweep), TEST_TIMEOUT, STEP_TIMEOUT, TEST_ARGS.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -4,7 +4,8 @@
 Runs every kernel on the strata of the accuracy tests (``tests/_exact.py``:
 the same inputs, the same mpmath oracle) and prints, per kernel, dtype and
 stratum, the maximum and the 99.9th percentile of the error of the loss (or
-output) and of the gradient entries, next to SPEC 2's bound.
+output) and of the gradient entries, next to the accuracy bound (4 ulp in
+float64, 8 in float32).
 
     python tools/ulp_report.py                       # all strata (~1.5 min of CPU)
     python tools/ulp_report.py --quick               # C = 128256 as one row (~15 s)
@@ -13,7 +14,7 @@ output) and of the gradient entries, next to SPEC 2's bound.
     python tools/ulp_report.py --worst               # and the worst inputs over the bound
 
 Errors are in ulps of the exact value, floored at the ulp of the smallest
-normal number; BCE gradients, which SPEC 2 bounds absolutely (they cancel
+normal number; BCE gradients, which are bounded absolutely (they cancel
 near sigmoid(x) = t), in machine epsilons.  Strata are the row kinds (uniform,
 ties at the max, confident-right, confident-wrong, random), over all C in
 {1, 2, 3, 10, 1000, 128256} and gaps up to 1e4; for BCE, the target value
@@ -141,7 +142,7 @@ def table(results, isa, markdown, summary):
                 hard = True
             else:
                 umax, up = summarise(errs["grad-ulp"])
-            if hard:   # SPEC 1.2: no cancellation; the tests hold it in ulps too
+            if hard:   # t in {0, 1}: no cancellation; the tests hold it in ulps too
                 gmax_s += f" ({fmt(umax)} ulp)"
                 gp_s += f" ({fmt(up)} ulp)"
                 ok = ok and umax <= bound
@@ -218,12 +219,12 @@ def main(argv=None):
         print(render(head, all_lines, True))
         print("\nErrors in ulps of the exact value (floored at the ulp of the smallest normal "
               "number), on dyadic logits where `x - max(x)` is exact; BCE gradients in machine "
-              "epsilons, absolute (SPEC 2), with ulps for the hard targets 0 and 1.")
+              "epsilons, absolute, with ulps for the hard targets 0 and 1.")
     else:
         print(title)
         print(render(head, all_lines, False))
     if n_bad:
-        print(f"\n{n_bad} of {len(all_lines)} lines exceed SPEC 2's bound.")
+        print(f"\n{n_bad} of {len(all_lines)} lines exceed the accuracy bound.")
     if args.worst and over:
         print("\nWorst cases over the bound (per kernel, dtype and C):")
         for isa, text in over:

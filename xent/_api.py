@@ -1,6 +1,6 @@
 """Public API of xent: validation, layout, dispatch to the Cython kernels.
 
-This layer owns every user-facing decision (SPEC 1, 3): it validates all
+This layer owns every user-facing decision: it validates all
 arguments before any kernel runs, brings the logits to one C-contiguous,
 native-endian ``(N, C)`` layout in the compute dtype with at most one copy,
 resolves ``n_threads``, allocates outputs, and shapes the results.  The

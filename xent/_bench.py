@@ -98,7 +98,7 @@ class _ShapeInputs:
 
     The same arrays as ``make_inputs`` (the generator's state after the logits
     is kept, and each kind of target is drawn from it once), without drawing a
-    1 GB array eight times: that took longer than the timed calls.
+    1 GB array eight times: that would take longer than the timed calls.
     """
 
     def __init__(self, n_rows, n_classes, dtype, seed=0):

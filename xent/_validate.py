@@ -1,7 +1,7 @@
 """Argument checking shared by every public function of xent.
 
 Each helper either returns a value ready for the kernels or raises the error
-that SPEC 3 asks for: ``TypeError`` for a wrong kind of dtype, ``ValueError``
+that the validation rules ask for: ``TypeError`` for a wrong kind of dtype, ``ValueError``
 for shapes and values, ``xent.LabelError`` for class indices.  Messages name
 the argument, what was expected and what was received.
 """

@@ -68,10 +68,11 @@ typedef struct { const void* p; ptrdiff_t rs, cs; } xent_bcast;   /* p: float or
 /* Scalar arithmetic that several callers must round alike (the block merge
  * of row_stats and of row_merge, a row split into column chunks): one
  * compiled copy.  -ffp-contract=fast lets the compiler fuse a * b + c into an
- * FMA differently in each inlined copy.  On a 16-core Xeon (Ubuntu's gcc 13)
- * a split float64 row of 140000 classes gave a gradient 1-2 ulp off the
- * one-thread one (the loss equal: a sum one ulp off); the merge was the only
- * arithmetic the two paths had in separate copies.  No clone either (gcc's
+ * FMA differently in each inlined copy: with a copy per caller, a split
+ * float64 row of 140000 classes gets a gradient 1-2 ulp off the one-thread
+ * one on a 16-core Xeon (Ubuntu's gcc 13; the loss equal: a sum one ulp off),
+ * the merge being the only arithmetic the two paths would have in separate
+ * copies.  No clone either (gcc's
  * constprop would make a second copy). */
 #if defined(__GNUC__) && !defined(__clang__)
 #define XENT_ONE_COPY static __attribute__((noinline, noclone))

@@ -86,7 +86,7 @@ XENT_INLINE N(int_t) N(to_bits)(T v)
  * exp(-inf) = 0 and NaN stays NaN.  Cody-Waite reduction x = n ln2 + r,
  * |r| <= ln2/2, then a polynomial (float: 1 + r + r^2 q(r), q of degree 4
  * fitted to (exp(r) - 1 - r) / r^2 (tools/fit_poly.py), relative error
- * 1.1e-8, one FMA fewer than the degree-7 Taylor polynomial it replaced at the
+ * 1.1e-8, one FMA fewer than a degree-7 Taylor polynomial of the
  * same measured accuracy, 0.94 ulp over every float32; double: Taylor to
  * degree 13, tail < 5e-18) and a scale by 2^n done as two factors so that
  * results below the smallest normal round only once. */
@@ -243,9 +243,9 @@ XENT_INLINE N(log1p_t) N(log1p_pos)(T v)
  * correction c = (v - (u - 1)) / u is at most half an ulp of 1 relative to
  * log(u), so 1/u is needed to a few bits only: a float divide gives it to
  * 2^-24 (the same bits for float).  In double that leaves one double
- * divide (s = (f-1)/(f+1)) where there were two, for the per-row log of
+ * divide (s = (f-1)/(f+1)) instead of two, for the per-row log of
  * the few-classes paths (vdivpd takes ~16 cycles per 8 doubles; the gain
- * measured at C = 10 was a few per cent, within this VM's noise). */
+ * measured at C = 10 is a few per cent, within a 2-core cloud VM's noise). */
 XENT_INLINE T N(log1p_only)(T v)
 {
     T u = 1 + v;
@@ -369,14 +369,15 @@ XENT_INLINE const T* N(sub_block)(const T* xb, ptrdiff_t nb, ptrdiff_t s0, T bm,
  * compare twice, ties counted through a 0/1 vector, 2^n made with an integer
  * add and shift, the lanes' double sums, counts and minima stored and
  * reloaded every sub-block.  Intel cores issue two 512-bit operations a
- * cycle; on a Xeon (the seventh session's 2-core machine) the row statistics
- * cost 0.275 ns per element from L2, one core.  Here: one tie mask serves
+ * cycle; on a 2-core AVX-512 Xeon that loop's row statistics cost 0.275 ns
+ * per element from L2, one core.  Here: one tie mask serves
  * the select and the count (a masked subtract), vscalefps makes p 2^n (the
  * same product: it is a normal number for d >= XT_FAR), the lane state stays
  * in registers, and two sub-blocks are interleaved so that one's chain of
  * lane adds overlaps the other's exponentials (their sums are still added
  * in sub-block order).  Row statistics, one core, C = 1000 from L2:
- * 0.275 -> 0.233 ns per element.  exp_core's clamp at XT_FAR_CLAMP is left
+ * 0.275 (C loop) -> 0.233 ns per element (this), measured with
+ * tools/row_stats_bench.c (`avx512 1000 256`).  exp_core's clamp at XT_FAR_CLAMP is left
  * out: it changes only lanes the select drops (d < XT_FAR; NaN passes it). */
 #if XT_SUB != 64
 #error "block_lanes sums a sub-block as four vectors of 16 floats"
@@ -473,10 +474,11 @@ static void N(block_lanes)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, dou
  * one above: the same operations in the same order as the C loop (bitwise
  * its lane sums, counts and minima: tests/test_intrinsics.py), the lane
  * state in registers, two sub-blocks interleaved.  gcc's code for the C
- * loop stored and reloaded the double sums and counts every sub-block.
- * Row statistics, one core (AMD Zen 4 VM, AVX2), C = 1000: 0.67 -> 0.55 ns
- * per element from L2, 0.68 -> 0.52 for one row from L1 (best of 5; the bare
- * exp polynomial alone runs at ~0.34 there). */
+ * loop stores and reloads the double sums and counts every sub-block.
+ * Row statistics, one core (AMD EPYC Zen 4, AVX2 variant), C = 1000, C loop
+ * -> this: 0.67 -> 0.55 ns per element from L2, 0.68 -> 0.52 for one row
+ * from L1 (best of 5, tools/row_stats_bench.c; the bare exp polynomial alone
+ * runs at ~0.34 there). */
 static void N(block_lanes)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, double* ds,
                            N(int_t)* lt, T* lmin, ptrdiff_t* npad)
 {
@@ -587,7 +589,7 @@ static void N(block_sum)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, doubl
 #endif
     /* the lanes pairwise; double: each step exact up to an error kept in dc
      * (TwoSum: a chain of Kahan steps here cost ~1 ns per row); float: plain
-     * adds, 2^-51 more on the 2^-46 above (TwoSum's dependency chain was ~7 %
+     * adds, 2^-51 more on the 2^-46 above (TwoSum's dependency chain costs ~7 %
      * of a row's time at C = 1000, one core from cache) */
     for (ptrdiff_t w = W / 2; w >= 1; w /= 2) {
 #pragma omp simd
@@ -923,10 +925,10 @@ XENT_INLINE T N(exp_diff)(T xv, T m)
  * may be `x`.  One loop per case (weights or not), so that neither has a
  * conditional load. */
 #if XT_FLOAT
-/* float: the exponential in float (exp_diff; in double it was 40 % of the
+/* float: the exponential in float (exp_diff; in double it takes 40 % of the
  * loop: avx512, C = 1000, 34 -> 20 cycles per 16 elements), a multiply by
  * the reciprocal far inside float's rounding (a double division per element
- * was a third of the time) */
+ * would take a third of the time) */
 #define XT_PROB_G(xv) (gq * (double)N(exp_diff)(xv, m))
 #else
 #define XT_PROB_G(xv) ((gmul * XT_EXP_WIDE((double)(xv) - (double)m)) / gdiv)
@@ -954,9 +956,9 @@ static void N(prob_grad)(const T* x, const T* t, const T* w, T* g, ptrdiff_t n, 
 /* ---- Few classes (C <= XENT_SMALL_C): rows as SIMD lanes ----------------
  * Blocks of XENT_LANES rows are transposed into a C x XENT_LANES buffer, so
  * that every step is a unit-stride loop over the lanes; a row at a time, a
- * 10-class row is all loop overhead (SPEC 4's C = 10 case).  Each lane loop
+ * 10-class row is all loop overhead (C = 10 is a common case).  Each lane loop
  * is its own function with restrict pointers: that is what lets gcc
- * vectorise it (inside one function it gave up on aliasing). */
+ * vectorise it (inside one function it gives up on aliasing). */
 static void N(lanes_range)(const T* restrict col, T* restrict m, T* restrict lo, ptrdiff_t L)
 {
 #pragma omp simd
@@ -1062,10 +1064,10 @@ static void N(lanes_grad)(T* restrict col, const T* restrict ecol, const T* rest
 /* Rows [0, nl) of src (nl x C, row-major) into buf as C columns of
  * XENT_LANES lanes, the missing lanes zero; and back (lanes [0, nl) only).
  * Plain copies: a running max or min here would be a scalar dependency
- * chain per row (it was three quarters of the time at C = 10). */
+ * chain per row (measured: three quarters of the time at C = 10). */
 #if XT_FLOAT && XENT_ISA_AVX512 && !defined(XENT_NO_INTRINSICS)
 /* AVX-512 float: masked gathers (scatters) instead of 16 scalar copies a
- * column (the scalar transposes were a fifth of ce_prob + grad's time at
+ * column (scalar transposes take a fifth of ce_prob + grad's time at
  * C = 10); the lanes past nl are zero (not written).  Two columns j, j + 1
  * are one 64-bit gather per 8 rows (an entry and its right neighbour),
  * split by two permutes: a gather costs about a load per element, so this
@@ -1084,9 +1086,9 @@ static void N(lanes_grad)(T* restrict col, const T* restrict ecol, const T* rest
 #endif
 /* Prefetch the tile XT_LANES_AHEAD tiles of XENT_LANES rows past src (C
  * entries a row).  The transposes read a tile with 16-row-strided gathers
- * or scalar loads, and the hardware prefetchers did not keep up: logsumexp
- * at 262144 x 10 (10 MB, from L3) cost 12.5 ns per row against 10 from L2;
- * prefetching 4 to 16 tiles ahead gave the same 14 % (one core, AVX-512,
+ * or scalar loads, and the hardware prefetchers do not keep up: without this,
+ * logsumexp at 262144 x 10 (10 MB, from L3) costs 12.5 ns per row against 10
+ * from L2; prefetching 4 to 16 tiles ahead gains the same 14 % (one core, AVX-512,
  * medians of 12 alternated runs); 8 it is.  Past the end it does nothing
  * (a prefetch does not fault). */
 #define XT_LANES_AHEAD 8
@@ -1289,7 +1291,7 @@ static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m
      * row): a superset of the wide rows (float's v - m is rounded, but
      * m - v > 80 gives v - m <= -80) and of the -inf masks.  Only a tile
      * with a flag pays for the C loops' tests (below); the first pass keeps
-     * just the max (two thirds of its operations were those tests). */
+     * just the max (those tests would be two thirds of its operations). */
     __mmask16 flag = 0;
     for (ptrdiff_t j = 0; j < C; j++) {
         __m512 v = _mm512_loadu_ps(buf + j * 16);
@@ -1306,7 +1308,8 @@ static int N(lanes_stats_x)(const T* xb, ptrdiff_t nl, ptrdiff_t C, T* buf, T* m
     if (flag) {
         /* the C loops' decisions: lo, the smallest finite entry, gives the
          * wide rows (left to the C loop); with none, and no -inf entry,
-         * the float branch above was theirs (it is the same operations) */
+         * the float branch above already gave theirs (it is the same
+         * operations) */
         __m512 vlo = _mm512_set1_ps(INFINITY);
         __mmask16 masks = 0;                /* lanes with a -inf entry */
         for (ptrdiff_t j = 0; j < C; j++) {
@@ -1615,10 +1618,11 @@ XENT_LANE_FN void N(lanes_softmax)(T* restrict col, const T* restrict ecol, cons
 static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* out)
 {
     /* logsumexp: the statistics of XT_LSE_GROUP blocks of lanes, then one
-     * lanes_lse over all of them.  Per block its two vectors of doubles were
-     * each one long chain (two divides, the log's polynomial): latency, 30 %
-     * of logsumexp's time at C = 10.  Four blocks give the core eight
-     * independent chains; every lane is computed as before, bitwise. */
+     * lanes_lse over all of them.  For one block alone its two vectors of
+     * doubles are each one long chain (two divides, the log's polynomial):
+     * latency, 30 % of logsumexp's time at C = 10.  Four blocks give the
+     * core eight independent chains; every lane is computed as with one
+     * block, bitwise. */
     const ptrdiff_t L = XENT_LANES, G = mode == 0 ? XT_LSE_GROUP : 1;
     XENT_ALIGN64 T buf[XENT_SMALL_C * XENT_LANES];
     XENT_ALIGN64 T ebuf[XENT_SMALL_C * XENT_LANES];
@@ -1660,7 +1664,7 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
  * (acc, comp), in an order fixed by the rows (not the threads).  Float: the
  * tile is summed first in double, pairwise over the lanes (relative error
  * below 2^-50, far under float's 2^-24), then Kahan-added once: a Kahan step
- * per row was a serial chain of ~12 cycles per row, a third of index_small's
+ * per row would be a serial chain of ~12 cycles per row, a third of index_small's
  * own time at C = 10 (AVX2, Zen 4).  Double: a Kahan step per row, in row
  * order (the float64 sum keeps its compensation). */
 XENT_INLINE void N(tile_add)(const T* li, ptrdiff_t nl, double* acc, double* comp)
@@ -1743,7 +1747,7 @@ XENT_INLINE void N(prob_col_body)(const T* restrict col, const T* restrict tcol,
         /* plain double sums: over at most XENT_SMALL_C = 32 columns their
          * relative error is below 32 x 2^-53, far under float's 2^-24 (as
          * prob_row's per-1024 sums); the Kahan steps' chain through the
-         * lanes' sums was ~a quarter of ce_prob's time at C = 10 (AVX2) */
+         * lanes' sums would be ~a quarter of ce_prob's time at C = 10 (AVX2) */
         q_s[l] = qs0 + q;
         l_s[l] = ls0 + add;
 #else
@@ -1813,7 +1817,7 @@ XENT_LANE_FN void N(lanes_prob_top)(const T* restrict col, const T* restrict tco
 
 /* Per lane: l1 = log(sum_j exp(x_j - m)) = log1p(s + ties - 1), as
  * lanes_finish's: float from the sum rounded to float, in float (2 vectors
- * of 16 lanes and float's short polynomial; the double log was ~15 % of
+ * of 16 lanes and float's short polynomial; the double log would be ~15 % of
  * ce_prob's time at C = 10, AVX2), double in double.  The loss
  * ls + Q l1 adds two non-negative terms: l1's error of ~1 ulp stays ~1 ulp
  * of the loss. */
@@ -1900,7 +1904,7 @@ XENT_LANE_FN void N(lanes_prob_grad)(T* restrict col, const T* restrict ecol,
         double q = (keep * (double)tcol[l] + spread) * wj;
 #if XT_FLOAT
         /* as prob_grad: the float exponential of the exact difference
-         * (exp_diff); the double one was a third of ce_prob + grad at
+         * (exp_diff); the double one would be a third of ce_prob + grad at
          * C = 10 (AVX2, Zen 4) */
         double g = gq[l] * (double)N(exp_diff)(col[l], m[l]);
 #else
@@ -2245,9 +2249,9 @@ static double N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, p
  * once, with the float body): *kept = the rows not equal to `ignore` (when
  * has_ignore); returns nonzero when a kept label is outside [0, C), one
  * unsigned compare for both bounds.  Branch-free, in the variant's vectors
- * (SSE2 has no 64-bit compare: the baseline's loop runs scalar): the
- * separate check pass was ~20 % of ce_index's time at C = 10 as a Kahan
- * chain in Cython (AVX2, Zen 4). */
+ * (SSE2 has no 64-bit compare: the baseline's loop runs scalar): a
+ * separate check pass in Cython would be ~20 % of ce_index's time at C = 10
+ * (AVX2, Zen 4). */
 static int N(count_labels)(const int64_t* restrict y, ptrdiff_t n, int64_t C, int has_ignore,
                            int64_t ignore, int64_t* kept)
 {

@@ -1,10 +1,11 @@
 """Plain-NumPy reference implementations of the ``xent`` losses.
 
 These functions have the same names, signatures and semantics as the fast
-kernels of :mod:`xent` (SPEC sections 1.1, 1.2 and 1.4).  They are written to
-be read: they are the oracle of the test-suite and the baseline of the
-benchmarks, so clarity wins over speed, but the math is still done in the
-compute dtype (float32 stays float32) and is numerically careful:
+kernels of :mod:`xent` (the softmax and sigmoid cross-entropies and the
+primitives).  They are written to be read: they are the oracle of the
+test-suite and the baseline of the benchmarks, so clarity wins over speed,
+but the math is still done in the compute dtype (float32 stays float32) and
+is numerically careful:
 
 * log-sum-exp uses the max shift, and ``lse - max`` is computed as
   ``log1p(sum of the other exponentials)`` so that tiny losses keep their
@@ -16,7 +17,7 @@ compute dtype (float32 stays float32) and is numerically careful:
   only; no ``RuntimeWarning`` is emitted.
 
 Validation is minimal (the public functions of :mod:`xent` validate); every
-valid input of the SPEC gets the right answer.
+valid input gets the right answer.
 
 Compute dtype: float16 -> float32, float32 -> float32, float64 -> float64,
 integer -> float64.  ``reduction="none"`` returns the compute dtype; ``"sum"``

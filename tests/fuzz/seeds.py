@@ -2,8 +2,10 @@
 
 ``python tests/fuzz/fuzz.py --write-seeds`` writes each as ``corpus/<name>``;
 ``test_fuzz.py`` checks that the committed files are what these decisions
-encode and replays them.  The first group reproduces the defects an outside
-fuzz campaign found (all fixed), the second spreads over the functions.
+encode and replays them.  The first group holds the reproducers of
+tests/test_fuzz_findings.py (a crash on n_threads, weights that alias
+grad_out, the logits passed twice with grad_out=logits, reductions that are
+not strings, NumPy warnings); the second spreads over the functions.
 """
 
 _BIG = {"shape": (40, 1000)}          # past one tile: the general, threaded path
