@@ -789,15 +789,16 @@ def _mass(call):
         a = np.abs(np.asarray(v, dtype=np.float64))
         return float(np.nanmax(a)) if a.size else 1.0
 
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")                 # nanmax of all-NaN
         m = biggest(call.kwargs.get("weight")) * biggest(call.kwargs.get("sample_weight")) \
             * biggest(call.kwargs.get("pos_weight"))
         t = call.args[1] if len(call.args) > 1 else None
         if isinstance(t, np.ndarray) and t.dtype.kind == "f" and t.size:
-            ax = call.kwargs.get("axis", -1)
-            ax = int(ax) if call.name.startswith("softmax_cross_entropy") else -1
-            rows = np.abs(np.moveaxis(t.astype(np.float64), ax, -1))
-            m *= max(1.0, float(np.nanmax(rows.sum(axis=-1))) if rows.ndim else float(rows))
+            rows = np.abs(t.astype(np.float64))
+            if rows.ndim and call.name.startswith("softmax_cross_entropy"):
+                rows = np.moveaxis(rows, int(call.kwargs.get("axis", -1)), -1).sum(axis=-1)
+            m *= max(1.0, float(np.nanmax(rows)))
         return m if np.isfinite(m) else math.inf
 
 
