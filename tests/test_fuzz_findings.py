@@ -233,3 +233,28 @@ def test_keras_sparse_long_double_labels_without_a_warning():
     y_true = np.array([np.longdouble("nan"), 1])
     with pytest.raises(ValueError, match=r"^`y_true` class indices must be whole numbers"):
         _no_warning(xent.keras.sparse_categorical_crossentropy, y_true, np.zeros((2, 3)))
+
+
+# --------------------------------------------------------------------------
+# 6. a NaN class weight of a class no label uses: the gradient stays finite
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("n, c", [(4, 5), (40, 40), (3, 1000), (2, 70000)])
+def test_nan_weight_of_an_unused_class_leaves_the_gradient_finite(n, c, dtype):
+    # The gradient is w_y (softmax - onehot(y)) per row; the label-smoothing
+    # terms (eps / C) sum_c w_c multiplied a NaN by 0 on every path but the
+    # few-classes one (as PyTorch, only w_y matters without smoothing).
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c)).astype(dtype)
+    y = rng.integers(1, c, n)
+    w = np.ones(c)
+    w[0] = np.nan
+    loss, grad = xent.softmax_cross_entropy_with_grad(x, y, weight=w)
+    want_loss, want_grad = ref.softmax_cross_entropy_with_grad(x, y, weight=np.where(np.isnan(w), 1.0, w))
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+    tol = {np.float16: 2e-3, np.float32: 1e-5, np.float64: 1e-12}[dtype]
+    np.testing.assert_allclose(loss, want_loss, rtol=tol)
+    np.testing.assert_allclose(grad.astype(np.float64), want_grad.astype(np.float64), rtol=tol, atol=tol / c)
+    # with smoothing every class weight enters: NaN, as the formula says
+    assert np.isnan(xent.softmax_cross_entropy(x, y, weight=w, label_smoothing=0.1))

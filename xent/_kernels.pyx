@@ -534,7 +534,9 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                 gr = grad + i * C
                 inv = 1.0 / total
                 sc = scale * si
-                a = keep * wy + spread * wsum
+                # the smoothing terms only when there is smoothing: a class
+                # weight that no label uses (NaN, say) must not reach the row
+                a = keep * wy + (spread * wsum if spread != 0.0 else 0.0)
                 # sum over the classes other than y of exp(x - m), without cancellation
                 if xy == st.m:
                     rest = st.s + (st.ties - 1.0)
@@ -542,7 +544,8 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
                     rest = total - exp(xy - st.m)
                 # the target entry, where softmax - 1 would cancel, is written last
                 p = exp(xy - st.m) * inv
-                gyi = sc * (spread * (wsum * p - wy) - keep * wy * (rest / total))
+                gyi = sc * ((spread * (wsum * p - wy) if spread != 0.0 else 0.0)
+                            - keep * wy * (rest / total))
                 if eps == 0.0:
                     _job(jobs, i - r0, JOB_SOFTMAX, st.m, sc * a, total, yi, gyi, xr, w, gr, C)
                 else:

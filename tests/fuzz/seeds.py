@@ -5,7 +5,8 @@
 encode and replays them.  The first group holds the reproducers of
 tests/test_fuzz_findings.py (a crash on n_threads, weights that alias
 grad_out, the logits passed twice with grad_out=logits, reductions that are
-not strings, NumPy warnings); the second spreads over the functions.
+not strings, NumPy warnings, a NaN weight of an unused class); the second
+spreads over the functions.
 """
 
 _BIG = {"shape": (40, 1000)}          # past one tile: the general, threaded path
@@ -59,6 +60,9 @@ SEEDS = {
                                 "logits.n_specials": "fill", "logits.special": "1e4000"},
     "longdouble-bce": {"fn": "sigmoid_binary_cross_entropy", "logits.dtype": "longdouble",
                        "logits.scale": 1e30},
+    # a NaN class weight that no label uses made every gradient NaN (C > 32)
+    "nan-weight-unused-class": dict(_GRAD, shape=(40, 1000), **{"weight.given": True, "weight.kind": "nan",
+                                                              "target.seed": 7}),
     # a spread over the functions and argument kinds
     "plain": {},
     "plain-grad": _GRAD,
