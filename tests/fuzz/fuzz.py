@@ -247,8 +247,10 @@ def atheris_campaign(seconds, corpus_dirs, findings, timeout, seed, log):
                     f.write(detail + "\n")
                 found.append(name)
             if proc.returncode != 0 and not new:
-                log(proc.stdout[-3000:])
-                found.append(_save(findings, b"", f"atheris exited {proc.returncode} without an artifact"))
+                # libFuzzer did not start, or died without saying why: not a
+                # finding about xent, and running it again would do the same
+                raise SystemExit(f"fuzz: atheris exited {proc.returncode} without an artifact:\n"
+                                 + proc.stdout[-3000:])
             counts["crashes" if proc.returncode else "clean_runs"] += 1
             log(f"fuzz: atheris run {counts['runs']} ended ({proc.returncode}), "
                 f"{counts['calls']} calls so far, {len(found)} findings")
@@ -317,6 +319,8 @@ def main(argv=None):
     if a.replay:
         return 1 if replay(a.replay, a.timeout) else 0
     engine = a.engine
+    if engine == "atheris":
+        import atheris  # noqa: F401  (an ImportError here says what is missing)
     if engine == "auto":
         try:
             import atheris  # noqa: F401
