@@ -115,76 +115,27 @@ cdef extern from "_xent_simd.h" nogil:
         double m
         double s
         double ties
-    int xent_isa_supported(const char* name)
-    int xent_isa_select(const char* name)
-    const char* xent_isa_active()
-    xent_stats xent_row_stats_f32(const float* x, Py_ssize_t n)
-    xent_stats xent_row_stats_f64(const double* x, Py_ssize_t n)
-    void xent_exp_map_f32(const float* x, float* out, Py_ssize_t n, float m, float mul, float div)
-    void xent_exp_map_f64(const double* x, double* out, Py_ssize_t n, double m, double mul, double div)
-    void xent_exp_map_sub_f32(const float* x, const float* w, float* out, Py_ssize_t n, float m,
-                              double mul, double sub)
-    void xent_exp_map_sub_f64(const double* x, const double* w, double* out, Py_ssize_t n, double m,
-                              double mul, double sub)
-    double xent_prob_row_f32(const float* x, const float* t, const float* w, Py_ssize_t n,
-                             float m, double keep, double spread, double* qsum)
-    double xent_prob_row_f64(const double* x, const double* t, const double* w, Py_ssize_t n,
-                             double m, double keep, double spread, double* qsum)
-    void xent_prob_grad_f32(const float* x, const float* t, const float* w, float* g, Py_ssize_t n,
-                            float m, double keep, double spread, double gmul, double gdiv,
-                            double gsub)
-    void xent_prob_grad_f64(const double* x, const double* t, const double* w, double* g,
-                            Py_ssize_t n, double m, double keep, double spread, double gmul,
-                            double gdiv, double gsub)
-    enum: XENT_SMALL_C
-    enum: XENT_LANES
-    enum: XENT_ROW_GROUP
-    void xent_stats_rows_f32(const float* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
-    void xent_stats_rows_f64(const double* x, Py_ssize_t n, Py_ssize_t C, xent_stats* out)
-    double xent_prob_small_f32(const float* x, const float* t, Py_ssize_t n, Py_ssize_t C,
-                               const float* w, const float* sw, double eps, float* loss,
-                               float* grad, double scale)
-    double xent_prob_small_f64(const double* x, const double* t, Py_ssize_t n, Py_ssize_t C,
-                               const double* w, const double* sw, double eps, double* loss,
-                               double* grad, double scale)
-    void xent_softmax_small_f32(const float* x, Py_ssize_t n, Py_ssize_t C, int mode, float* out)
-    void xent_softmax_small_f64(const double* x, Py_ssize_t n, Py_ssize_t C, int mode, double* out)
-    double xent_index_small_f32(const float* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
-                                const float* w, const float* sw, int has_ignore, int64_t ignore,
-                                float* loss, float* grad, double scale)
-    double xent_index_small_f64(const double* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
-                                const double* w, const double* sw, int has_ignore, int64_t ignore,
-                                double* loss, double* grad, double scale)
     ctypedef struct xent_bcast:
         const void* p
         Py_ssize_t rs
         Py_ssize_t cs
-    double xent_bce_rows_f32(const float* x, const float* t, xent_bcast w, xent_bcast pw,
-                             Py_ssize_t i0, Py_ssize_t n, Py_ssize_t K, float keep, float half,
-                             float* loss, float* grad, float gscale)
-    double xent_bce_rows_f64(const double* x, const double* t, xent_bcast w,
-                             xent_bcast pw, Py_ssize_t i0, Py_ssize_t n, Py_ssize_t K,
-                             double keep, double half, double* loss, double* grad, double gscale)
-    void xent_from_half(const uint16_t* h, float* f, Py_ssize_t n)
-    void xent_to_half(const float* f, uint16_t* h, Py_ssize_t n)
-    bint xent_count_labels(const int64_t* y, Py_ssize_t n, int64_t C, int has_ignore,
-                           int64_t ignore, int64_t* kept)
     ctypedef struct xent_block:
         double bm
         double bs
         double bt
+    int xent_isa_supported(const char* name)
+    int xent_isa_select(const char* name)
+    const char* xent_isa_active()
+    enum: XENT_SMALL_C
+    enum: XENT_LANES
+    enum: XENT_ROW_GROUP
     enum: XENT_BLOCK_F32
     enum: XENT_BLOCK_F64
     bint xent_two_pass(Py_ssize_t C, size_t elem_size)
-    float xent_range_max_f32(const float* x, Py_ssize_t n)
-    double xent_range_max_f64(const double* x, Py_ssize_t n)
-    void xent_row_blocks_f32(const float* x, Py_ssize_t C, Py_ssize_t b_lo, Py_ssize_t b_hi,
-                             float gmax, xent_block* out)
-    void xent_row_blocks_f64(const double* x, Py_ssize_t C, Py_ssize_t b_lo, Py_ssize_t b_hi,
-                             double gmax, xent_block* out)
-    xent_stats xent_row_merge_f32(const xent_block* blocks, Py_ssize_t n_blocks)
-    xent_stats xent_row_merge_f64(const xent_block* blocks, Py_ssize_t n_blocks)
 
+# the ops of the SIMD variants (xent_<op>_f32 / _f64 and the fused xent_<op>),
+# declared from the op list _xent_ops.h by setup.py
+include "_xent_ops.pxi"
 
 def isa_supported(str name):
     """1: the CPU runs this variant; 0: it does not; -1: not in this build."""
@@ -202,11 +153,6 @@ def isa_active():
 ctypedef xent_stats RowStats
 
 
-cdef inline RowStats _row_stats(const floating* x, Py_ssize_t C) noexcept nogil:
-    if floating is float:
-        return xent_row_stats_f32(x, C)
-    else:
-        return xent_row_stats_f64(x, C)
 
 
 cdef inline Py_ssize_t _row_group(Py_ssize_t C, Py_ssize_t block) noexcept nogil:
@@ -243,13 +189,10 @@ cdef inline RowStats _tile_row_stats(const floating* x, Py_ssize_t i, Py_ssize_t
     else:
         group = _row_group(C, XENT_BLOCK_F64)
     if group == 1:
-        return _row_stats(x + i * C, C)
+        return xent_row_stats(x + i * C, C)
     if cached_from[0] < 0 or i < cached_from[0] or i >= cached_from[0] + group:
         n = r1 - i if r1 - i < group else group
-        if floating is float:
-            xent_stats_rows_f32(x + i * C, n, C, cache)
-        else:
-            xent_stats_rows_f64(x + i * C, n, C, cache)
+        xent_stats_rows(x + i * C, n, C, cache)
         cached_from[0] = i
     return cache[i - cached_from[0]]
 
@@ -264,41 +207,12 @@ cdef inline void _softmax_map(const floating* x, floating* out, Py_ssize_t n, do
         xent_exp_map_f64(x, out, n, m, mul, total)
 
 
-cdef inline void _exp_map_sub(const floating* x, const floating* w, floating* out, Py_ssize_t n,
-                              floating m, double mul, double sub) noexcept nogil:
-    """out[j] = mul exp(x[j] - m) - sub w[j], in double; out may be x."""
-    if floating is float:
-        xent_exp_map_sub_f32(x, w, out, n, m, mul, sub)
-    else:
-        xent_exp_map_sub_f64(x, w, out, n, m, mul, sub)
 
 
-cdef inline double _prob_row(const floating* x, const floating* t, const floating* w,
-                             Py_ssize_t n, floating m, double keep, double spread,
-                             double* qsum) noexcept nogil:
-    if floating is float:
-        return xent_prob_row_f32(x, t, w, n, m, keep, spread, qsum)
-    else:
-        return xent_prob_row_f64(x, t, w, n, m, keep, spread, qsum)
 
 
-cdef inline void _prob_grad(const floating* x, const floating* t, const floating* w,
-                            floating* g, Py_ssize_t n, floating m, double keep, double spread,
-                            double gmul, double gdiv, double gsub) noexcept nogil:
-    if floating is float:
-        xent_prob_grad_f32(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)
-    else:
-        xent_prob_grad_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)
 
 
-cdef inline double _index_small(const floating* x, const int64_t* y, Py_ssize_t n, Py_ssize_t C,
-                               const floating* w, const floating* sw, bint has_ignore,
-                               int64_t ignore, floating* loss, floating* grad,
-                               double scale) noexcept nogil:
-    if floating is float:
-        return xent_index_small_f32(x, y, n, C, w, sw, has_ignore, ignore, loss, grad, scale)
-    else:
-        return xent_index_small_f64(x, y, n, C, w, sw, has_ignore, ignore, loss, grad, scale)
 
 
 cdef inline bint _row_is_nan(RowStats* st) noexcept nogil:
@@ -346,7 +260,7 @@ cdef inline void _run_job(const RowJob* jb, const floating* xr, const floating* 
     elif jb.kind == JOB_SOFTMAX:
         _softmax_map(xr + c0, orow + c0, c1 - c0, jb.a, jb.b, jb.c)
     elif jb.kind == JOB_EXP_SUB:
-        _exp_map_sub(xr + c0, w + c0 if w != NULL else NULL, orow + c0, c1 - c0,
+        xent_exp_map_sub(xr + c0, w + c0 if w != NULL else NULL, orow + c0, c1 - c0,
                      <floating>jb.a, jb.b, jb.c)
     elif jb.kind == JOB_LOG_SOFTMAX:
         for j in range(c0, c1):
@@ -420,10 +334,7 @@ cdef object _split_stats(const floating* x, Py_ssize_t N, Py_ssize_t C, int n_th
             i = u // upr
             c0 = (u % upr) * kb * B
             c1 = c0 + kb * B if c0 + kb * B < C else C
-            if floating is float:
-                cmax[u] = xent_range_max_f32(x + i * C + c0, c1 - c0)
-            else:
-                cmax[u] = xent_range_max_f64(x + i * C + c0, c1 - c0)
+            cmax[u] = xent_range_max(x + i * C + c0, c1 - c0)
         with nogil:
             for i in range(N):                   # exact: the max of the chunks' maxima
                 g = -INFINITY
@@ -435,11 +346,7 @@ cdef object _split_stats(const floating* x, Py_ssize_t N, Py_ssize_t C, int n_th
         i = u // upr
         k = (u % upr) * kb
         b1 = k + kb if k + kb < nb else nb
-        if floating is float:
-            xent_row_blocks_f32(x + i * C, C, k, b1, <float>gmax[i],
-                                <xent_block*>&blocks[i * nb + k, 0])
-        else:
-            xent_row_blocks_f64(x + i * C, C, k, b1, gmax[i], <xent_block*>&blocks[i * nb + k, 0])
+        xent_row_blocks(x + i * C, C, k, b1, <floating>gmax[i], <xent_block*>&blocks[i * nb + k, 0])
     with nogil:
         for i in range(N):
             if floating is float:
@@ -492,7 +399,7 @@ cdef void _ce_index_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssi
     cdef double keep = 1.0 - eps
     cdef double spread = eps / <double>C
     if C <= XENT_SMALL_C and eps == 0.0:   # few classes: rows as SIMD lanes
-        part[0] = _index_small(x + r0 * C, y + r0, r1 - r0, C, w,
+        part[0] = xent_index_small(x + r0 * C, y + r0, r1 - r0, C, w,
                                sw + r0 if sw != NULL else NULL, has_ignore, ignore,
                                loss_out + r0 if loss_out != NULL else NULL,
                                grad + r0 * C if grad != NULL else NULL, scale)
@@ -576,7 +483,7 @@ cdef void _index_check_tile(const int64_t* y, Py_ssize_t r0, Py_ssize_t r1, int6
     # Unweighted: den is the count of kept rows, an integer (exact in double:
     # the bits of the Kahan loop below), counted in the variant's vectors.
     # A bad label: the loop below finds the first one.
-    if w == NULL and sw == NULL and not xent_count_labels(y + r0, r1 - r0, C, has_ignore,
+    if w == NULL and sw == NULL and not xent_count_labels_f32(y + r0, r1 - r0, C, has_ignore,
                                                           ignore, &kept):
         den[0] = <double>kept
         return
@@ -715,16 +622,10 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
     cdef double qsum, ls, li, si, sc, inv, lsum, qtop
     cdef Py_ssize_t top
     if C <= XENT_SMALL_C:                    # few classes: rows as SIMD lanes
-        if floating is float:
-            part[0] = xent_prob_small_f32(x + r0 * C, tg + r0 * C, r1 - r0, C, w,
-                                          sw + r0 if sw != NULL else NULL, eps,
-                                          loss_out + r0 if loss_out != NULL else NULL,
-                                          grad + r0 * C if grad != NULL else NULL, scale)
-        else:
-            part[0] = xent_prob_small_f64(x + r0 * C, tg + r0 * C, r1 - r0, C, w,
-                                          sw + r0 if sw != NULL else NULL, eps,
-                                          loss_out + r0 if loss_out != NULL else NULL,
-                                          grad + r0 * C if grad != NULL else NULL, scale)
+        part[0] = xent_prob_small(x + r0 * C, tg + r0 * C, r1 - r0, C, w,
+                                  sw + r0 if sw != NULL else NULL, eps,
+                                  loss_out + r0 if loss_out != NULL else NULL,
+                                  grad + r0 * C if grad != NULL else NULL, scale)
         return
     num.s = 0.0
     num.c = 0.0
@@ -744,7 +645,7 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
             if grad != NULL:
                 _fill(grad + i * C, C, NAN)
         else:
-            lsum = _prob_row(xr, tr, w, C, <floating>st.m, keep, spread, &qsum)
+            lsum = xent_prob_row(xr, tr, w, C, <floating>st.m, keep, spread, &qsum)
             ls = _row_log_sum(&st)
             inv = 1.0 / (st.s + st.ties)
             sc = scale * si
@@ -757,7 +658,7 @@ cdef void _ce_prob_tile(const floating* x, const floating* tg, Py_ssize_t r0, Py
                 if w != NULL:
                     qtop = qtop * <double>w[top]
             if gr != NULL:
-                _prob_grad(xr, tr, w, gr, C, <floating>st.m, keep, spread, sc * qsum,
+                xent_prob_grad(xr, tr, w, gr, C, <floating>st.m, keep, spread, sc * qsum,
                            st.s + st.ties, sc)
                 # Q p_top - q_top = (Q_rest - q_top r) / (1 + r), r = sum of the
                 # other exp(x - m): no cancellation when the row is confident
@@ -823,12 +724,8 @@ cdef void _bce_tile(const floating* x, const floating* tg, Py_ssize_t i0, Py_ssi
     """Elements [i0, i1) of the (n // K, K) logits.  x, tg, loss_out and grad
     point at element i0 (the weights are indexed by the absolute position:
     xent_bce_rows)."""
-    if floating is float:
-        part[0] = xent_bce_rows_f32(x, tg, wb, pb, i0, i1 - i0, K, <float>(1.0 - eps),
-                                    <float>(0.5 * eps), loss_out, grad, <float>scale)
-    else:
-        part[0] = xent_bce_rows_f64(x, tg, wb, pb, i0, i1 - i0, K, 1.0 - eps, 0.5 * eps,
-                                    loss_out, grad, scale)
+    part[0] = xent_bce_rows(x, tg, wb, pb, i0, i1 - i0, K, <floating>(1.0 - eps),
+                            <floating>(0.5 * eps), loss_out, grad, <floating>scale)
 
 
 cdef Bcast _bcast(object arr, Py_ssize_t itemsize) except *:
@@ -902,12 +799,7 @@ cdef void _softmax_tile(const floating* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
     cdef const floating* xr
     cdef floating* orow
     if C <= XENT_SMALL_C:                    # few classes: rows as SIMD lanes
-        if floating is float:
-            xent_softmax_small_f32(x + r0 * C, r1 - r0, C, mode,
-                                   out + (r0 if mode == 0 else r0 * C))
-        else:
-            xent_softmax_small_f64(x + r0 * C, r1 - r0, C, mode,
-                                   out + (r0 if mode == 0 else r0 * C))
+        xent_softmax_small(x + r0 * C, r1 - r0, C, mode, out + (r0 if mode == 0 else r0 * C))
         return
     for i in range(r0, r1):
         xr = x + i * C
@@ -978,13 +870,13 @@ def softmax_rows(const floating[:, ::1] x, floating[::1] out, int mode, int n_th
 def from_half(const uint16_t[::1] h, float[::1] f):
     """float16 bits -> float32 (the tests compare it with numpy)."""
     if h.shape[0]:
-        xent_from_half(&h[0], &f[0], h.shape[0])
+        xent_from_half_f32(&h[0], &f[0], h.shape[0])
 
 
 def to_half(const float[::1] f, uint16_t[::1] h):
     """float32 -> float16 bits, round to nearest even."""
     if f.shape[0]:
-        xent_to_half(&f[0], &h[0], f.shape[0])
+        xent_to_half_f32(&f[0], &h[0], f.shape[0])
 
 
 cdef object _half_buffers(Py_ssize_t n_threads, Py_ssize_t n_tiles, Py_ssize_t elems):
@@ -998,13 +890,13 @@ cdef void _ce_index_htile(const uint16_t* xh, float* xs, Py_ssize_t r0, Py_ssize
                           float* loss_out, uint16_t* gh, double scale,
                           double* part) noexcept nogil:
     cdef Py_ssize_t n = (r1 - r0) * C
-    xent_from_half(xh + r0 * C, xs, n)
+    xent_from_half_f32(xh + r0 * C, xs, n)
     _ce_index_tile(xs, 0, r1 - r0, C, y + r0, w, wsum, sw + r0 if sw != NULL else NULL,
                    has_ignore, ignore, eps, loss_out + r0 if loss_out != NULL else NULL,
                    xs if gh != NULL else NULL, scale, part, <const RowStats*>NULL,
                    <RowJob*>NULL)
     if gh != NULL:
-        xent_to_half(xs, gh + r0 * C, n)
+        xent_to_half_f32(xs, gh + r0 * C, n)
 
 
 def softmax_ce_index_half(const uint16_t[:, ::1] x, const int64_t[::1] y,
@@ -1049,12 +941,12 @@ cdef void _ce_prob_htile(const uint16_t* xh, float* xs, const float* tg, Py_ssiz
                          double eps, float* loss_out, uint16_t* gh, double scale,
                          double* part) noexcept nogil:
     cdef Py_ssize_t n = (r1 - r0) * C
-    xent_from_half(xh + r0 * C, xs, n)
+    xent_from_half_f32(xh + r0 * C, xs, n)
     _ce_prob_tile(xs, tg + r0 * C, 0, r1 - r0, C, w, sw + r0 if sw != NULL else NULL, eps,
                   loss_out + r0 if loss_out != NULL else NULL, xs if gh != NULL else NULL,
                   scale, part)
     if gh != NULL:
-        xent_to_half(xs, gh + r0 * C, n)
+        xent_to_half_f32(xs, gh + r0 * C, n)
 
 
 def softmax_ce_prob_half(const uint16_t[:, ::1] x, const float[:, ::1] tg,
@@ -1094,12 +986,12 @@ def softmax_ce_prob_half(const uint16_t[:, ::1] x, const float[:, ::1] tg,
 cdef void _bce_htile(const uint16_t* xh, float* xs, const float* tg, Py_ssize_t i0,
                      Py_ssize_t i1, Py_ssize_t K, Bcast wb, Bcast pb, double eps,
                      float* loss_out, uint16_t* gh, double scale, double* part) noexcept nogil:
-    xent_from_half(xh + i0, xs, i1 - i0)
+    xent_from_half_f32(xh + i0, xs, i1 - i0)
     _bce_tile(<const float*>xs, tg + i0, i0, i1, K, wb, pb, eps,
               loss_out + i0 if loss_out != NULL else NULL, xs if gh != NULL else NULL,
               scale, part)
     if gh != NULL:
-        xent_to_half(xs, gh + i0, i1 - i0)
+        xent_to_half_f32(xs, gh + i0, i1 - i0)
 
 
 def sigmoid_bce_half(const uint16_t[::1] x, const float[::1] tg, Py_ssize_t K,
@@ -1137,14 +1029,14 @@ def sigmoid_bce_half(const uint16_t[::1] x, const float[::1] tg, Py_ssize_t K,
 cdef void _softmax_htile(const uint16_t* xh, float* xs, Py_ssize_t r0, Py_ssize_t r1,
                          Py_ssize_t C, int mode, float* lse, uint16_t* oh) noexcept nogil:
     cdef Py_ssize_t n = (r1 - r0) * C
-    xent_from_half(xh + r0 * C, xs, n)
+    xent_from_half_f32(xh + r0 * C, xs, n)
     if mode == 0:
         _softmax_tile(<const float*>xs, 0, r1 - r0, C, mode, lse + r0, <const RowStats*>NULL,
                       <RowJob*>NULL)
     else:
         _softmax_tile(<const float*>xs, 0, r1 - r0, C, mode, xs, <const RowStats*>NULL,
                       <RowJob*>NULL)
-        xent_to_half(xs, oh + r0 * C, n)
+        xent_to_half_f32(xs, oh + r0 * C, n)
 
 
 def softmax_rows_half(const uint16_t[:, ::1] x, float[::1] lse, uint16_t[::1] out, int mode,

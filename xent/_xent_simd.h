@@ -113,74 +113,27 @@ typedef struct { const void* p; ptrdiff_t rs, cs; } xent_bcast;   /* p: float or
  * rows are still in L1 / L2 when a gradient pass reads them again */
 #define XENT_ROW_GROUP 4
 
+#include "_xent_ops.h"
+
+/* A variant's entry points: one field per op of the op list (_xent_ops.h). */
+#define XENT_FIELD(S, ret, op, params, args) ret (*op##_##S) params;
+#define XENT_FIELDV(S, op, params, args) void (*op##_##S) params;
 typedef struct {
     const char* name;
-    xent_stats (*row_stats_f32)(const float*, ptrdiff_t);
-    xent_stats (*row_stats_f64)(const double*, ptrdiff_t);
-    void (*exp_map_f32)(const float*, float*, ptrdiff_t, float, float, float);
-    void (*exp_map_f64)(const double*, double*, ptrdiff_t, double, double, double);
-    void (*exp_map_sub_f32)(const float*, const float*, float*, ptrdiff_t, float, double, double);
-    void (*exp_map_sub_f64)(const double*, const double*, double*, ptrdiff_t, double, double, double);
-    double (*prob_row_f32)(const float*, const float*, const float*, ptrdiff_t, float, double,
-                           double, double*);
-    double (*prob_row_f64)(const double*, const double*, const double*, ptrdiff_t, double, double,
-                           double, double*);
-    void (*prob_grad_f32)(const float*, const float*, const float*, float*, ptrdiff_t, float,
-                          double, double, double, double, double);
-    void (*prob_grad_f64)(const double*, const double*, const double*, double*, ptrdiff_t,
-                          double, double, double, double, double, double);
-    void (*stats_rows_f32)(const float*, ptrdiff_t, ptrdiff_t, xent_stats*);
-    void (*stats_rows_f64)(const double*, ptrdiff_t, ptrdiff_t, xent_stats*);
-    void (*softmax_small_f32)(const float*, ptrdiff_t, ptrdiff_t, int, float*);
-    void (*softmax_small_f64)(const double*, ptrdiff_t, ptrdiff_t, int, double*);
-    double (*prob_small_f32)(const float*, const float*, ptrdiff_t, ptrdiff_t, const float*,
-                             const float*, double, float*, float*, double);
-    double (*prob_small_f64)(const double*, const double*, ptrdiff_t, ptrdiff_t, const double*,
-                             const double*, double, double*, double*, double);
-    double (*index_small_f32)(const float*, const int64_t*, ptrdiff_t, ptrdiff_t, const float*,
-                              const float*, int, int64_t, float*, float*, double);
-    double (*index_small_f64)(const double*, const int64_t*, ptrdiff_t, ptrdiff_t, const double*,
-                              const double*, int, int64_t, double*, double*, double);
-    double (*bce_rows_f32)(const float*, const float*, xent_bcast, xent_bcast, ptrdiff_t,
-                           ptrdiff_t, ptrdiff_t, float, float, float*, float*, float);
-    double (*bce_rows_f64)(const double*, const double*, xent_bcast, xent_bcast, ptrdiff_t,
-                           ptrdiff_t, ptrdiff_t, double, double, double*, double*, double);
-    float (*range_max_f32)(const float*, ptrdiff_t);
-    double (*range_max_f64)(const double*, ptrdiff_t);
-    void (*row_blocks_f32)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, float, xent_block*);
-    void (*row_blocks_f64)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, double, xent_block*);
-    xent_stats (*row_merge_f32)(const xent_block*, ptrdiff_t);
-    xent_stats (*row_merge_f64)(const xent_block*, ptrdiff_t);
-    void (*from_half)(const uint16_t*, float*, ptrdiff_t);
-    void (*to_half)(const float*, uint16_t*, ptrdiff_t);
-    int (*count_labels)(const int64_t*, ptrdiff_t, int64_t, int, int64_t, int64_t*);
+    XENT_ALL_OPS(XENT_FIELD, XENT_FIELDV)
 } xent_ops;
+#undef XENT_FIELD
+#undef XENT_FIELDV
 
 #define XENT_CAT3_(a, b, c) a##_##b##_##c
 #define XENT_CAT3(a, b, c) XENT_CAT3_(a, b, c)
 #define XENT_STR_(a) #a
 #define XENT_STR(a) XENT_STR_(a)
 
-/* One variant: the body for both types, and its table of entry points. */
-#define XENT_OPS_TABLE(isa)                                                       \
-    static const xent_ops XENT_CAT3(xent, ops, isa) = {                           \
-        XENT_STR(isa),                                                            \
-        XENT_CAT3(row_stats, f32, isa), XENT_CAT3(row_stats, f64, isa),           \
-        XENT_CAT3(exp_map, f32, isa), XENT_CAT3(exp_map, f64, isa),               \
-        XENT_CAT3(exp_map_sub, f32, isa), XENT_CAT3(exp_map_sub, f64, isa),       \
-        XENT_CAT3(prob_row, f32, isa), XENT_CAT3(prob_row, f64, isa),             \
-        XENT_CAT3(prob_grad, f32, isa), XENT_CAT3(prob_grad, f64, isa),           \
-        XENT_CAT3(stats_rows, f32, isa), XENT_CAT3(stats_rows, f64, isa),         \
-        XENT_CAT3(softmax_small, f32, isa), XENT_CAT3(softmax_small, f64, isa),   \
-        XENT_CAT3(prob_small, f32, isa), XENT_CAT3(prob_small, f64, isa),         \
-        XENT_CAT3(index_small, f32, isa), XENT_CAT3(index_small, f64, isa),       \
-        XENT_CAT3(bce_rows, f32, isa), XENT_CAT3(bce_rows, f64, isa),             \
-        XENT_CAT3(range_max, f32, isa), XENT_CAT3(range_max, f64, isa),           \
-        XENT_CAT3(row_blocks, f32, isa), XENT_CAT3(row_blocks, f64, isa),         \
-        XENT_CAT3(row_merge, f32, isa), XENT_CAT3(row_merge, f64, isa),           \
-        XENT_CAT3(from_half, f32, isa), XENT_CAT3(to_half, f32, isa),             \
-        XENT_CAT3(count_labels, f32, isa),                                        \
-    };
+/* One variant's table (expanded by _xent_simd_isa.h with XENT_ISA set):
+ * every op of the list, bound to that variant's N(op). */
+#define XENT_ENTRY(S, ret, op, params, args) .op##_##S = XENT_CAT3(op, S, XENT_ISA),
+#define XENT_ENTRYV(S, op, params, args) .op##_##S = XENT_CAT3(op, S, XENT_ISA),
 
 #define N(name) XENT_CAT3(name, XT_SUFFIX, XENT_ISA)
 
@@ -286,56 +239,15 @@ static int xent_isa_select(const char* name)
 
 static const char* xent_isa_active(void) { return xent_active->name; }
 
-/* Thin wrappers so that Cython sees plain functions. */
-static inline xent_stats xent_row_stats_f32(const float* x, ptrdiff_t n) { return xent_active->row_stats_f32(x, n); }
-static inline xent_stats xent_row_stats_f64(const double* x, ptrdiff_t n) { return xent_active->row_stats_f64(x, n); }
-static inline void xent_exp_map_f32(const float* x, float* o, ptrdiff_t n, float m, float k, float d) { xent_active->exp_map_f32(x, o, n, m, k, d); }
-static inline void xent_exp_map_f64(const double* x, double* o, ptrdiff_t n, double m, double k, double d) { xent_active->exp_map_f64(x, o, n, m, k, d); }
-static inline void xent_exp_map_sub_f32(const float* x, const float* w, float* o, ptrdiff_t n, float m, double k, double s) { xent_active->exp_map_sub_f32(x, w, o, n, m, k, s); }
-static inline void xent_exp_map_sub_f64(const double* x, const double* w, double* o, ptrdiff_t n, double m, double k, double s) { xent_active->exp_map_sub_f64(x, w, o, n, m, k, s); }
-static inline double xent_prob_row_f32(const float* x, const float* t, const float* w, ptrdiff_t n, float m,
-                                       double keep, double spread, double* qsum)
-{ return xent_active->prob_row_f32(x, t, w, n, m, keep, spread, qsum); }
-static inline double xent_prob_row_f64(const double* x, const double* t, const double* w, ptrdiff_t n, double m,
-                                       double keep, double spread, double* qsum)
-{ return xent_active->prob_row_f64(x, t, w, n, m, keep, spread, qsum); }
-static inline void xent_prob_grad_f32(const float* x, const float* t, const float* w, float* g, ptrdiff_t n, float m,
-                                      double keep, double spread, double gmul, double gdiv, double gsub)
-{ xent_active->prob_grad_f32(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
-static inline void xent_prob_grad_f64(const double* x, const double* t, const double* w, double* g, ptrdiff_t n, double m,
-                                      double keep, double spread, double gmul, double gdiv, double gsub)
-{ xent_active->prob_grad_f64(x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub); }
-static inline void xent_stats_rows_f32(const float* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_rows_f32(x, n, C, out); }
-static inline void xent_stats_rows_f64(const double* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out) { xent_active->stats_rows_f64(x, n, C, out); }
-static inline void xent_softmax_small_f32(const float* x, ptrdiff_t n, ptrdiff_t C, int mode, float* out) { xent_active->softmax_small_f32(x, n, C, mode, out); }
-static inline void xent_softmax_small_f64(const double* x, ptrdiff_t n, ptrdiff_t C, int mode, double* out) { xent_active->softmax_small_f64(x, n, C, mode, out); }
-static inline double xent_prob_small_f32(const float* x, const float* t, ptrdiff_t n, ptrdiff_t C, const float* w,
-                                         const float* sw, double eps, float* loss, float* grad, double sc)
-{ return xent_active->prob_small_f32(x, t, n, C, w, sw, eps, loss, grad, sc); }
-static inline double xent_prob_small_f64(const double* x, const double* t, ptrdiff_t n, ptrdiff_t C, const double* w,
-                                         const double* sw, double eps, double* loss, double* grad, double sc)
-{ return xent_active->prob_small_f64(x, t, n, C, w, sw, eps, loss, grad, sc); }
-static inline double xent_index_small_f32(const float* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const float* w,
-                                          const float* sw, int hi, int64_t ig, float* loss, float* grad, double sc)
-{ return xent_active->index_small_f32(x, y, n, C, w, sw, hi, ig, loss, grad, sc); }
-static inline double xent_index_small_f64(const double* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const double* w,
-                                          const double* sw, int hi, int64_t ig, double* loss, double* grad, double sc)
-{ return xent_active->index_small_f64(x, y, n, C, w, sw, hi, ig, loss, grad, sc); }
-static inline double xent_bce_rows_f32(const float* x, const float* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0,
-                                       ptrdiff_t n, ptrdiff_t K, float keep, float half, float* loss, float* grad, float gs)
-{ return xent_active->bce_rows_f32(x, t, w, pw, i0, n, K, keep, half, loss, grad, gs); }
-static inline double xent_bce_rows_f64(const double* x, const double* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0,
-                                       ptrdiff_t n, ptrdiff_t K, double keep, double half, double* loss, double* grad, double gs)
-{ return xent_active->bce_rows_f64(x, t, w, pw, i0, n, K, keep, half, loss, grad, gs); }
-static inline float xent_range_max_f32(const float* x, ptrdiff_t n) { return xent_active->range_max_f32(x, n); }
-static inline double xent_range_max_f64(const double* x, ptrdiff_t n) { return xent_active->range_max_f64(x, n); }
-static inline void xent_row_blocks_f32(const float* x, ptrdiff_t C, ptrdiff_t lo, ptrdiff_t hi, float g, xent_block* o) { xent_active->row_blocks_f32(x, C, lo, hi, g, o); }
-static inline void xent_row_blocks_f64(const double* x, ptrdiff_t C, ptrdiff_t lo, ptrdiff_t hi, double g, xent_block* o) { xent_active->row_blocks_f64(x, C, lo, hi, g, o); }
-static inline xent_stats xent_row_merge_f32(const xent_block* b, ptrdiff_t n) { return xent_active->row_merge_f32(b, n); }
-static inline xent_stats xent_row_merge_f64(const xent_block* b, ptrdiff_t n) { return xent_active->row_merge_f64(b, n); }
-static inline void xent_from_half(const uint16_t* h, float* f, ptrdiff_t n) { xent_active->from_half(h, f, n); }
-static inline void xent_to_half(const float* f, uint16_t* h, ptrdiff_t n) { xent_active->to_half(f, h, n); }
-static inline int xent_count_labels(const int64_t* y, ptrdiff_t n, int64_t C, int hi, int64_t ig, int64_t* kept) { return xent_active->count_labels(y, n, C, hi, ig, kept); }
+/* Plain functions that run the active variant's op, for Cython (which
+ * declares them from the op list too: setup.py writes _xent_ops.pxi). */
+#define XENT_WRAP(S, ret, op, params, args) \
+    static inline ret xent_##op##_##S params { return xent_active->op##_##S args; }
+#define XENT_WRAPV(S, op, params, args) \
+    static inline void xent_##op##_##S params { xent_active->op##_##S args; }
+XENT_ALL_OPS(XENT_WRAP, XENT_WRAPV)
+#undef XENT_WRAP
+#undef XENT_WRAPV
 
 #undef N
 #endif

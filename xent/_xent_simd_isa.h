@@ -18,4 +18,7 @@
 #undef XT_FLOAT
 #undef XT_SUFFIX
 
-XENT_OPS_TABLE(XENT_ISA)
+static const xent_ops XENT_CAT3(xent, ops, XENT_ISA) = {
+    .name = XENT_STR(XENT_ISA),
+    XENT_ALL_OPS(XENT_ENTRY, XENT_ENTRYV)
+};

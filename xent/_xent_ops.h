@@ -1,0 +1,49 @@
+/* The op list: every primitive that the SIMD variants provide, one line each.
+ *
+ * A primitive is written once, as N(op) in _xent_simd_body.h (or a header it
+ * includes), and listed once here.  From this list come
+ *   - the fields of the variant table `xent_ops` and each variant's table
+ *     (_xent_simd.h, _xent_simd_isa.h),
+ *   - the plain C functions xent_<op>_<S> that call the active variant,
+ *   - their Cython declarations and, for the typed ops, one fused-type
+ *     function xent_<op> per op that picks the float or double one
+ *     (setup.py writes both into _xent_ops.pxi at build time).
+ *
+ * XENT_TYPED_OPS(X, XV, T, S) lists the ops instantiated for T = float
+ * (S = f32) and T = double (S = f64); XENT_PLAIN_OPS(X, XV) those that exist
+ * once (their body is compiled with T = float, S = f32).  Each entry is
+ *   X(S, return type, op, (parameters), (arguments))   or
+ *   XV(S, op, (parameters), (arguments))               for a void op.
+ * setup.py reads the entries with a regular expression: keep one per line,
+ * in this form.
+ */
+#ifndef XENT_OPS_H
+#define XENT_OPS_H
+
+#define XENT_TYPED_OPS(X, XV, T, S)                                                                \
+    X(S, xent_stats, row_stats, (const T* x, ptrdiff_t n), (x, n))                                 \
+    XV(S, exp_map, (const T* x, T* out, ptrdiff_t n, T m, T mul, T div), (x, out, n, m, mul, div)) \
+    XV(S, exp_map_sub, (const T* x, const T* w, T* out, ptrdiff_t n, T m, double mul, double sub), (x, w, out, n, m, mul, sub)) \
+    X(S, double, prob_row, (const T* x, const T* t, const T* w, ptrdiff_t n, T m, double keep, double spread, double* qsum), (x, t, w, n, m, keep, spread, qsum)) \
+    XV(S, prob_grad, (const T* x, const T* t, const T* w, T* g, ptrdiff_t n, T m, double keep, double spread, double gmul, double gdiv, double gsub), (x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)) \
+    XV(S, stats_rows, (const T* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out), (x, n, C, out))    \
+    XV(S, softmax_small, (const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* out), (x, n, C, mode, out)) \
+    X(S, double, prob_small, (const T* x, const T* t, ptrdiff_t n, ptrdiff_t C, const T* w, const T* sw, double eps, T* loss, T* grad, double scale), (x, t, n, C, w, sw, eps, loss, grad, scale)) \
+    X(S, double, index_small, (const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const T* w, const T* sw, int has_ignore, int64_t ignore, T* loss, T* grad, double scale), (x, y, n, C, w, sw, has_ignore, ignore, loss, grad, scale)) \
+    X(S, double, bce_rows, (const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0, ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale), (x, t, w, pw, i0, n, K, keep, half, loss, grad, gscale)) \
+    X(S, T, range_max, (const T* x, ptrdiff_t n), (x, n))                                          \
+    XV(S, row_blocks, (const T* x, ptrdiff_t C, ptrdiff_t b_lo, ptrdiff_t b_hi, T gmax, xent_block* out), (x, C, b_lo, b_hi, gmax, out)) \
+    X(S, xent_stats, row_merge, (const xent_block* blocks, ptrdiff_t n_blocks), (blocks, n_blocks))
+
+#define XENT_PLAIN_OPS(X, XV)                                                                      \
+    XV(f32, from_half, (const uint16_t* h, float* f, ptrdiff_t n), (h, f, n))                      \
+    XV(f32, to_half, (const float* f, uint16_t* h, ptrdiff_t n), (f, h, n))                        \
+    X(f32, int, count_labels, (const int64_t* y, ptrdiff_t n, int64_t C, int has_ignore, int64_t ignore, int64_t* kept), (y, n, C, has_ignore, ignore, kept))
+
+/* Every op of the list, for each type: what the table and the wrappers run over. */
+#define XENT_ALL_OPS(X, XV)                                                                        \
+    XENT_TYPED_OPS(X, XV, float, f32)                                                              \
+    XENT_TYPED_OPS(X, XV, double, f64)                                                             \
+    XENT_PLAIN_OPS(X, XV)
+
+#endif
