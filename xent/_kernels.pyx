@@ -20,6 +20,97 @@ their own slot and combined in tile order.  Rows split into column chunks
 (fewer rows than threads, huge C) compute every block as the row path does
 and merge the blocks in order.  Results are therefore bitwise identical for
 any number of threads.
+
+Which path a call takes, in order (tests ask ``rows_per_tile(C)``,
+``row_group_size(C, dtype)``, ``split_applies(N, C, n_threads)``):
+
+1. Small call: ``xent._api`` offers a plain float32/float64 ndarray call of
+   one tile (N * C <= TILE_ELEMS, ``_api._FAST_ELEMS``) to ``fast_index_ce``,
+   ``fast_dense`` (probability CE, BCE) or ``fast_softmax``: the general
+   path's tile function on the calling thread.  What they decline (float16,
+   other layouts, a bad label) returns NotImplemented: the general path.
+2. Few classes, C <= XENT_SMALL_C: XENT_LANES rows as SIMD lanes
+   (index_small without label smoothing, prob_small, softmax_small; with
+   smoothing the lanes' row statistics, then the row formulas).
+3. Row groups, C <= XENT_BLOCK_F32 / _F64: XENT_ROW_GROUP rows (stats_rows),
+   each row's max found while the row before it is summed.
+4. One row at a time (row_stats): two-pass when xent_two_pass(C) (a max
+   sweep, then every block summed against it from cache), else blocks each
+   summed against its own max and merged online, in order.
+5. Column split (``_use_split``, checked before tiling): class-index CE and
+   the softmax primitives with n_threads > 1, N < n_threads, C >= SPLIT_MIN_C;
+   row_stats' blocks as (row, chunk) units over all threads, then the outputs a
+   chunk at a time.
+Tiles are ``_rows_per_tile(C)`` rows (one once C >= TILE_ELEMS): a serial
+loop for one thread or one tile, else a dynamic ``prange``.  BCE cuts the
+flat array into element tiles of TILE_ELEMS: one bce_seg in XT_BCE_CHUNK
+chunks, or with weights stretches of XT_BCE_STRETCH.  float16 (``*_half``):
+each tile is widened into a float32 buffer of its thread, the float32 tile
+runs there in place, a gradient / softmax is narrowed back (bitwise the
+float32 kernels on x.astype(float32)); static schedule, no split.
+
+Thresholds: value; what it selects; why; measurement.  Reproduce with
+``python -m xent bench --shapes RxC --threads T`` (tools/scaling.sh sweeps
+threads) or tools/row_stats_bench.c (build line in its header; ``avx512
+1000 256``: row statistics, ns per element, one core, from L2).
+
+* TILE_ELEMS = 32768: rows per tile, BCE's tile, the small-call limit, the
+  float16 buffer.  Amortises scheduling and the tile's float64 partial sum;
+  2 x 16 cores get dozens of tiles on 10M elements.  Size not measured;
+  dynamic vs static hand-out: a few % on a 2-core cloud VM (noise level).
+* Small-call limit, N * C <= 32768, any C: skips NumPy's Python-level
+  helpers and the thread team, same tile call (tests/test_small_calls.py:
+  bitwise).  End to end, 2-core cloud VM: 32 x 10 ~1-4 us vs 9-40 us on the
+  general path, 1 x 1000 0.8 vs 10.6 us.  The limit (one tile): not measured.
+* XENT_SMALL_C = 32, XENT_LANES = 16: lanes.  A 10-class row alone is all
+  loop overhead; 16 floats are one AVX-512 vector.  262144 x 10 vs rows:
+  softmax 4.0x -> 6.0x PyTorch's speed, ce_prob 1.8x -> 3.9x, logsumexp
+  5.4 -> 3.6 ms on one thread.  The cutoff 32: not measured.
+* XENT_ROW_GROUP = 4: the max sweep, waiting on memory, overlaps the
+  neighbour's sums; the rows stay in L1 / L2 for the gradient pass
+  (tests/test_row_groups.py).  C = 1000, one core from cache: 202 -> 190 ns
+  per row.  4 against other values: not measured.
+* XENT_BLOCK_F32 = 4096, _F64 = 1024 (16 / 8 KiB): the row-group limit, the
+  unit of row_stats and of the split; a block's second sweep reads L1.
+  Not measured.
+* Two-pass limit, block < C and C * itemsize <= 1 MiB: the merge's rescale
+  by a rounded exp costs up to an ulp each time the max grows, too much for
+  float64 at 128k classes; a row in L2 pays little for a second sweep.
+  Accuracy: tests/test_accuracy.py (C = 128256), tools/ulp_report.py; the
+  1 MiB bound's speed: not measured.
+* SPLIT_MIN_C = 65536, SPLIT_CHUNK = 16384 (64 KiB of float32): the split
+  costs three parallel regions, a few us.  One float32 row, 2 threads, a
+  2-core machine: C = 49152 breaks even, 65536 +10 %, 128256 +30 % (loss
+  37 -> 29 us), 2^20 +60 % (tests/test_split.py: bitwise).  Chunk size: not
+  measured.
+* XENT_ONE_COPY (merge_block, noinline noclone): with a copy per caller gcc
+  13 fuses FMAs differently and a split float64 row of 140000 classes gets a
+  gradient 1-2 ulp off the unsplit one (16-core AVX-512 Xeon).  The first
+  block stays inline (merge_in): a call would cost 100-class rows 10 %
+  (row_stats_bench, AVX2).
+* XENT_RS_LANES = 16 (AVX-512) / 8, XT_SUB = 64 float / 32 double terms per
+  lane before a double add: lanes kept across a block cost a third less per
+  element at C = 1000, half at 32000 (AVX-512); float Kahan there cost
+  15-20 % (0.28 -> 0.24 ns/element, one core), so float adds plainly.
+* XT_PROB_SUB = 1024 (float): prob_row's Kahan step per 1024 terms, AVX-512,
+  C = 1000: 14 -> 7 cycles per 16 floats.
+* XT_FAR = -80 (float only): a block, or a lane row spanning over 80, with a
+  term below exp(-80) is summed in double (accuracy near float's
+  subnormals).  Speed not measured.
+* XT_BCE_CHUNK = 256 (chunk sums Kahan-added): not measured.
+  XT_BCE_STRETCH = 1024: weighted BCE, 2.6M float32, 2 threads, AMD EPYC
+  Zen 4 (AVX2): (C,) pos_weight at C = 10 13.5 -> 2.2 ms against a bce_seg
+  per row; 1024 itself not measured.
+* XT_LSE_GROUP = 4 lane blocks per logsumexp: one block alone is one
+  divide / log latency chain, 30 % of its time at C = 10.  4: not measured.
+* Prefetch: row sweeps fetch the next row or block (1 GB, C = 1000, 2
+  threads: ~9.5 -> 12-17 GB/s, noisy); XT_LANES_AHEAD = 8 lane tiles (4 to
+  16 all gain 14 %: logsumexp 262144 x 10 from L3, one AVX-512 core, medians
+  of 12 alternated runs); XT_BCE_AHEAD = 8 KiB (1 GB, 2 threads: ~36 -> ~30
+  cycles per 16 elements per core, noisy).
+* float16 buffers, ``_rows_per_tile(C) * C`` floats per thread (128 KiB for
+  C <= 32768): no float32 copy of the array; 262144 x 1000 class-index loss
+  650 -> 90 ms against converting it first.
 """
 
 from cython.parallel cimport prange, threadid
