@@ -203,7 +203,9 @@ def extensions():
             include_dirs=["xent"],
             depends=["xent/_xent_omp.h", "xent/_xent_simd.h", "xent/_xent_simd_isa.h",
                      "xent/_xent_simd_body.h", "xent/_xent_ops.h"],
-        )
+        ),
+        # the benchmark's memory-bandwidth probes
+        Extension("xent._probe", sources=["xent/_probe.pyx"]),
     ]
     return cythonize(exts, compiler_directives=DIRECTIVES)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _api, _kernels, reference
+from . import _api, _probe, reference
 
 
 @dataclass(frozen=True)
@@ -231,10 +231,10 @@ def memory_bandwidth(n_bytes, n_threads, repeats=7):
     nbytes = 8 * words
 
     def read():
-        _kernels.read_probe(src, n_threads)
+        _probe.read_probe(src, n_threads)
 
     def copy():
-        _kernels.copy_probe(src, dst, n_threads)
+        _probe.copy_probe(src, dst, n_threads)
 
     read()  # warm up: page faults of both arrays, the thread pool
     copy()
