@@ -214,15 +214,17 @@ write_probe() {
     cat >"$WORK/probe/xent_wheel_probe.py" <<'PYEOF'
 import sys, sysconfig
 
+import pytest
+
 def _site():
     return {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_sessionfinish(exitstatus):
     mod = sys.modules.get("xent")
     if mod is not None and not any(mod.__file__.startswith(p) for p in _site()):
-        sys.stderr.write(f"\nxent_wheel_probe: tests imported xent from {mod.__file__}, "
-                         f"not from site-packages {sorted(_site())}\n")
-        session.exitstatus = 1
+        # pytest.exit here sets the run's exit status
+        pytest.exit(f"xent_wheel_probe: tests imported xent from {mod.__file__}, "
+                    f"not from site-packages {sorted(_site())}", returncode=1)
 
 def pytest_terminal_summary(terminalreporter):
     # Printed even under -q: the module the tests actually used.
