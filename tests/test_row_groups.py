@@ -115,10 +115,13 @@ def _row_index(xs, x):
 def test_groups_are_exercised():
     """The shapes above take each grouping: few classes (lanes), one-block rows
     in groups, longer rows alone (the thresholds of xent_stats_rows)."""
-    from xent import _kernels
-    assert _kernels.row_group_size(7, np.float32) > 1
-    assert _kernels.row_group_size(1000, np.float32) > 1
-    assert _kernels.row_group_size(4096, np.float32) > 1
-    assert _kernels.row_group_size(4097, np.float32) == 1
-    assert _kernels.row_group_size(1024, np.float64) > 1
-    assert _kernels.row_group_size(1025, np.float64) == 1
+    from xent import _dispatch
+
+    def group(c, dtype):
+        return _dispatch.path("index", (64, c), dtype)["group"]
+    assert group(7, np.float32) > 1
+    assert group(1000, np.float32) > 1
+    assert group(4096, np.float32) > 1
+    assert group(4097, np.float32) == 1
+    assert group(1024, np.float64) > 1
+    assert group(1025, np.float64) == 1

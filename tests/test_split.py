@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import xent
-from xent import _kernels, reference
+from xent import _dispatch, reference
 
 OPENMP = xent.config()["openmp"]
 # counts above this machine's CPUs (4) reach the kernels: see conftest.oversubscribe
@@ -31,8 +31,10 @@ SHAPES = [(np.float32, 65536), (np.float32, 100000), (np.float32, 128256),
 
 @pytest.mark.parametrize("dtype,C", SHAPES)
 def test_these_shapes_take_the_split(dtype, C):
-    assert _kernels.split_applies(3, C, 4) and _kernels.split_applies(1, C, 2)
-    assert not _kernels.split_applies(3, C, 1) and not _kernels.split_applies(4, C, 4)
+    def split(n, nt):
+        return _dispatch.path("index", (n, C), dtype, nt)["split"]
+    assert split(3, 4) and split(1, 2)
+    assert not split(3, 1) and not split(4, 4)
 
 
 def _logits(dtype, n, c, seed=0):
@@ -46,6 +48,17 @@ def _logits(dtype, n, c, seed=0):
         x[2, ::3] = -0.0
         x[2, 5] = -5.0
     return x
+
+
+def _softmax_rows(x, out, mode, n_threads):
+    """The kernel itself, on (n, C) rows with `n_threads` threads: lse (mode 0)
+    or log_softmax / softmax into `out`."""
+    call = _dispatch.Call("softmax", x.shape[0], x.shape[1], x.dtype, n_threads, x=x, mode=mode)
+    if mode == 0:
+        call.loss = out
+    else:
+        call.out = out
+    _dispatch.run(call)
 
 
 def _bits(a):
@@ -112,11 +125,10 @@ def test_nan_row_stays_in_its_row():
 def test_softmax_family_bitwise_any_threads(dtype, C, mode):
     n = 3
     x = _logits(dtype, n, C, seed=2)
-    kern = _kernels.softmax_rows["float" if dtype == np.float32 else "double"]
 
     def run(nt, inplace=False):
         out = x.copy() if inplace else np.empty(n if mode == 0 else n * C, dtype=dtype)
-        kern(x if not inplace else out, out.reshape(-1), mode, nt)
+        _softmax_rows(x if not inplace else out, out, mode, nt)
         return out.reshape(-1)
 
     one = run(1)
@@ -135,10 +147,9 @@ def test_softmax_family_bitwise_any_threads(dtype, C, mode):
 def test_public_softmax_family_with_threads_available():
     """The public functions (default threads) give the one-thread bits."""
     x = _logits(np.float32, 1, 128256, seed=3)
-    kern = _kernels.softmax_rows["float"]
     out = np.empty(128256, dtype=np.float32)
-    kern(x, out, 2, 1)
+    _softmax_rows(x, out, 2, 1)
     _same(xent.softmax(x).reshape(-1), out)
     lse = np.empty(1, dtype=np.float32)
-    kern(x, lse, 0, 1)
+    _softmax_rows(x, lse, 0, 1)
     _same(xent.logsumexp(x), lse)

@@ -164,22 +164,25 @@ for dtype in (np.float32, np.float64):
                 sys.exit("no LabelError for a bad label")
 # rows split into column chunks (fewer rows than threads, C >= 65536): one
 # two-pass row and one over 1 MiB, a partial last chunk, in place
-from xent import _kernels
+from xent import _dispatch
 for dtype, c in ((np.float32, 70001), (np.float64, 140001)):
     x = np.random.default_rng(1).standard_normal((2, c)).astype(dtype)
     x[1, ::5] = -np.inf
     y = np.array([3, c - 1])
-    assert _kernels.split_applies(2, c, 3)
+    assert _dispatch.path("index", (2, c), dtype, 3)["split"]
     call(xent.softmax_cross_entropy, x, y, reduction="none", n_threads=3)
     call(xent.softmax_cross_entropy_with_grad, x, y, ignore_index=3, label_smoothing=0.1,
          n_threads=3)
     xc = x.copy()
     call(xent.softmax_cross_entropy_with_grad, xc, y, grad_out=xc, n_threads=3)
-    kern = _kernels.softmax_rows["float" if dtype == np.float32 else "double"]
     for mode in (0, 1, 2):
         xc = x.copy()
-        out = np.empty(2, dtype) if mode == 0 else xc.reshape(-1)
-        call(kern, xc, out, mode, 3)
+        run = _dispatch.Call("softmax", 2, c, dtype, 3, x=xc, mode=mode)
+        if mode == 0:
+            run.loss = np.empty(2, dtype)
+        else:
+            run.out = xc
+        call(_dispatch.run, run)
 print(f"workload done: {calls} calls", flush=True)
 EOF
 

@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from . import _kernels
+from . import _dispatch, _kernels
+from ._dispatch import Call
 from ._validate import (
     LabelError,
     as_array,
@@ -31,28 +32,7 @@ from ._validate import (
     resolve_n_threads,
 )
 
-_FUSED = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-# the small-call fast paths take one tile of logits at most
-_FAST_ELEMS = _kernels.rows_per_tile(1)
-
-
-def _kernel(name, kdt):
-    """The kernel for inputs of dtype `kdt`.  float16 logits go to the `_half`
-    kernel, which takes them (and its float16 output) as their uint16 bits."""
-    if kdt == _HALF:
-        half = getattr(_kernels, name + "_half")
-        return lambda *args: half(*[a.view(np.uint16) if isinstance(a, np.ndarray) and a.dtype == _HALF
-                                    else a for a in args])
-    return getattr(_kernels, name)[_FUSED[kdt]]
-
-
-_HALF = np.dtype(np.float16)
-
-
-def _kernel_dtype(x, cdt):
-    """What the kernels read: float16 logits as they are (widened a tile at a
-    time, in cache), everything else converted to the compute dtype."""
-    return _HALF if x.dtype.kind == "f" and x.dtype.itemsize == 2 else cdt
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _last_axis(a, axis):
@@ -217,14 +197,15 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
         y = c_array(t, np.int64).reshape(-1)
         if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
             has_ignore, ignore = _wide_uint_labels(t, y, has_ignore, ignore, ignore_index)
-        bad, den = _kernel("check_labels", cdt)(y, n_classes, has_ignore, ignore, w, sw, nt)
+        bad, den = _dispatch.run(Call("labels", y.shape[0], n_classes, cdt, nt, labels=y, weight=w,
+                                      sample_weight=sw, has_ignore=has_ignore, ignore=ignore))
         if bad >= 0:
             _raise_label(t, bad, n_classes, ignore_index)
     else:
         tg, _ = _rows(t, ax, cdt)
         den = float(np.sum(sw, dtype=np.float64)) if sw is not None else float(tg.shape[0])
 
-    kdt = _kernel_dtype(x, cdt)
+    kdt = _dispatch.storage(x, cdt)
     rows, owned = _rows(x, ax, kdt)
     loss_out = np.empty(rows.shape[0], dtype=cdt) if reduction == "none" else None
     gbuf, direct = _grad_buffer(grad_out, ax, kdt, rows, owned) if want_grad else (None, False)
@@ -236,10 +217,13 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
         if gbuf is not None:
             gbuf.fill(0)
     elif sparse:
-        total = _kernel("softmax_ce_index", kdt)(rows, y, w, sw, has_ignore, ignore, eps,
-                                                 loss_out, gbuf, scale, nt)
+        total = _dispatch.run(Call("index", rows.shape[0], n_classes, kdt, nt, x=rows, labels=y,
+                                   weight=w, sample_weight=sw, has_ignore=has_ignore,
+                                   ignore=ignore, eps=eps, scale=scale, loss=loss_out, out=gbuf))
     else:
-        total = _kernel("softmax_ce_prob", kdt)(rows, tg, w, sw, eps, loss_out, gbuf, scale, nt)
+        total = _dispatch.run(Call("prob", rows.shape[0], n_classes, kdt, nt, x=rows, target=tg,
+                                   weight=w, sample_weight=sw, eps=eps, scale=scale,
+                                   loss=loss_out, out=gbuf))
 
     loss = loss_out.reshape(sample_shape) if reduction == "none" else _reduce(total, den, reduction)
     if not want_grad:
@@ -423,7 +407,7 @@ def _fast_bce_target(logits, target):
     that the fast path takes it: 0 and 1 exactly, what the general path makes
     of it.  A 32 x 10 call: ~11 -> ~2 us.  Anything else is returned as is."""
     if (type(target) is np.ndarray and target.dtype == np.bool_ and type(logits) is np.ndarray
-            and logits.dtype in _FUSED and logits.size <= _FAST_ELEMS):
+            and logits.dtype in _FAST_DTYPES and logits.size <= _dispatch.SMALL_CALL_ELEMS):
         return target.astype(logits.dtype)
     return target
 
@@ -459,7 +443,7 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
         check_out(grad_out, "grad_out", x.shape, gdt,
                   [("logits", x), ("target", t), ("weight", weight), ("pos_weight", pos_weight)],
                   alias_name="logits")
-    kdt = _kernel_dtype(x, cdt)
+    kdt = _dispatch.storage(x, cdt)
     contiguous = c_array(x, kdt)
     owned = contiguous is not x and contiguous.flags.owndata
     flat = contiguous.reshape(-1)
@@ -470,8 +454,8 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
     if want_grad:
         gbuf, direct = _grad_buffer(grad_out, -1, kdt, flat, owned) if x.ndim else (np.empty_like(flat), False)
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    total = _kernel("sigmoid_bce", kdt)(flat, tf, max(n_cols, 1), w2, pw2, eps, loss_out,
-                                        gbuf, scale, nt)
+    total = _dispatch.run(Call("bce", n, max(n_cols, 1), kdt, nt, x=flat, target=tf, weight2=w2,
+                               pos_weight2=pw2, eps=eps, scale=scale, loss=loss_out, out=gbuf))
     loss = loss_out.reshape(x.shape) if reduction == "none" else _reduce(total, n, reduction)
     if not want_grad:
         return loss
@@ -626,24 +610,20 @@ def _softmax_general(x, axis, out, mode, n_threads):
     if a.shape[ax] == 0:
         raise ValueError(f"`x` must have at least one element along axis {ax}; got shape {a.shape}.")
     nt = resolve_n_threads(n_threads)
-    kdt = _kernel_dtype(a, cdt)
+    kdt = _dispatch.storage(a, cdt)
     rows, owned = _rows(a, ax, kdt)
     moved_shape = a.shape[:ax] + a.shape[ax + 1:] + (a.shape[ax],)
+    call = Call("softmax", rows.shape[0], rows.shape[1], kdt, nt, x=rows, mode=mode)
     if mode == 0:
-        res = np.empty(rows.shape[0], dtype=cdt)
-        if kdt == _HALF:
-            _kernel("softmax_rows", kdt)(rows, res, None, mode, nt)
-        else:
-            _kernel("softmax_rows", kdt)(rows, res, mode, nt)
-        return res.reshape(moved_shape[:-1])
+        call.loss = np.empty(rows.shape[0], dtype=cdt)
+        _dispatch.run(call)
+        return call.loss.reshape(moved_shape[:-1])
     odt = grad_dtype(a, cdt)
     if out is not None:
         check_out(out, "out", a.shape, odt, [("x", a)], alias_name="x")
     buf, direct = _grad_buffer(out, ax, kdt, rows, owned)
-    if kdt == _HALF:
-        _kernel("softmax_rows", kdt)(rows, None, buf.reshape(-1), mode, nt)
-    else:
-        _kernel("softmax_rows", kdt)(rows, buf.reshape(-1), mode, nt)
+    call.out = buf
+    _dispatch.run(call)
     return _finish_grad(buf, direct, moved_shape, ax, odt, out)
 
 

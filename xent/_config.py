@@ -88,7 +88,7 @@ def config():
         "simd_variant": simd_variant(),
         "simd_variants_built": variants_built(),
         "simd_variants_supported": variants_supported(),
-        "tile_elements": _kernels.rows_per_tile(1),
+        "tile_elements": _kernels.TILE_ELEMS,
     }
 
 

@@ -12,7 +12,7 @@ clipping of probabilities, for NumPy arrays.
 - ``from_logits=False`` (the Keras default) reproduces Keras's probability
   formulas: categorical rows are divided by their sum and clipped to
   ``[eps, 1 - eps]``; binary values are clipped to ``[eps, 1 - eps]``.  These
-  paths run in a Cython kernel too (``_kernels.keras_prob_rows``).
+  paths run in the kernels too (the ``keras`` row operation).
 
 This module never imports Keras: it only shares its names.
 """
@@ -23,8 +23,8 @@ import numbers
 
 import numpy as np
 
-from xent import _kernels
-from xent._api import _FUSED, _quiet, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from xent import _dispatch
+from xent._api import _quiet, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from xent._api import _rows as _as_rows
 from xent._validate import (LabelError, as_array, c_array, check_axis, check_smoothing, compute_dtype,
                             position, resolve_n_threads)
@@ -171,7 +171,7 @@ def _class_indices(y_true, x_shape, ax, ignore_class):
 
 # ---------------------------------------------------------------------------
 # probability paths (from_logits=False): Keras's formulas, one row at a time,
-# in the Cython kernel _kernels.keras_prob_rows (threaded, float64 inside,
+# in the kernels' ``keras`` row operation (threaded, float64 inside,
 # results in the compute dtype).  The clip bounds are Keras's epsilon rounded
 # to the compute dtype, as Keras does: in float32 the upper bound is
 # 1 - 2**-23, not 1 - 1e-7.
@@ -194,8 +194,10 @@ def _prob_rows(p, t, labels, ax, mode, eps, has_ignore=False):
     if p.shape[ax] == 0:
         out.fill(np.nan)  # the mean over an empty axis (binary); no classes is refused earlier
     else:
-        _kernels.keras_prob_rows[_FUSED[cdt]](rows, trows, y, mode, eps, lo, hi, has_ignore, -1,
-                                              out, resolve_n_threads(None))
+        _dispatch.run(_dispatch.Call("keras", rows.shape[0], rows.shape[1], cdt,
+                                     resolve_n_threads(None), x=rows, target=trows, labels=y,
+                                     mode=mode, eps=eps, lo=lo, hi=hi, has_ignore=has_ignore,
+                                     ignore=-1, loss=out))
     return out.reshape(sample_shape)
 
 

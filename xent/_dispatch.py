@@ -1,0 +1,94 @@
+"""Dispatch: a validated call, described once, handed to the kernels.
+
+The public functions validate their arguments and bring the arrays to the
+layout the kernels read (``xent._validate``); what they hand on is a
+:class:`Call`.  The kernels' plan (``xent_plan`` in ``_xent_tiles.h``)
+decides the path from the call's kernel, shape, storage and thread count;
+:func:`path` shows that decision without running anything.
+"""
+
+import numpy as np
+
+from . import _kernels
+
+_HALF = np.dtype(np.float16)
+_STORAGE = _kernels.STORAGE
+
+# The small-call fast path (``_kernels.fast_*``) takes one tile of logits at most.
+SMALL_CALL_ELEMS = _kernels.TILE_ELEMS
+
+
+def storage(x, cdt):
+    """What the kernels read: 16-bit logits as they are (widened a tile at a
+    time, in cache), everything else converted to the compute dtype."""
+    return _HALF if x.dtype.kind == "f" and x.dtype.itemsize == 2 else cdt
+
+
+class Call:
+    """One call to a kernel, validated: the arrays in their final layout
+    (C-contiguous, aligned, native-endian; logits of the storage dtype,
+    everything else of the compute dtype) and the options resolved.
+
+    ``kernel`` names the row operation (``"index"``, ``"prob"``, ``"bce"``,
+    ``"softmax"``, ``"keras"``, ``"labels"``); ``x`` is the ``(n, C)`` logits
+    (BCE: the flat logits, rows of the last axis, ``C`` long); ``loss`` and
+    ``out`` are the outputs the kernel writes (per row and per entry)."""
+
+    __slots__ = ("op", "storage", "itemsize", "n", "C", "x", "target", "labels", "weight",
+                 "sample_weight", "weight2", "pos_weight2", "has_ignore", "ignore", "mode",
+                 "eps", "scale", "lo", "hi", "loss", "out", "n_threads")
+
+    def __init__(self, kernel, n, C, dtype, n_threads, *, x=None, target=None, labels=None,
+                 weight=None, sample_weight=None, weight2=None, pos_weight2=None,
+                 has_ignore=False, ignore=0, mode=0, eps=0.0, scale=1.0, lo=0.0, hi=0.0,
+                 loss=None, out=None):
+        self.op = _kernels.OPS[kernel]
+        self.storage = _STORAGE[np.dtype(dtype)]
+        # the weights' element size: float32 for 16-bit logits
+        self.itemsize = 4 if self.storage != _STORAGE[np.dtype(np.float64)] else 8
+        self.n = n
+        self.C = C
+        self.x = x
+        self.target = target
+        self.labels = labels
+        self.weight = weight
+        self.sample_weight = sample_weight
+        self.weight2 = weight2
+        self.pos_weight2 = pos_weight2
+        self.has_ignore = has_ignore
+        self.ignore = ignore
+        self.mode = mode
+        self.eps = eps
+        self.scale = scale
+        self.lo = lo
+        self.hi = hi
+        self.loss = loss
+        self.out = out
+        self.n_threads = n_threads
+
+
+def run(call):
+    """Run `call`: the sum of its losses (the label check: (first bad
+    position or -1, the "mean" denominator))."""
+    return _kernels.run(call)
+
+
+def path(kernel, shape, dtype, n_threads=1, label_smoothing=0.0):
+    """The path a call of `kernel` on logits of `shape` (class axis last) and
+    `dtype` takes with `n_threads` threads.
+
+    Returns a dict: ``small`` (a small call: the fast path's one tile on the
+    calling thread), ``sixteen_bit`` (widened a tile at a time),
+    ``units_per_tile`` and ``tiles``, ``lanes`` (few classes as SIMD lanes),
+    ``group`` (rows whose statistics are computed together), ``split``
+    (rows split into column chunks over the threads).
+    """
+    dt = np.dtype(dtype)
+    shape = tuple(shape)
+    C = shape[-1] if shape else 1
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    n = size if kernel == "bce" else (size // C if C else 0)
+    p = _kernels.plan(_kernels.OPS[kernel], _STORAGE[dt], n, C, float(label_smoothing), n_threads)
+    p["small"] = dt in (np.float32, np.float64) and 0 < size <= SMALL_CALL_ELEMS
+    p["sixteen_bit"] = dt == _HALF
+    return p

@@ -1,0 +1,228 @@
+/* Tiles: the per-row formulas of every kernel, over a range of rows, and the
+ * plan that says which path a call takes.
+ *
+ * A call is described once, in an xent_call: the arrays (in their final
+ * layout: C-contiguous, aligned, native), the resolved options, and the
+ * plan's choices.  The scheduler (_kernels.pyx) cuts its rows into tiles of
+ * xent_tile_units() rows and runs xent_tile() on each, serially or on an
+ * OpenMP team; the result of a tile does not depend on the thread that runs
+ * it.  16-bit logits are widened a tile at a time into a float32 buffer of
+ * the running thread, the float32 tile runs there in place, and its gradient
+ * (softmax) is narrowed back: the bits of the float32 kernels on
+ * x.astype(float32).
+ *
+ * A kernel is one line of XENT_TILE_OPS and one function tile_<op> in
+ * _xent_tiles_body.h. */
+#ifndef XENT_TILES_H
+#define XENT_TILES_H
+
+#include "_xent_simd.h"
+
+/* the kernels: (OP, op) -> XENT_OP_<OP> and tile_<op> */
+#define XENT_TILE_OPS(X) \
+    X(INDEX, index)      \
+    X(PROB, prob)        \
+    X(BCE, bce)          \
+    X(SOFTMAX, softmax)  \
+    X(KERAS, keras)      \
+    X(LABELS, labels)
+
+#define XENT_OP_ENUM(OP, op) XENT_OP_##OP,
+enum { XENT_TILE_OPS(XENT_OP_ENUM) XENT_N_OPS };
+#undef XENT_OP_ENUM
+
+/* How the logits are stored: float, double, or float16 bits (float32 math). */
+enum { XENT_F32 = 0, XENT_F64 = 1, XENT_F16 = 2 };
+
+/* Elements per tile: large enough that a tile amortises scheduling and its
+ * float64 partial sum, small enough that 2 x 16 cores get dozens of tiles on
+ * 10M elements (the size itself: not measured).  Also the small-call limit
+ * and the 16-bit buffer of a thread. */
+#define XENT_TILE_ELEMS 32768
+/* Rows split into column chunks: SPLIT_CHUNK elements per unit (64 KiB of
+ * float32), only from SPLIT_MIN_C classes (three parallel regions cost a few
+ * microseconds: one float32 row on 2 threads broke even at C = 49152, gained
+ * 10 % at 65536, 30 % at 128256 and 60 % at 2^20). */
+#define XENT_SPLIT_CHUNK 16384
+#define XENT_SPLIT_MIN_C 65536
+
+/* A row's output (gradient, softmax, log-softmax) as a job: what to write and
+ * with which row scalars.  A tile runs it over the whole row at once; rows
+ * split into column chunks run it a chunk at a time once every row's scalars
+ * are known.  Each entry is a function of its own x_j and the row scalars
+ * only, so chunks give the bits of the whole row. */
+enum {
+    XENT_JOB_FILL = 1,          /* a */
+    XENT_JOB_SOFTMAX = 2,       /* b exp(x - a) / c */
+    XENT_JOB_EXP_SUB = 3,       /* b exp(x - a) - c w */
+    XENT_JOB_LOG_SOFTMAX = 4    /* (x - a) - b */
+};
+typedef struct {
+    int kind;
+    double a, b, c;
+    ptrdiff_t fix;              /* a column written last, with fixv (-1: none) */
+    double fixv;
+} xent_rowjob;
+
+typedef struct {
+    int op;                     /* XENT_OP_* */
+    int dt;                     /* XENT_F32 / F64 / F16: the logits' storage */
+    ptrdiff_t n;                /* rows (BCE: elements) */
+    ptrdiff_t C;                /* their length (BCE: the last axis) */
+    const void* x;              /* logits (Keras: probabilities), n x C */
+    const void* t;              /* probability / BCE / Keras targets, of the compute type */
+    const int64_t* y;           /* class indices */
+    const void* w;              /* class weight (C,), compute type */
+    const void* sw;             /* sample weight (n,), compute type */
+    xent_bcast wb, pb;          /* BCE weight and pos_weight, broadcast views */
+    int has_ignore;
+    int64_t ignore;
+    int mode;                   /* softmax: 0 lse, 1 log_softmax, 2 softmax; Keras: 0, 1, 2 */
+    double eps;                 /* label smoothing */
+    double wsum;                /* sum_c w_c (C without weights) */
+    double scale;               /* the gradient's factor: 1 / denominator for "mean" */
+    double lo, hi;              /* Keras's clip range */
+    void* loss;                 /* per-row (BCE: per-element) losses, lse, or NULL */
+    void* out;                  /* gradient / softmax, the logits' storage, or NULL */
+    int64_t* bad;               /* labels: each tile's first bad position */
+    /* the plan (xent_plan) */
+    int lanes;                  /* few classes: the op's SIMD-lane rows */
+    ptrdiff_t group;            /* rows whose statistics are computed together */
+    int split;                  /* rows split into column chunks over the threads */
+    const xent_stats* pre;      /* split: every row's statistics */
+    xent_rowjob* jobs;          /* split: every row's output, deferred */
+} xent_call;
+
+typedef struct { double s, c; } xent_acc;
+
+/* Compensated (Kahan) float64 sum: partial sums of up to 128k terms keep
+ * ~1 ulp, which the float64 accuracy bound (4 ulp) needs. */
+static inline void xent_acc_add(xent_acc* a, double v)
+{
+    double y = v - a->c;
+    double t = a->s + y;
+    /* once the sum is +-inf (or NaN) the compensation would be inf - inf = NaN */
+    a->c = t - t == 0.0 ? (t - a->s) - y : 0.0;
+    a->s = t;
+}
+
+static inline double xent_acc_value(const xent_acc* a)
+{
+    return a->s - a->c;
+}
+
+/* all -inf (m = -inf), a +inf (m = +inf) or a NaN anywhere (s = NaN) */
+static inline int xent_row_is_nan(const xent_stats* st)
+{
+    return !(st->m - st->m == 0.0) || st->s != st->s;
+}
+
+/* log(sum_j exp(x_j - m)), precise when the sum is 1 + tiny */
+static inline double xent_row_log_sum(const xent_stats* st)
+{
+    return log1p(st->s + (st->ties - 1.0));
+}
+
+static inline double xent_clip(double q, double lo, double hi)
+{
+    return q < lo ? lo : (q > hi ? hi : q);
+}
+
+#define T float
+#define XTS f32
+#define XTS_FLOAT 1
+#include "_xent_tiles_body.h"
+#undef T
+#undef XTS
+#undef XTS_FLOAT
+
+#define T double
+#define XTS f64
+#define XTS_FLOAT 0
+#include "_xent_tiles_body.h"
+#undef T
+#undef XTS
+#undef XTS_FLOAT
+
+/* Rows (BCE: elements) per tile: a tile is TILE_ELEMS elements, or one row
+ * once C >= TILE_ELEMS; the label check reads no logits and takes 4 tiles'
+ * rows at a time. */
+static inline ptrdiff_t xent_tile_units(int op, ptrdiff_t C)
+{
+    ptrdiff_t rows = C >= XENT_TILE_ELEMS ? 1 : XENT_TILE_ELEMS / (C > 0 ? C : 1);
+    if (op == XENT_OP_BCE)
+        return XENT_TILE_ELEMS;
+    return op == XENT_OP_LABELS ? 4 * rows : rows;
+}
+
+/* Elements of the logits per unit of xent_tile_units. */
+static inline ptrdiff_t xent_unit_elems(const xent_call* c)
+{
+    return c->op == XENT_OP_BCE ? 1 : c->C;
+}
+
+/* The one decision of the path a call takes, from its op, shape, storage,
+ * smoothing and thread count (xent._dispatch.path shows it):
+ *   lanes  few classes, C <= XENT_SMALL_C: XENT_LANES rows as SIMD lanes
+ *          (class indices only without label smoothing; with it the lanes'
+ *          row statistics, then the row formulas);
+ *   group  XENT_LANES rows for few classes, XENT_ROW_GROUP rows up to a
+ *          block, else one row at a time (two-pass or online merge);
+ *   split  class indices and the softmax primitives with more threads than
+ *          rows and C >= XENT_SPLIT_MIN_C (a tile is then one row), not for
+ *          16-bit logits. */
+static inline void xent_plan(xent_call* c, int n_threads)
+{
+    const ptrdiff_t C = c->C;
+    const ptrdiff_t block = c->dt == XENT_F64 ? XENT_BLOCK_F64 : XENT_BLOCK_F32;
+    c->lanes = C <= XENT_SMALL_C
+               && ((c->op == XENT_OP_INDEX && c->eps == 0.0) || c->op == XENT_OP_PROB
+                   || c->op == XENT_OP_SOFTMAX);
+    c->group = C <= XENT_SMALL_C ? XENT_LANES : (C <= block ? XENT_ROW_GROUP : 1);
+    c->split = (c->op == XENT_OP_INDEX || c->op == XENT_OP_SOFTMAX) && c->dt != XENT_F16
+               && n_threads > 1 && c->n < n_threads && C >= XENT_SPLIT_MIN_C
+               && C >= XENT_TILE_ELEMS;
+    c->pre = NULL;
+    c->jobs = NULL;
+}
+
+#define XENT_AT(p, type, k) ((p) ? (type*)(p) + (k) : NULL)
+
+/* Tile t: units [r0, r1).  `buf`: the running thread's float32 buffer of a
+ * tile (16-bit logits only). */
+static inline double xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                               float* buf)
+{
+    const ptrdiff_t k = r0 * xent_unit_elems(c);
+    if (c->dt == XENT_F64)
+        return xent_tiles_f64[c->op](c, t, r0, r1, XENT_AT(c->x, const double, k),
+                                     XENT_AT(c->out, double, k));
+    if (c->dt == XENT_F32)
+        return xent_tiles_f32[c->op](c, t, r0, r1, XENT_AT(c->x, const float, k),
+                                     XENT_AT(c->out, float, k));
+    const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);
+    xent_from_half_f32((const uint16_t*)c->x + k, buf, n);
+    double part = xent_tiles_f32[c->op](c, t, r0, r1, buf, c->out ? buf : NULL);
+    if (c->out)
+        xent_to_half_f32(buf, (uint16_t*)c->out + k, n);
+    return part;
+}
+
+/* sum_c w_c of the class weight (C without one) */
+static inline double xent_wsum(const xent_call* c)
+{
+    if (c->dt == XENT_F64)
+        return xent_wsum_f64((const double*)c->w, c->C);
+    return xent_wsum_f32((const float*)c->w, c->C);
+}
+
+/* The split's last phase: columns [c0, c1) of row i's job. */
+static inline void xent_split_job(const xent_call* c, ptrdiff_t i, ptrdiff_t c0, ptrdiff_t c1)
+{
+    if (c->dt == XENT_F64)
+        xent_split_job_f64(c, i, c0, c1);
+    else
+        xent_split_job_f32(c, i, c0, c1);
+}
+
+#endif

@@ -1,0 +1,412 @@
+/* The tiles of every kernel for one element type: T with suffix XTS (f32 or
+ * f64), included twice by _xent_tiles.h.  A tile is the rows [r0, r1) of a
+ * call (BCE: the elements [r0, r1)); `xt` points at row r0 of the logits and
+ * `gt` at row r0 of the gradient / softmax output (NULL: none), every other
+ * array of the call is indexed by the absolute row.  `gt` may be `xt` (in
+ * place, and the 16-bit tiles): every entry of a row is read before its
+ * output is written.  Each returns the tile's partial sum of the losses it
+ * wrote (0 where there is none).
+ *
+ * Compiled once, outside the SIMD variants: the scalar formulas here give the
+ * same bits whichever variant runs the primitives they call. */
+
+#define TS(name) XENT_CAT3(xent, name, XTS)
+
+static inline xent_stats TS(tile_row_stats)(const xent_call* c, const T* xt, ptrdiff_t i,
+                                            ptrdiff_t r0, ptrdiff_t r1, xent_stats* cache,
+                                            ptrdiff_t* cached_from)
+{
+    /* Row i's statistics: from the split's phases when given; rows of up to a
+     * block a group at a time (the plan's `group`: XENT_LANES rows as SIMD
+     * lanes for few classes, XENT_ROW_GROUP rows each of whose max is found
+     * while the row before it is summed); longer ones one at a time, so that
+     * a gradient pass finds its row still in cache.  Each row is its own
+     * computation: the bits do not depend on the neighbours. */
+    const ptrdiff_t C = c->C;
+    if (c->pre)
+        return c->pre[i];
+    if (c->group == 1)
+        return TS(row_stats)(xt + (i - r0) * C, C);
+    if (*cached_from < 0 || i < *cached_from || i >= *cached_from + c->group) {
+        ptrdiff_t n = r1 - i < c->group ? r1 - i : c->group;
+        TS(stats_rows)(xt + (i - r0) * C, n, C, cache);
+        *cached_from = i;
+    }
+    return cache[i - *cached_from];
+}
+
+/* out[j] = mul exp(x[j] - m) / total; out may be x.  float multiplies by
+ * mul / total (within its bound); double divides, for the last half ulp. */
+static inline void TS(softmax_map)(const T* x, T* out, ptrdiff_t n, double m, double mul,
+                                   double total)
+{
+#if XTS_FLOAT
+    xent_exp_map_f32(x, out, n, (float)m, (float)(mul / total), 1.0f);
+#else
+    xent_exp_map_f64(x, out, n, m, mul, total);
+#endif
+}
+
+static inline void TS(fill)(T* g, ptrdiff_t n, double v)
+{
+    for (ptrdiff_t j = 0; j < n; j++)
+        g[j] = (T)v;
+}
+
+/* Columns [c0, c1) of a row's job; `orow` may be `xr`. */
+static inline void TS(run_job)(const xent_rowjob* jb, const T* xr, const T* w, T* orow,
+                               ptrdiff_t c0, ptrdiff_t c1)
+{
+    if (jb->kind == XENT_JOB_FILL)
+        TS(fill)(orow + c0, c1 - c0, jb->a);
+    else if (jb->kind == XENT_JOB_SOFTMAX)
+        TS(softmax_map)(xr + c0, orow + c0, c1 - c0, jb->a, jb->b, jb->c);
+    else if (jb->kind == XENT_JOB_EXP_SUB)
+        TS(exp_map_sub)(xr + c0, w ? w + c0 : NULL, orow + c0, c1 - c0, (T)jb->a, jb->b, jb->c);
+    else if (jb->kind == XENT_JOB_LOG_SOFTMAX)
+        for (ptrdiff_t j = c0; j < c1; j++)
+            orow[j] = (T)(((double)xr[j] - jb->a) - jb->b);
+    if (c0 <= jb->fix && jb->fix < c1)
+        orow[jb->fix] = (T)jb->fixv;
+}
+
+/* Run row i's job now, or keep it for the split's last phase. */
+static inline void TS(job)(const xent_call* c, ptrdiff_t i, int kind, double a, double b,
+                           double cc, ptrdiff_t fix, double fixv, const T* xr, T* orow)
+{
+    xent_rowjob jb = {kind, a, b, cc, fix, fixv};
+    if (c->jobs)
+        c->jobs[i] = jb;
+    else
+        TS(run_job)(&jb, xr, (const T*)c->w, orow, 0, c->C);
+}
+
+/* Softmax cross-entropy, class-index targets.
+ *   l_i = (1-eps) w_y (lse - x_y) + (eps/C) sum_c w_c (lse - x_c)
+ *   dl/dx = (sum_c q_c) softmax - q,   q_c = (1-eps) w_y [c==y] + (eps/C) w_c
+ * Each row's gradient is scaled by scale * s_i (scale = 1/denominator for
+ * "mean", 1 otherwise). */
+static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                             const T* xt, T* gt)
+{
+    const ptrdiff_t C = c->C;
+    const int64_t* y = c->y;
+    const T* w = (const T*)c->w;
+    const T* sw = (const T*)c->sw;
+    T* loss = (T*)c->loss;
+    const double eps = c->eps, scale = c->scale, wsum = c->wsum;
+    const double keep = 1.0 - eps;
+    const double spread = eps / (double)C;
+    (void)t;
+    if (c->lanes)
+        return TS(index_small)(xt, y + r0, r1 - r0, C, w, sw ? sw + r0 : NULL, c->has_ignore,
+                               c->ignore, loss ? loss + r0 : NULL, gt, scale);
+    xent_acc num = {0.0, 0.0};
+    xent_stats cache[XENT_LANES];
+    ptrdiff_t cached_from = -1;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const int64_t yi = y[i];
+        const double si = sw ? (double)sw[i] : 1.0;
+        const T* xr = xt + (i - r0) * C;
+        T* gr = gt ? gt + (i - r0) * C : NULL;
+        double li;
+        if ((c->has_ignore && yi == c->ignore) || si == 0.0) {   /* removed row: 0, even if NaN */
+            if (loss)
+                loss[i] = 0;
+            if (gr)
+                TS(job)(c, i, XENT_JOB_FILL, 0.0, 0.0, 0.0, -1, 0.0, xr, gr);
+            continue;
+        }
+        xent_stats st = TS(tile_row_stats)(c, xt, i, r0, r1, cache, &cached_from);
+        const double wy = w ? (double)w[yi] : 1.0;
+        if (xent_row_is_nan(&st)) {
+            li = NAN;
+            if (gr)
+                TS(job)(c, i, XENT_JOB_FILL, NAN, 0.0, 0.0, -1, 0.0, xr, gr);
+        } else {
+            const double xy = xr[yi];
+            const double ls = xent_row_log_sum(&st);
+            const double total = st.s + st.ties;
+            /* a zero coefficient contributes exactly 0 (no 0 * inf at a -inf target) */
+            li = keep * wy != 0.0 ? keep * wy * ((st.m - xy) + ls) : 0.0;
+            double smooth = 0.0;
+            if (eps != 0.0) {            /* before the gradient: it may overwrite x */
+                xent_acc sacc = {0.0, 0.0};
+                for (ptrdiff_t j = 0; j < C; j++) {
+                    const double wj = w ? (double)w[j] : 1.0;
+                    if (wj != 0.0)
+                        xent_acc_add(&sacc, wj * (st.m - (double)xr[j]));
+                }
+                smooth = xent_acc_value(&sacc);
+            }
+            if (gr) {
+                const double inv = 1.0 / total;
+                const double sc = scale * si;
+                /* the smoothing terms only when there is smoothing: a class
+                 * weight that no label uses (NaN, say) must not reach the row */
+                const double a = keep * wy + (spread != 0.0 ? spread * wsum : 0.0);
+                /* sum over the classes other than y of exp(x - m), without cancellation */
+                const double rest = xy == st.m ? st.s + (st.ties - 1.0) : total - exp(xy - st.m);
+                /* the target entry, where softmax - 1 would cancel, is written last */
+                const double p = exp(xy - st.m) * inv;
+                const double gyi = sc * ((spread != 0.0 ? spread * (wsum * p - wy) : 0.0)
+                                         - keep * wy * (rest / total));
+                if (eps == 0.0)
+                    TS(job)(c, i, XENT_JOB_SOFTMAX, st.m, sc * a, total, yi, gyi, xr, gr);
+                else
+                    TS(job)(c, i, XENT_JOB_EXP_SUB, st.m, sc * a * inv, sc * spread, yi, gyi, xr,
+                            gr);
+            }
+            if (eps != 0.0)
+                li = li + spread * (smooth + wsum * ls);
+        }
+        /* sum exactly the value "none" returns (rounded to the compute dtype) */
+        li = (double)(T)(si * li);
+        if (loss)
+            loss[i] = (T)li;
+        xent_acc_add(&num, li);
+    }
+    return xent_acc_value(&num);
+}
+
+/* Softmax cross-entropy, probability targets (soft or one-hot; rows need not
+ * sum to 1).  q_c = w_c t'_c with t' = (1-eps) t + eps/C.
+ *   l_i = sum_c q_c (m - x_c) + (sum_c q_c) log(sum_j exp(x_j - m))
+ *   dl/dx = (sum_c q_c) softmax - q
+ * A term with q_c == 0 contributes exactly 0 (no 0 * inf at a -inf mask). */
+static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                            const T* xt, T* gt)
+{
+    const ptrdiff_t C = c->C;
+    const T* tg = (const T*)c->t;
+    const T* w = (const T*)c->w;
+    const T* sw = (const T*)c->sw;
+    T* loss = (T*)c->loss;
+    const double eps = c->eps, scale = c->scale;
+    const double keep = 1.0 - eps;
+    const double spread = eps / (double)C;
+    (void)t;
+    if (c->lanes)
+        return TS(prob_small)(xt, tg + r0 * C, r1 - r0, C, w, sw ? sw + r0 : NULL, eps,
+                              loss ? loss + r0 : NULL, gt, scale);
+    xent_acc num = {0.0, 0.0};
+    xent_stats cache[XENT_LANES];
+    ptrdiff_t cached_from = -1;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T* xr = xt + (i - r0) * C;
+        const T* tr = tg + i * C;
+        T* gr = gt ? gt + (i - r0) * C : NULL;
+        const double si = sw ? (double)sw[i] : 1.0;
+        double li;
+        if (si == 0.0) {                 /* removed row: 0, even if NaN */
+            if (loss)
+                loss[i] = 0;
+            if (gr)
+                TS(fill)(gr, C, 0.0);
+            continue;
+        }
+        xent_stats st = TS(tile_row_stats)(c, xt, i, r0, r1, cache, &cached_from);
+        if (xent_row_is_nan(&st)) {
+            li = NAN;
+            if (gr)
+                TS(fill)(gr, C, NAN);
+        } else {
+            double qsum;
+            const double lsum = TS(prob_row)(xr, tr, w, C, (T)st.m, keep, spread, &qsum);
+            const double ls = xent_row_log_sum(&st);
+            if (gr) {
+                const double inv = 1.0 / (st.s + st.ties);
+                const double sc = scale * si;
+                ptrdiff_t top = 0;       /* first max entry, found before x is overwritten */
+                while (xr[top] != st.m)
+                    top++;
+                double qtop = keep * (double)tr[top] + spread;
+                if (w)
+                    qtop = qtop * (double)w[top];
+                TS(prob_grad)(xr, tr, w, gr, C, (T)st.m, keep, spread, sc * qsum,
+                              st.s + st.ties, sc);
+                /* Q p_top - q_top = (Q_rest - q_top r) / (1 + r), r = sum of the
+                 * other exp(x - m): no cancellation when the row is confident */
+                gr[top] = (T)(sc * ((qsum - qtop) - qtop * (st.s + (st.ties - 1.0))) * inv);
+            }
+            li = lsum + qsum * ls;
+        }
+        li = (double)(T)(si * li);
+        if (loss)
+            loss[i] = (T)li;
+        xent_acc_add(&num, li);
+    }
+    return xent_acc_value(&num);
+}
+
+/* Sigmoid binary cross-entropy over the elements [r0, r1) of the flat
+ * logits, viewed as rows of C (the last axis) so that the weights can be
+ * broadcast views (xent_bce_rows indexes them by the absolute position). */
+static double TS(tile_bce)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                           const T* xt, T* gt)
+{
+    T* loss = (T*)c->loss;
+    (void)t;
+    return TS(bce_rows)(xt, (const T*)c->t + r0, c->wb, c->pb, r0, r1 - r0, c->C,
+                        (T)(1.0 - c->eps), (T)(0.5 * c->eps), loss ? loss + r0 : NULL, gt,
+                        (T)c->scale);
+}
+
+/* Softmax primitives on rows: mode 0 logsumexp (into `loss`, one value per
+ * row), 1 log_softmax, 2 softmax.  Special rows follow scipy.special: an all
+ * -inf row has lse -inf, log_softmax and softmax NaN; a +inf gives lse +inf;
+ * a NaN gives NaN. */
+static double TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                               const T* xt, T* gt)
+{
+    const ptrdiff_t C = c->C;
+    const int mode = c->mode;
+    T* lse = (T*)c->loss;
+    (void)t;
+    if (c->lanes) {
+        TS(softmax_small)(xt, r1 - r0, C, mode, mode == 0 ? lse + r0 : gt);
+        return 0.0;
+    }
+    xent_stats cache[XENT_LANES];
+    ptrdiff_t cached_from = -1;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T* xr = xt + (i - r0) * C;
+        xent_stats st = TS(tile_row_stats)(c, xt, i, r0, r1, cache, &cached_from);
+        if (mode == 0) {
+            if (st.s != st.s)
+                lse[i] = (T)NAN;
+            else if (!(st.m - st.m == 0.0))
+                lse[i] = (T)st.m;
+            else
+                lse[i] = (T)(st.m + xent_row_log_sum(&st));
+            continue;
+        }
+        T* orow = gt + (i - r0) * C;
+        if (xent_row_is_nan(&st))
+            TS(job)(c, i, XENT_JOB_FILL, NAN, 0.0, 0.0, -1, 0.0, xr, orow);
+        else if (mode == 1)
+            TS(job)(c, i, XENT_JOB_LOG_SOFTMAX, st.m, xent_row_log_sum(&st), 0.0, -1, 0.0, xr,
+                    orow);
+        else
+            TS(job)(c, i, XENT_JOB_SOFTMAX, st.m, 1.0, st.s + st.ties, -1, 0.0, xr, orow);
+    }
+    return 0.0;
+}
+
+/* Keras's losses on probabilities (xent.keras, from_logits=False), per row,
+ * into `loss`; `xt` holds the probabilities p:
+ *   mode 0 categorical: q = clip(p / sum(p), lo, hi), l = -sum_c t'_c log q_c,
+ *          t' = (1-eps) t + eps/C
+ *   mode 1 sparse:      l = -log clip(p_y / sum(p), lo, hi); 0 where ignored
+ *   mode 2 binary:      q = clip(p, lo, hi), t' = (1-eps) t + eps/2,
+ *          l = mean_c -(t' log q + (1-t') log1p(-q))
+ * lo, hi are Keras's epsilon and 1 - epsilon rounded to the compute dtype.
+ * Clipping passes NaN through (as np.clip); a row summing to 0 gives NaN. */
+static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                             const T* xt, T* gt)
+{
+    const ptrdiff_t C = c->C;
+    const int mode = c->mode;
+    const T* tg = (const T*)c->t;
+    const int64_t* y = c->y;
+    T* out = (T*)c->loss;
+    const double lo = c->lo, hi = c->hi;
+    const double keep = 1.0 - c->eps;
+    const double spread = mode == 0 ? c->eps / (double)C : 0.5 * c->eps;
+    (void)t;
+    (void)gt;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T* pr = xt + (i - r0) * C;
+        double acc = 0.0;
+        if (mode == 2) {
+            const T* tr = tg + i * C;
+            for (ptrdiff_t j = 0; j < C; j++) {
+                const double q = xent_clip((double)pr[j], lo, hi);
+                const double tv = keep * (double)tr[j] + spread;
+                acc -= tv * log(q) + (1.0 - tv) * log1p(-q);
+            }
+            out[i] = (T)(acc / (double)C);
+            continue;
+        }
+        if (mode == 1 && c->has_ignore && y[i] == c->ignore) {
+            out[i] = 0;
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < C; j++)
+            acc += (double)pr[j];
+        const double inv = 1.0 / acc;
+        if (mode == 1) {
+            out[i] = (T)(-log(xent_clip((double)pr[y[i]] * inv, lo, hi)));
+            continue;
+        }
+        const T* tr = tg + i * C;
+        acc = 0.0;
+        for (ptrdiff_t j = 0; j < C; j++) {
+            const double tv = keep * (double)tr[j] + spread;
+            acc -= tv * log(xent_clip((double)pr[j] * inv, lo, hi));
+        }
+        out[i] = (T)acc;
+    }
+    return 0.0;
+}
+
+/* Class indices checked and the "mean" denominator: the tile's first bad
+ * position into bad[t] (-1: none), and sum_i s_i w_{y_i} over its kept rows
+ * returned.  `w` and `sw` are of T; no logits are read. */
+static double TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                              const T* xt, T* gt)
+{
+    const int64_t* y = c->y;
+    const T* w = (const T*)c->w;
+    const T* sw = (const T*)c->sw;
+    const int64_t C = (int64_t)c->C;
+    xent_acc acc = {0.0, 0.0};
+    int64_t kept = 0;
+    (void)xt;
+    (void)gt;
+    c->bad[t] = -1;
+    /* Unweighted: the count of kept rows, an integer (exact in double: the
+     * bits of the loop below), counted in the variant's vectors.  A bad
+     * label: the loop below finds the first one. */
+    if (!w && !sw && !xent_count_labels_f32(y + r0, r1 - r0, C, c->has_ignore, c->ignore, &kept))
+        return (double)kept;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const int64_t yi = y[i];
+        if (c->has_ignore && yi == c->ignore)
+            continue;
+        if (yi < 0 || yi >= C) {
+            c->bad[t] = i;
+            break;
+        }
+        double d = w ? (double)w[yi] : 1.0;
+        if (sw)
+            d = d * (double)sw[i];
+        xent_acc_add(&acc, d);
+    }
+    return xent_acc_value(&acc);
+}
+
+/* sum_c w_c in class order, in double (C without weights) */
+static double TS(wsum)(const T* w, ptrdiff_t C)
+{
+    double s = 0.0;
+    if (!w)
+        return (double)C;
+    for (ptrdiff_t j = 0; j < C; j++)
+        s += w[j];
+    return s;
+}
+
+#define XENT_TILE_ENTRY(OP, op) [XENT_OP_##OP] = TS(tile_##op),
+static double (*const TS(tiles)[])(const xent_call*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T*,
+                                   T*) = {XENT_TILE_OPS(XENT_TILE_ENTRY)};
+#undef XENT_TILE_ENTRY
+
+/* A row's job for the split's last phase: columns [c0, c1) of row i. */
+static void TS(split_job)(const xent_call* c, ptrdiff_t i, ptrdiff_t c0, ptrdiff_t c1)
+{
+    TS(run_job)(&c->jobs[i], (const T*)c->x + i * c->C, (const T*)c->w, (T*)c->out + i * c->C,
+                c0, c1);
+}
+
+#undef TS
