@@ -14,8 +14,17 @@ from . import _kernels
 _HALF = np.dtype(np.float16)
 _STORAGE = _kernels.STORAGE
 
-# The small-call fast path (``_kernels.fast_*``) takes one tile of logits at most.
+# The small-call path (``_kernels.small_*``) takes one tile of logits at most:
+# one tile is what it runs on the calling thread without the team.
 SMALL_CALL_ELEMS = _kernels.TILE_ELEMS
+_SMALL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def small_call(x):
+    """Whether `x` may take the small-call path: a plain ndarray of native
+    float32 / float64 of one tile at most (the kernels' small_* functions
+    then recognise the rest of the call, or decline it)."""
+    return type(x) is np.ndarray and 0 < x.size <= SMALL_CALL_ELEMS and x.dtype in _SMALL_DTYPES
 
 
 def storage(x, cdt):
@@ -36,7 +45,10 @@ class Call:
 
     __slots__ = ("op", "storage", "itemsize", "n", "C", "x", "target", "labels", "weight",
                  "sample_weight", "weight2", "pos_weight2", "has_ignore", "ignore", "mode",
-                 "eps", "scale", "lo", "hi", "loss", "out", "n_threads")
+                 "eps", "scale", "lo", "hi", "loss", "out", "n_threads",
+                 # for the caller, to shape the results (xent._validate)
+                 "empty", "reduction", "den", "loss_shape", "moved_shape", "axis", "grad_dtype",
+                 "grad_out", "direct")
 
     def __init__(self, kernel, n, C, dtype, n_threads, *, x=None, target=None, labels=None,
                  weight=None, sample_weight=None, weight2=None, pos_weight2=None,
@@ -89,6 +101,6 @@ def path(kernel, shape, dtype, n_threads=1, label_smoothing=0.0):
     size = int(np.prod(shape, dtype=np.int64)) if shape else 1
     n = size if kernel == "bce" else (size // C if C else 0)
     p = _kernels.plan(_kernels.OPS[kernel], _STORAGE[dt], n, C, float(label_smoothing), n_threads)
-    p["small"] = dt in (np.float32, np.float64) and 0 < size <= SMALL_CALL_ELEMS
+    p["small"] = dt in _SMALL_DTYPES and 0 < size <= SMALL_CALL_ELEMS
     p["sixteen_bit"] = dt == _HALF
     return p

@@ -509,15 +509,16 @@ def run(object call):
     return _drive(&c, call.n_threads)
 
 # ---------------------------------------------------------------------------
-# Fast path for small calls (a 32 x 10 call end to end in a few us).
-# The general path (xent._api) spends microseconds in NumPy's Python-level
-# helpers (moveaxis, ascontiguousarray, flags); here the common case -- a 2-D
-# C-contiguous native float32/float64 ndarray, int64 class indices, no
-# options, one tile (N * C <= 32768, any C: 1 x 1000 takes 0.8 us here, 10.6 us
-# on the general path)
-# -- is recognised from the buffer protocol and run at once.
-# Anything else, including a bad label, returns NotImplemented and the caller
-# takes the general path, which validates and raises the proper errors.
+# The small-call path.  xent._api offers it a call of at most one tile
+# (xent._dispatch.small_call) whose options and outputs the rules of
+# xent._validate have already checked.  Here the arrays are only recognised:
+# plain ndarrays, C-contiguous, aligned, native float32 / float64 (labels:
+# native integers up to 64 bits, uint64 excepted), none empty, in the shapes
+# the kernel reads.  Such a call builds its xent_call from the buffers and runs
+# the driver at once on the calling thread, without NumPy's Python-level
+# helpers or the thread team (a 32 x 10 call: ~1 us against 9-40 us on the
+# general path).  Anything else, and a bad label, returns NotImplemented: the
+# general path takes it and gives the errors.
 # ---------------------------------------------------------------------------
 
 _ndarray = np.ndarray
@@ -539,170 +540,75 @@ cdef inline int _fmt_kind(const char* fmt) noexcept:
     return 0
 
 
-cdef inline bint _disjoint(const Py_buffer* a, const Py_buffer* b) noexcept:
-    cdef size_t a0 = <size_t>a.buf, b0 = <size_t>b.buf
-    return a0 + <size_t>a.len <= b0 or b0 + <size_t>b.len <= a0
+cdef inline bint _aligned(const Py_buffer* b) noexcept:
+    return (<size_t>b.buf) % b.itemsize == 0
 
 
-cdef int _fast_out(object out, Py_buffer* ob, const Py_buffer* xb, const Py_buffer* tb,
-                   int kind) except -1:
-    """Hold `out`'s buffer and return 1 when it can take a result of xb's
-    shape: a plain writable ndarray, C-contiguous, aligned, of `kind`, that is
-    xb's memory exactly (in place) or does not overlap it, and does not
-    overlap tb (NULL: none).  Else 0, holding nothing: the general path then
-    gives its error, or its copy."""
-    cdef int d
-    if type(out) is not _ndarray:
-        return 0
+cdef bint _hold(object a, Py_buffer* b, int flags) noexcept:
+    """Hold the buffer of a plain ndarray with `flags`; False (holding
+    nothing) for anything else, or where NumPy refuses the flags."""
+    if type(a) is not _ndarray:
+        return False
     try:
-        PyObject_GetBuffer(out, ob, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE)
+        PyObject_GetBuffer(a, b, flags)
     except Exception:
+        return False
+    return True
+
+
+cdef int _hold_float(object a, Py_buffer* b, int ndim_lo, int ndim_hi) noexcept:
+    """Hold `a`'s buffer and return its kind (b'f' / b'd') when it is a plain
+    ndarray, C-contiguous, aligned, native float32 / float64, with ndim_lo to
+    ndim_hi dimensions, none of length 0; else 0, holding nothing."""
+    cdef int k, d
+    if not _hold(a, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT):
         return 0
-    ok = _fmt_kind(ob.format) == kind and ob.ndim == xb.ndim \
-        and (<size_t>ob.buf) % ob.itemsize == 0
-    for d in range(xb.ndim):
-        ok = ok and ob.shape[d] == xb.shape[d]
-    ok = ok and (ob.buf == xb.buf or _disjoint(ob, xb)) and (tb == NULL or _disjoint(ob, tb))
+    k = _fmt_kind(b.format)
+    ok = (k == b'f' or k == b'd') and ndim_lo <= b.ndim <= ndim_hi and _aligned(b)
+    for d in range(b.ndim):
+        ok = ok and b.shape[d] > 0
     if not ok:
-        PyBuffer_Release(ob)
+        PyBuffer_Release(b)
         return 0
-    return 1
+    return k
 
 
-cdef object _fast_grad(object grad_out, bint want_grad, const Py_buffer* xb, const Py_buffer* tb,
-                       int kind, object shape):
-    """Where a fast call writes its gradient: None without one; grad_out when
-    _fast_out takes it (NotImplemented when not); else a new array."""
-    cdef Py_buffer gb
-    if not want_grad:
+cdef object _small_out(object out, bint want, int kind, object shape):
+    """Where a small call writes its gradient / softmax: None without one; a
+    new array; the caller's `out` (checked by xent._validate.check_out) when
+    it is C-contiguous, aligned and of `kind`, else NotImplemented."""
+    cdef Py_buffer ob
+    cdef bint ok
+    if not want:
         return None
-    if grad_out is None:
+    if out is None:
         return _empty(shape, dtype=np.float32 if kind == b'f' else np.float64)
-    if not _fast_out(grad_out, &gb, xb, tb, kind):
+    if not _hold(out, &ob, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE):
         return NotImplemented
-    PyBuffer_Release(&gb)                   # checked; the kernel's caller takes it again
-    return grad_out
+    ok = _fmt_kind(ob.format) == kind and _aligned(&ob)
+    PyBuffer_Release(&ob)
+    return out if ok else NotImplemented
 
 
-def fast_index_ce(object logits, object target, object reduction, bint want_grad,
-                  object grad_out=None, object weight=None, object ignore_index=None,
-                  double eps=0.0, object sample_weight=None):
-    """Class-index CE of a small call (one tile), or NotImplemented.  Labels
-    of any integer dtype up to 64 bits (uint64 excepted: values past int64's
-    range are the general path's); options: a class `weight` and a
-    `sample_weight` of the logits' dtype (C-contiguous, shapes (C,) and
-    (N,)), an int `ignore_index`, label smoothing `eps` (the caller checked
-    it is in [0, 1]); every reduction.  Anything else, a bad label, a
-    grad_out with a weight, or a "mean" over no kept row: NotImplemented, and
-    the general path decides.  The same tile call and the same denominator
-    as the general path's."""
-    cdef Py_buffer xb, yb, wb, sb
-    cdef int xk, mode = _reduction_mode(reduction)
-    cdef Py_ssize_t N, C
-    cdef double part, den
-    cdef int64_t bad = -1, ignore = 0
-    cdef const int64_t* y
-    cdef int64_t* ywide = NULL
-    cdef void* lp = NULL
-    cdef bint has_ignore = ignore_index is not None, have_w = False, have_s = False
-    cdef xent_call c
-    if mode < 0 or type(logits) is not _ndarray or type(target) is not _ndarray:
-        return NotImplemented
-    for opt in (weight, sample_weight):
-        if opt is not None and (type(opt) is not _ndarray or grad_out is not None):
-            return NotImplemented   # a grad_out must not overlap the weights: check_out's job
-    if has_ignore:
-        if type(ignore_index) is not int or not (-2**63 <= ignore_index < 2**63):
-            return NotImplemented
-        ignore = ignore_index
-    try:    # refused (not C-contiguous, ...): NumPy raises ValueError or BufferError
-        PyObject_GetBuffer(logits, &xb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except Exception:
-        return NotImplemented
-    try:
-        PyObject_GetBuffer(target, &yb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except Exception:
-        PyBuffer_Release(&xb)
-        return NotImplemented
-    try:
-        if weight is not None:
-            PyObject_GetBuffer(weight, &wb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            have_w = True
-        if sample_weight is not None:
-            PyObject_GetBuffer(sample_weight, &sb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            have_s = True
-    except Exception:
-        if have_w:
-            PyBuffer_Release(&wb)
-        PyBuffer_Release(&xb)
-        PyBuffer_Release(&yb)
-        return NotImplemented
-    try:
-        xk = _fmt_kind(xb.format)
-        if xb.ndim != 2 or yb.ndim != 1 or (xk != b'f' and xk != b'd'):
-            return NotImplemented
-        N = xb.shape[0]
-        C = xb.shape[1]
-        if yb.shape[0] != N or C == 0 or N == 0 or N * C > XENT_TILE_ELEMS:
-            return NotImplemented
-        if (<size_t>xb.buf) % xb.itemsize != 0 or (<size_t>yb.buf) % yb.itemsize != 0:
-            return NotImplemented
-        if have_w and not _fast_vector(&wb, xk, C):
-            return NotImplemented
-        if have_s and not _fast_vector(&sb, xk, N):
-            return NotImplemented
-        if _fmt_kind(yb.format) == b'l' and yb.itemsize == 8:
-            y = <const int64_t*>yb.buf
-        elif _widen_labels(&yb, NULL, N):   # int8 ... int32, uint8 ... uint32: widened
-            ywide = <int64_t*>PyMem_Malloc(N * sizeof(int64_t))
-            if ywide == NULL:
-                raise MemoryError()
-            _widen_labels(&yb, ywide, N)
-            y = ywide
-        else:
-            return NotImplemented
-        memset(&c, 0, sizeof(c))
-        c.op = XENT_OP_LABELS
-        c.dt = XENT_F32 if xk == b'f' else XENT_F64
-        c.n = N
-        c.C = C
-        c.y = y
-        c.w = wb.buf if have_w else NULL
-        c.sw = sb.buf if have_s else NULL
-        c.has_ignore = has_ignore
-        c.ignore = ignore
-        c.bad = &bad
-        den = _drive(&c, 1)                # the general path's label check and denominator
-        if bad >= 0 or (mode == 0 and den == 0.0):
-            return NotImplemented
-        grad = _fast_grad(grad_out, want_grad, &xb, &yb, xk, logits.shape)
-        if grad is NotImplemented:
-            return NotImplemented
-        losses = _fast_losses(mode, (<object>N,), xk, &lp)
-        c.op = XENT_OP_INDEX
-        c.bad = NULL
-        c.x = xb.buf
-        c.eps = eps
-        c.scale = 1.0 / den if mode == 0 else 1.0
-        c.loss = lp
-        c.wsum = xent_wsum(&c)
-        part = _fast_run(&c, grad)
-        loss = losses if mode == 2 else (part / den if mode == 0 else part)
-        return (loss, grad) if want_grad else loss
-    finally:
-        PyMem_Free(ywide)
-        PyBuffer_Release(&xb)
-        PyBuffer_Release(&yb)
-        if have_w:
-            PyBuffer_Release(&wb)
-        if have_s:
-            PyBuffer_Release(&sb)
+cdef object _small_losses(int mode, object shape, int kind, void** lp):
+    """reduction="none" (mode 2): a new array of the per-sample losses (its
+    data in *lp); None otherwise."""
+    if mode != 2:
+        return None
+    out = _empty(shape, dtype=np.float32 if kind == b'f' else np.float64)
+    lp[0] = _address(out, PyBUF_C_CONTIGUOUS)           # `out` keeps it alive
+    return out
 
 
-cdef inline bint _fast_vector(const Py_buffer* b, int kind, Py_ssize_t n) noexcept:
-    """A weight vector the fast paths take: 1-D, `n` entries of `kind`, aligned."""
-    return _fmt_kind(b.format) == kind and b.ndim == 1 and b.shape[0] == n \
-        and (<size_t>b.buf) % b.itemsize == 0
+cdef double _small_run(xent_call* c, object out) except? -1.0:
+    """Run a small call's tile, its gradient / softmax into `out` (None: none)."""
+    c.out = _address(out, PyBUF_C_CONTIGUOUS)
+    return _drive(c, 1)
+
+
+cdef inline bint _small_vector(const Py_buffer* b, int kind, Py_ssize_t n) noexcept:
+    """A weight vector the small calls take: 1-D, `n` entries of `kind`, aligned."""
+    return _fmt_kind(b.format) == kind and b.ndim == 1 and b.shape[0] == n and _aligned(b)
 
 
 cdef bint _widen_labels(const Py_buffer* b, int64_t* out, Py_ssize_t n) noexcept:
@@ -746,142 +652,146 @@ cdef bint _widen_labels(const Py_buffer* b, int64_t* out, Py_ssize_t n) noexcept
     return True
 
 
-cdef object _fast_losses(int mode, object shape, int kind, void** lp):
-    """reduction="none": a new array of the per-sample losses (its data in
-    *lp); None otherwise."""
-    cdef Py_buffer ob
-    if mode != 2:
-        return None
-    out = _empty(shape, dtype=np.float32 if kind == b'f' else np.float64)
-    PyObject_GetBuffer(out, &ob, PyBUF_C_CONTIGUOUS)
-    lp[0] = ob.buf                      # `out` keeps it alive
-    PyBuffer_Release(&ob)
-    return out
-
-
-cdef double _fast_run(xent_call* c, object grad) except? -1.0:
-    """Run a small call's one tile, its gradient into `grad` (None: none)."""
-    cdef Py_buffer gb
-    if grad is None:
-        return _drive(c, 1)
-    PyObject_GetBuffer(grad, &gb, PyBUF_C_CONTIGUOUS)
-    c.out = gb.buf
+def small_index(object logits, object target, int mode, bint want_grad, object grad_out,
+                object weight, object sample_weight, bint has_ignore, int64_t ignore,
+                double eps):
+    """Class-index CE of a small call (mode: 0 "mean", 1 "sum", 2 "none"),
+    or NotImplemented.  2-D logits, 1-D labels, a class `weight` (C,) and a
+    `sample_weight` (N,) of the logits' dtype.  The label check and the
+    "mean" denominator are the general path's (the labels row operation); a
+    bad label, or a "mean" over no kept row, is left to the general path."""
+    cdef Py_buffer xb, yb, wb, sb
+    cdef int xk
+    cdef Py_ssize_t N, C
+    cdef double part, den
+    cdef int64_t bad = -1
+    cdef int64_t* ywide = NULL
+    cdef void* lp = NULL
+    cdef bint have_w = False, have_s = False
+    cdef xent_call c
+    xk = _hold_float(logits, &xb, 2, 2)
+    if xk == 0:
+        return NotImplemented
+    if not _hold(target, &yb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT):
+        PyBuffer_Release(&xb)
+        return NotImplemented
     try:
-        return _drive(c, 1)
+        if weight is not None:
+            have_w = _hold(weight, &wb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            if not have_w:
+                return NotImplemented
+        if sample_weight is not None:
+            have_s = _hold(sample_weight, &sb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            if not have_s:
+                return NotImplemented
+        N = xb.shape[0]
+        C = xb.shape[1]
+        if yb.ndim != 1 or yb.shape[0] != N or not _aligned(&yb):
+            return NotImplemented
+        if (have_w and not _small_vector(&wb, xk, C)) or (have_s and not _small_vector(&sb, xk, N)):
+            return NotImplemented
+        memset(&c, 0, sizeof(c))
+        if _fmt_kind(yb.format) == b'l' and yb.itemsize == 8:
+            c.y = <const int64_t*>yb.buf
+        elif _widen_labels(&yb, NULL, N):   # int8 ... int32, uint8 ... uint32: widened
+            ywide = <int64_t*>PyMem_Malloc(N * sizeof(int64_t))
+            if ywide == NULL:
+                raise MemoryError()
+            _widen_labels(&yb, ywide, N)
+            c.y = ywide
+        else:
+            return NotImplemented
+        c.op = XENT_OP_LABELS
+        c.dt = XENT_F32 if xk == b'f' else XENT_F64
+        c.n = N
+        c.C = C
+        c.w = wb.buf if have_w else NULL
+        c.sw = sb.buf if have_s else NULL
+        c.has_ignore = has_ignore
+        c.ignore = ignore
+        c.bad = &bad
+        den = _drive(&c, 1)
+        if bad >= 0 or (mode == 0 and den == 0.0):
+            return NotImplemented
+        grad = _small_out(grad_out, want_grad, xk, logits.shape)
+        if grad is NotImplemented:
+            return NotImplemented
+        losses = _small_losses(mode, (<object>N,), xk, &lp)
+        c.op = XENT_OP_INDEX
+        c.bad = NULL
+        c.x = xb.buf
+        c.eps = eps
+        c.scale = 1.0 / den if mode == 0 else 1.0
+        c.loss = lp
+        c.wsum = xent_wsum(&c)
+        part = _small_run(&c, grad)
+        loss = losses if mode == 2 else (part / den if mode == 0 else part)
+        return (loss, grad) if want_grad else loss
     finally:
-        PyBuffer_Release(&gb)
+        PyMem_Free(ywide)
+        PyBuffer_Release(&xb)
+        PyBuffer_Release(&yb)
+        if have_w:
+            PyBuffer_Release(&wb)
+        if have_s:
+            PyBuffer_Release(&sb)
 
 
-# The same for the other kernels' plain calls: probability targets and BCE
-# (targets of the logits' dtype and shape, no options; BCE on 1-D or 2-D
-# arrays), and the softmax primitives on 2-D rows (axis -1); a `grad_out` /
-# `out` when _fast_out accepts it.  A 32 x 10 call takes ~1.3-4 us here against
-# 9-40 us on the general path (a 2-core cloud VM).
-cdef int _fast_buffer(object a, Py_buffer* b, int ndim_lo, int ndim_hi) except -1:
-    """Hold `a`'s buffer and return its kind (b'f' / b'd') when it is a plain
-    ndarray, C-contiguous, aligned, native float32 / float64, with ndim_lo to
-    ndim_hi dimensions, none of length 0; else 0, holding nothing."""
-    cdef int k
-    cdef int d
-    if type(a) is not _ndarray:
-        return 0
-    try:
-        PyObject_GetBuffer(a, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except Exception:
-        return 0
-    k = _fmt_kind(b.format)
-    ok = (k == b'f' or k == b'd') and ndim_lo <= b.ndim <= ndim_hi \
-        and (<size_t>b.buf) % b.itemsize == 0
-    for d in range(b.ndim):
-        ok = ok and b.shape[d] > 0
-    if not ok:
-        PyBuffer_Release(b)
-        return 0
-    return k
-
-
-cdef int _reduction_mode(object reduction):
-    """0 "mean", 1 "sum", 2 "none"; -1 anything else (the general path's error)."""
-    if reduction == "mean":
-        return 0
-    if reduction == "sum":
-        return 1
-    if reduction == "none":
-        return 2
-    return -1
-
-
-def fast_dense(object logits, object target, object reduction, bint want_grad, bint binary,
-               object grad_out=None, object weight=None, object pos_weight=None,
-               double eps=0.0):
-    """Probability-target CE (binary False) or BCE (True) of a small call, any
-    reduction, or NotImplemented.  Options: label smoothing `eps` (the
-    caller checked it is in [0, 1]); arrays of the logits' dtype,
-    C-contiguous: for probability targets a class `weight` (C,), for BCE a
-    `weight` and a `pos_weight` of the logits' shape or, for 2-D logits, of
-    shape (C,); not with a grad_out (check_out tests their overlap)."""
+def small_dense(object logits, object target, int mode, bint want_grad, bint binary,
+                object grad_out, object weight, object pos_weight, double eps):
+    """Probability-target CE (binary False) or BCE (True) of a small call, or
+    NotImplemented.  Targets of the logits' dtype and shape (BCE: 1-D or
+    2-D); arrays of the logits' dtype for a class `weight` (C,) (probability
+    targets) or BCE's `weight` and `pos_weight`, of the logits' shape or, for
+    2-D logits, (C,)."""
     cdef Py_buffer xb, tb, wb, pb
-    cdef int xk, tk, d
-    cdef int mode = _reduction_mode(reduction)
+    cdef int xk, d
     cdef Py_ssize_t n, C
     cdef double part, den
     cdef void* lp = NULL
     cdef bint have_w = False, have_p = False
-    cdef xent_bcast wc, pc
     cdef xent_call c
-    if mode < 0 or (pos_weight is not None and not binary):
-        return NotImplemented
-    for opt in (weight, pos_weight):
-        if opt is not None and (type(opt) is not _ndarray or grad_out is not None):
-            return NotImplemented
-    xk = _fast_buffer(logits, &xb, 1 if binary else 2, 2)
+    xk = _hold_float(logits, &xb, 1 if binary else 2, 2)
     if xk == 0:
         return NotImplemented
-    tk = _fast_buffer(target, &tb, 1, 2)
-    if tk == 0:
+    if _hold_float(target, &tb, 1, 2) == 0:
         PyBuffer_Release(&xb)
         return NotImplemented
     try:
-        if tk != xk or tb.ndim != xb.ndim or xb.len > XENT_TILE_ELEMS * xb.itemsize:
+        if _fmt_kind(tb.format) != xk or tb.ndim != xb.ndim:
             return NotImplemented
         for d in range(xb.ndim):
             if tb.shape[d] != xb.shape[d]:
                 return NotImplemented
         n = xb.len // xb.itemsize
         C = xb.shape[xb.ndim - 1]
+        memset(&c, 0, sizeof(c))
         if weight is not None:
-            have_w = _fast_weight(weight, &wb, &xb, xk, binary, &wc)
+            have_w = _small_weight(weight, &wb, &xb, xk, binary, &c.wb)
             if not have_w:
                 return NotImplemented
         if pos_weight is not None:
-            have_p = _fast_weight(pos_weight, &pb, &xb, xk, binary, &pc)
+            have_p = binary and _small_weight(pos_weight, &pb, &xb, xk, binary, &c.pb)
             if not have_p:
                 return NotImplemented
-        if not have_w:
-            wc.p = NULL
-        if not have_p:
-            pc.p = NULL
         den = <double>n if binary else <double>(n // C)
-        grad = _fast_grad(grad_out, want_grad, &xb, &tb, xk, logits.shape)
+        grad = _small_out(grad_out, want_grad, xk, logits.shape)
         if grad is NotImplemented:
             return NotImplemented
-        losses = _fast_losses(mode, logits.shape if binary else (<object>(n // C),), xk, &lp)
-        memset(&c, 0, sizeof(c))
+        losses = _small_losses(mode, logits.shape if binary else (<object>(n // C),), xk, &lp)
         c.op = XENT_OP_BCE if binary else XENT_OP_PROB
         c.dt = XENT_F32 if xk == b'f' else XENT_F64
         c.n = n if binary else n // C
         c.C = C
         c.x = xb.buf
         c.t = tb.buf
-        if binary:
-            c.wb = wc
-            c.pb = pc
-        else:
-            c.w = wc.p
+        if not binary:
+            c.w = c.wb.p                 # the class weight
+            c.wb.p = NULL
         c.eps = eps
         c.scale = 1.0 / den if mode == 0 else 1.0
         c.loss = lp
-        part = _fast_run(&c, grad)
+        part = _small_run(&c, grad)
         loss = losses if mode == 2 else (part / den if mode == 0 else part)
         return (loss, grad) if want_grad else loss
     finally:
@@ -893,20 +803,17 @@ def fast_dense(object logits, object target, object reduction, bint want_grad, b
             PyBuffer_Release(&pb)
 
 
-cdef bint _fast_weight(object a, Py_buffer* b, const Py_buffer* xb, int kind, bint binary,
-                       xent_bcast* out) except -1:
+cdef bint _small_weight(object a, Py_buffer* b, const Py_buffer* xb, int kind, bint binary,
+                        xent_bcast* out) noexcept:
     """Hold a weight's buffer and describe it as the general path's
-    _broadcast_rows view would (probability targets: the class weight, as
-    p); True when fast_dense takes it (see there), else False, holding
-    nothing."""
+    broadcast view would (probability targets: the class weight, as p);
+    True when small_dense takes it (see there), else False, holding nothing."""
     cdef Py_ssize_t C = xb.shape[xb.ndim - 1]
     cdef int d
     cdef bint ok
-    try:
-        PyObject_GetBuffer(a, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except Exception:
+    if not _hold(a, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT):
         return False
-    ok = _fmt_kind(b.format) == kind and (<size_t>b.buf) % b.itemsize == 0
+    ok = _fmt_kind(b.format) == kind and _aligned(b)
     out.p = b.buf
     out.cs = 1
     if not binary or (b.ndim == 1 and xb.ndim == 2):
@@ -923,44 +830,37 @@ cdef bint _fast_weight(object a, Py_buffer* b, const Py_buffer* xb, int kind, bi
     return True
 
 
-def fast_softmax(object x, int mode, object out=None):
-    """logsumexp (mode 0), log_softmax (1) or softmax (2) of a small plain
-    2-D call along its last axis (into `out` when given, modes 1 and 2), or
+def small_softmax(object x, int mode, object out):
+    """logsumexp (mode 0), log_softmax (1) or softmax (2) of a small 2-D
+    call along its last axis (into `out` when given, modes 1 and 2), or
     NotImplemented."""
-    cdef Py_buffer xb, ob
+    cdef Py_buffer xb
     cdef int xk
-    cdef Py_ssize_t N, C
     cdef xent_call c
-    xk = _fast_buffer(x, &xb, 2, 2)
+    xk = _hold_float(x, &xb, 2, 2)
     if xk == 0:
         return NotImplemented
     try:
-        if xb.len > XENT_TILE_ELEMS * xb.itemsize:
-            return NotImplemented
-        N = xb.shape[0]
-        C = xb.shape[1]
-        if out is not None:
-            if mode == 0 or not _fast_out(out, &ob, &xb, NULL, xk):
+        if mode == 0:
+            if out is not None:
                 return NotImplemented
+            res = _empty((<object>xb.shape[0],), dtype=np.float32 if xk == b'f' else np.float64)
         else:
-            shape = (<object>N,) if mode == 0 else (<object>N, <object>C)
-            out = _empty(shape, dtype=np.float32 if xk == b'f' else np.float64)
-            PyObject_GetBuffer(out, &ob, PyBUF_C_CONTIGUOUS)
+            res = _small_out(out, True, xk, x.shape)
+            if res is NotImplemented:
+                return NotImplemented
         memset(&c, 0, sizeof(c))
         c.op = XENT_OP_SOFTMAX
         c.dt = XENT_F32 if xk == b'f' else XENT_F64
-        c.n = N
-        c.C = C
+        c.n = xb.shape[0]
+        c.C = xb.shape[1]
         c.x = xb.buf
         c.mode = mode
         if mode == 0:
-            c.loss = ob.buf
-        else:
-            c.out = ob.buf
-        try:
+            c.loss = _address(res, PyBUF_C_CONTIGUOUS)
             _drive(&c, 1)
-        finally:
-            PyBuffer_Release(&ob)
-        return out
+        else:
+            _small_run(&c, res)
+        return res
     finally:
         PyBuffer_Release(&xb)

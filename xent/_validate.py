@@ -1,9 +1,16 @@
-"""Argument checking shared by every public function of xent.
+"""Validation: every rule about the arguments of xent's functions, once.
 
-Each helper either returns a value ready for the kernels or raises the error
-that the validation rules ask for: ``TypeError`` for a wrong kind of dtype, ``ValueError``
+Each rule either returns a value ready for the kernels or raises the error
+the rules ask for: ``TypeError`` for a wrong kind of dtype, ``ValueError``
 for shapes and values, ``xent.LabelError`` for class indices.  Messages name
 the argument, what was expected and what was received.
+
+The public functions check their options here first, so that the small-call
+path and the general one apply the same rules.  The general path then
+validates the arrays and hands the dispatch one record of the call
+(:func:`softmax_ce`, :func:`bce`, :func:`softmax_rows` return an
+``xent._dispatch.Call``): the arrays in their final layout, the options
+resolved, and what the caller needs to shape the result.
 """
 
 import numbers
@@ -11,7 +18,8 @@ import operator
 
 import numpy as np
 
-from . import _kernels
+from . import _dispatch, _kernels
+from ._dispatch import Call
 
 REDUCTIONS = ("none", "sum", "mean")
 
@@ -83,6 +91,8 @@ def check_reduction(reduction):
 
 
 def check_smoothing(label_smoothing):
+    if type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0:
+        return label_smoothing
     ok = isinstance(label_smoothing, numbers.Real) and not isinstance(label_smoothing, (bool, np.bool_))
     eps = float(label_smoothing) if ok else None
     if not ok or not 0.0 <= eps <= 1.0:
@@ -206,3 +216,258 @@ def _same_view(a, b):
         and a.strides == b.strides
         and a.dtype.itemsize == b.dtype.itemsize
     )
+
+
+# ---------------------------------------------------------------------------
+# The general path: layout, then one record per call
+# ---------------------------------------------------------------------------
+
+def last_axis(a, axis):
+    """`a` with `axis` (>= 0 or -1) last: `a` itself when it already is.
+    np.moveaxis costs several microseconds, a large part of a small call."""
+    return a if axis == -1 or axis == a.ndim - 1 else np.moveaxis(a, axis, -1)
+
+
+def rows(x, axis, dtype):
+    """`x` as a C-contiguous (N, C) array of `dtype`, class axis last.
+
+    Returns (rows, owned): ``owned`` is True when this is a private copy that
+    the gradient may overwrite.
+    """
+    moved = last_axis(x, axis)
+    r = c_array(moved, dtype)
+    owned = r is not moved and r.flags.owndata   # a fresh copy, not the caller's memory
+    n_classes = x.shape[axis]
+    return r.reshape(x.size // n_classes if n_classes else 0, n_classes), owned
+
+
+def grad_buffer(grad_out, axis, dtype, r, owned):
+    """Where the kernel writes the (N, C) gradient: straight into grad_out when
+    its layout allows, else into our private copy of the logits, else new.
+    Returns (buffer, direct): direct is True when the buffer is grad_out."""
+    if grad_out is not None:
+        moved = last_axis(grad_out, axis)
+        if moved.dtype == dtype and moved.flags.c_contiguous and moved.flags.aligned:
+            return moved.reshape(r.shape), True
+    if owned:
+        return r, False
+    return np.empty_like(r), False
+
+
+def _result(call, reduction, den, loss_shape, moved_shape, axis, gdt, grad_out, direct):
+    """What the caller needs to shape the results, on the record."""
+    call.reduction = reduction
+    call.den = den
+    call.loss_shape = loss_shape
+    call.moved_shape = moved_shape
+    call.axis = axis
+    call.grad_dtype = gdt
+    call.grad_out = grad_out
+    call.direct = direct
+    return call
+
+
+def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, reduction, nt,
+               want_grad, grad_out):
+    """The record of a softmax cross-entropy call (`eps`, `reduction`, `nt`
+    already checked), its labels checked."""
+    x = as_array(logits, "logits")
+    cdt = compute_dtype(x, "logits")
+    if x.ndim == 0:
+        raise ValueError("`logits` must have at least one dimension (the classes); got a 0-d array.")
+    ax = check_axis(axis, x.ndim)
+    n_classes = x.shape[ax]
+    if n_classes == 0:
+        raise ValueError(f"`logits` must have at least one class; axis {ax} of shape {x.shape} has length 0.")
+    sample_shape = x.shape[:ax] + x.shape[ax + 1:]
+
+    t = as_array(target, "target")
+    kind = t.dtype.kind
+    if kind in "iu":
+        if t.shape != sample_shape:
+            hint = ""
+            if t.shape == x.shape:
+                hint = " (integer targets are class indices; pass one-hot probabilities as floats)"
+            elif x.ndim == 2 and t.shape == (n_classes,):
+                hint = (f" (`logits` looks transposed: its class axis {ax} has the length of `target`; "
+                        f"pass logits.T, or axis={1 - ax})")
+            raise ValueError(
+                f"`target` class indices must have the shape of `logits` without axis {ax}, "
+                f"{sample_shape}; got shape {t.shape}{hint}."
+            )
+        sparse = True
+    elif kind == "f":
+        if t.shape == x.shape:
+            sparse = False
+        elif t.shape == sample_shape:
+            raise TypeError(
+                f"`target` has the class-index shape {sample_shape} but dtype {t.dtype}: class "
+                "indices must be integers; use target.astype(np.int64) (or pass probabilities "
+                f"with the shape of `logits`, {x.shape})."
+            )
+        else:
+            raise ValueError(
+                f"`target` must be class indices of shape {sample_shape} or probabilities of "
+                f"shape {x.shape}; got shape {t.shape}."
+            )
+    else:
+        raise TypeError(
+            f"`target` must be integer class indices or floating-point probabilities; got dtype {t.dtype}."
+        )
+    has_ignore, ignore = check_ignore_index(ignore_index)
+    if not sparse and ignore_index is not None:
+        raise ValueError("`ignore_index` applies to class-index targets only; got probability targets.")
+    weight = None if weight is None else as_array(weight, "weight")
+    sample_weight = None if sample_weight is None else as_array(sample_weight, "sample_weight")
+    w = class_weight(weight, n_classes, cdt)
+    sw = per_sample_weight(sample_weight, sample_shape, cdt)
+    gdt = grad_dtype(x, cdt)
+    if grad_out is not None:
+        check_out(grad_out, "grad_out", x.shape, gdt,
+                  [("logits", x), ("target", t), ("weight", weight), ("sample_weight", sample_weight)],
+                  alias_name="logits")
+
+    if sparse:
+        y = c_array(t, np.int64).reshape(-1)
+        if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
+            has_ignore, ignore = _wide_uint_labels(t, y, has_ignore, ignore, ignore_index)
+        bad, den = _dispatch.run(Call("labels", y.shape[0], n_classes, cdt, nt, labels=y, weight=w,
+                                      sample_weight=sw, has_ignore=has_ignore, ignore=ignore))
+        if bad >= 0:
+            _raise_label(t, bad, n_classes, ignore_index)
+    else:
+        tg, _ = rows(t, ax, cdt)
+        den = float(np.sum(sw, dtype=np.float64)) if sw is not None else float(tg.shape[0])
+
+    kdt = _dispatch.storage(x, cdt)
+    r, owned = rows(x, ax, kdt)
+    loss = np.empty(r.shape[0], dtype=cdt) if reduction == "none" else None
+    gbuf, direct = grad_buffer(grad_out, ax, kdt, r, owned) if want_grad else (None, False)
+    scale = 1.0
+    if reduction == "mean":
+        scale = 1.0 / den if den != 0 else 0.0
+    if sparse:
+        call = Call("index", r.shape[0], n_classes, kdt, nt, x=r, labels=y, weight=w,
+                    sample_weight=sw, has_ignore=has_ignore, ignore=ignore, eps=eps, scale=scale,
+                    loss=loss, out=gbuf)
+    else:
+        call = Call("prob", r.shape[0], n_classes, kdt, nt, x=r, target=tg, weight=w,
+                    sample_weight=sw, eps=eps, scale=scale, loss=loss, out=gbuf)
+    call.empty = reduction == "mean" and den == 0   # nothing to average: no kernel runs
+    if call.empty and gbuf is not None:
+        gbuf.fill(0)
+    return _result(call, reduction, den, sample_shape, sample_shape + (n_classes,), ax, gdt,
+                   grad_out, direct)
+
+
+def _wide_uint_labels(t, y, has_ignore, ignore, ignore_index):
+    """uint64 labels above the int64 range wrap negative in `y`: mark them as
+    ignored (when they equal ignore_index) or as bad, with negative sentinels
+    that no uint64 label can produce otherwise.  Returns (has_ignore, ignore)."""
+    big = (t > np.iinfo(np.int64).max).reshape(-1)
+    if not big.any():
+        return has_ignore, ignore
+    ignored = np.zeros_like(big)
+    if ignore_index is not None and not has_ignore and 0 <= int(ignore_index) < 2**64:
+        ignored = big & (t.reshape(-1) == np.uint64(int(ignore_index)))
+        has_ignore, ignore = True, -1
+    y[ignored] = -1
+    y[big & ~ignored] = -2 if ignore == -1 else -1
+    return has_ignore, ignore
+
+
+def _raise_label(t, flat, n_classes, ignore_index):
+    value = t.reshape(-1)[flat]
+    allowed = f"[0, {n_classes})" + (f" or equal ignore_index={ignore_index}" if ignore_index is not None else "")
+    hint = ""
+    if value == -100 and ignore_index is None:
+        hint = " (-100 is PyTorch's default ignore_index: pass ignore_index=-100 to leave those rows out)"
+    raise LabelError(f"`target` class indices must be in {allowed}; got {value} at position "
+                     f"{position(flat, t.shape)}{hint}.")
+
+
+def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_out):
+    """The record of a sigmoid BCE call (`eps`, `reduction`, `nt` already checked)."""
+    x = as_array(logits, "logits")
+    cdt = compute_dtype(x, "logits")
+    t = as_array(target, "target")
+    if t.shape != x.shape:
+        raise ValueError(f"`target` must have the shape of `logits`, {x.shape}; got shape {t.shape}.")
+    kind = t.dtype.kind
+    if kind in "iub":
+        if kind != "b" and t.size and not np.all((t == 0) | (t == 1)):
+            bad = int(np.argmax((t != 0) & (t != 1)))
+            raise ValueError(
+                f"`target` of integer dtype must hold 0 or 1; got {t.reshape(-1)[bad]} at "
+                f"position {position(bad, t.shape)} (pass floats in [0, 1] for soft targets)."
+            )
+    elif kind != "f":
+        raise TypeError(f"`target` must be floating-point in [0, 1], or bool/integer 0/1; got dtype {t.dtype}.")
+    n_cols = x.shape[-1] if x.ndim else 1
+    n_rows = x.size // n_cols if n_cols else 0
+    weight = None if weight is None else as_array(weight, "weight")
+    pos_weight = None if pos_weight is None else as_array(pos_weight, "pos_weight")
+    w2 = broadcast_rows(weight, "weight", x.shape, n_rows, n_cols, cdt)
+    pw2 = broadcast_rows(pos_weight, "pos_weight", x.shape, n_rows, n_cols, cdt)
+    gdt = grad_dtype(x, cdt)
+    if grad_out is not None:
+        check_out(grad_out, "grad_out", x.shape, gdt,
+                  [("logits", x), ("target", t), ("weight", weight), ("pos_weight", pos_weight)],
+                  alias_name="logits")
+    kdt = _dispatch.storage(x, cdt)
+    contiguous = c_array(x, kdt)
+    owned = contiguous is not x and contiguous.flags.owndata
+    flat = contiguous.reshape(-1)
+    n = flat.shape[0]
+    loss = np.empty(n, dtype=cdt) if reduction == "none" else None
+    gbuf, direct = None, False
+    if want_grad:
+        gbuf, direct = grad_buffer(grad_out, -1, kdt, flat, owned) if x.ndim else (np.empty_like(flat), False)
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    call = Call("bce", n, max(n_cols, 1), kdt, nt, x=flat, target=c_array(t, cdt).reshape(-1),
+                weight2=w2, pos_weight2=pw2, eps=eps, scale=scale, loss=loss, out=gbuf)
+    call.empty = False
+    return _result(call, reduction, n, x.shape, x.shape, -1, gdt, grad_out, direct)
+
+
+def broadcast_rows(arr, name, shape, n_rows, n_cols, cdt):
+    """`arr` broadcast to `shape`, as an (n_rows, n_cols) view (strides may be 0)."""
+    if arr is None:
+        return None
+    a = real_array(arr, name, cdt)
+    try:
+        b = np.broadcast_to(a, shape)
+    except ValueError:
+        raise ValueError(f"`{name}` must broadcast to the shape of `logits`, {shape}; got shape {a.shape}.") from None
+    if not a.dtype.isnative:
+        b = b.astype(cdt.newbyteorder("="))
+    # A reshape of a broadcast view stays a view when the broadcast dimensions
+    # allow it ((C,), scalars, (N, 1), full arrays); otherwise it copies.
+    b2 = b.reshape(n_rows, n_cols) if b.size else np.zeros((n_rows, n_cols), cdt)
+    if not b2.flags.aligned or b2.strides[0] % b2.itemsize or b2.strides[1] % b2.itemsize:
+        b2 = c_array(b2)
+    return b2
+
+
+def softmax_rows(x, axis, out, mode, nt):
+    """The record of a logsumexp (mode 0), log_softmax (1) or softmax (2) call."""
+    a = as_array(x, "x")
+    cdt = compute_dtype(a, "x")
+    if a.ndim == 0:
+        raise ValueError("`x` must have at least one dimension; got a 0-d array.")
+    ax = check_axis(axis, a.ndim, array_name="x")
+    if a.shape[ax] == 0:
+        raise ValueError(f"`x` must have at least one element along axis {ax}; got shape {a.shape}.")
+    kdt = _dispatch.storage(a, cdt)
+    r, owned = rows(a, ax, kdt)
+    moved_shape = a.shape[:ax] + a.shape[ax + 1:] + (a.shape[ax],)
+    call = Call("softmax", r.shape[0], r.shape[1], kdt, nt, x=r, mode=mode)
+    call.empty = False
+    if mode == 0:
+        call.loss = np.empty(r.shape[0], dtype=cdt)
+        return _result(call, "none", 0, moved_shape[:-1], moved_shape, ax, cdt, None, False)
+    odt = grad_dtype(a, cdt)
+    if out is not None:
+        check_out(out, "out", a.shape, odt, [("x", a)], alias_name="x")
+    call.out, direct = grad_buffer(out, ax, kdt, r, owned)
+    return _result(call, "none", 0, moved_shape[:-1], moved_shape, ax, odt, out, direct)

@@ -25,7 +25,7 @@ import numpy as np
 
 from xent import _dispatch
 from xent._api import _quiet, sigmoid_binary_cross_entropy, softmax_cross_entropy
-from xent._api import _rows as _as_rows
+from xent._validate import rows as _as_rows
 from xent._validate import (LabelError, as_array, c_array, check_axis, check_smoothing, compute_dtype,
                             position, resolve_n_threads)
 
