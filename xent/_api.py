@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from . import _dispatch, _kernels, _validate
+from ._docs import ROWWISE, fill
 from ._validate import LabelError, check_ignore_index, check_out, check_reduction, check_smoothing, resolve_n_threads
 
 # reduction -> the small-call path's code
@@ -374,19 +375,11 @@ def logsumexp(x, axis=-1):
     return _softmax_family(x, axis, None, _MODES["logsumexp"])
 
 
+@fill(rowwise=ROWWISE)
 def log_softmax(x, axis=-1, out=None):
     """``x - logsumexp(x, axis)``, stably.
 
-    Parameters
-    ----------
-    x : array_like, shape (..., C, ...)
-    axis : int, default -1
-    out : ndarray, shape = x.shape, optional
-        Where to write; may be `x` itself.
-
-    Returns
-    -------
-    ndarray, shape = x.shape
+    {rowwise}
 
     Notes
     -----
@@ -402,19 +395,11 @@ def log_softmax(x, axis=-1, out=None):
     return _softmax_family(x, axis, out, _MODES["log_softmax"])
 
 
+@fill(rowwise=ROWWISE)
 def softmax(x, axis=-1, out=None):
     """``exp(x) / sum(exp(x), axis)``, stably.
 
-    Parameters
-    ----------
-    x : array_like, shape (..., C, ...)
-    axis : int, default -1
-    out : ndarray, shape = x.shape, optional
-        Where to write; may be `x` itself.
-
-    Returns
-    -------
-    ndarray, shape = x.shape
+    {rowwise}
 
     Notes
     -----
@@ -428,14 +413,3 @@ def softmax(x, axis=-1, out=None):
     """
     return _softmax_family(x, axis, out, _MODES["softmax"])
 
-
-__all__ = [
-    "LabelError",
-    "softmax_cross_entropy",
-    "softmax_cross_entropy_with_grad",
-    "sigmoid_binary_cross_entropy",
-    "sigmoid_binary_cross_entropy_with_grad",
-    "logsumexp",
-    "log_softmax",
-    "softmax",
-]

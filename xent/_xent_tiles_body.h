@@ -81,6 +81,15 @@ static inline void TS(job)(const xent_call* c, ptrdiff_t i, int kind, double a, 
         TS(run_job)(&jb, xr, (const T*)c->w, orow, 0, c->C);
 }
 
+/* Row i's loss v = s_i l_i, stored and summed as "none" returns it (rounded to T). */
+static inline void TS(row_loss)(T* loss, ptrdiff_t i, double v, xent_acc* num)
+{
+    v = (double)(T)v;
+    if (loss)
+        loss[i] = (T)v;
+    xent_acc_add(num, v);
+}
+
 /* Softmax cross-entropy, class-index targets.
  *   l_i = (1-eps) w_y (lse - x_y) + (eps/C) sum_c w_c (lse - x_c)
  *   dl/dx = (sum_c q_c) softmax - q,   q_c = (1-eps) w_y [c==y] + (eps/C) w_c
@@ -160,11 +169,7 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
             if (eps != 0.0)
                 li = li + spread * (smooth + wsum * ls);
         }
-        /* sum exactly the value "none" returns (rounded to the compute dtype) */
-        li = (double)(T)(si * li);
-        if (loss)
-            loss[i] = (T)li;
-        xent_acc_add(&num, li);
+        TS(row_loss)(loss, i, si * li, &num);
     }
     return xent_acc_value(&num);
 }
@@ -231,10 +236,7 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
             }
             li = lsum + qsum * ls;
         }
-        li = (double)(T)(si * li);
-        if (loss)
-            loss[i] = (T)li;
-        xent_acc_add(&num, li);
+        TS(row_loss)(loss, i, si * li, &num);
     }
     return xent_acc_value(&num);
 }

@@ -103,6 +103,18 @@ def _check_not_swapped(t, x):
         )
 
 
+def _dense_inputs(y_true, y_pred, from_logits, label_smoothing, axis):
+    """The checked arguments of the losses with float targets of the
+    predictions' shape: (x, compute dtype, axis, from_logits, smoothing, t)."""
+    x, cdt = _check_pred(y_pred)
+    ax = _check_axis(axis, x.ndim)
+    logits = _check_from_logits(from_logits)
+    eps = check_smoothing(label_smoothing)
+    t = _float_targets(y_true, x.shape, cdt)
+    _check_not_swapped(t, x)
+    return x, cdt, ax, logits, eps, t
+
+
 def _check_ignore_class(ignore_class):
     if ignore_class is None:
         return None
@@ -301,12 +313,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     >>> xk.categorical_crossentropy([[1.0, 0.0]], [[2.0, 0.0]], from_logits=True).round(6)
     array([0.126928])
     """
-    x, cdt = _check_pred(y_pred)
-    ax = _check_axis(axis, x.ndim)
-    logits = _check_from_logits(from_logits)
-    eps = check_smoothing(label_smoothing)
-    t = _float_targets(y_true, x.shape, cdt)
-    _check_not_swapped(t, x)
+    x, cdt, ax, logits, eps, t = _dense_inputs(y_true, y_pred, from_logits, label_smoothing, axis)
     _check_n_classes(x, ax)
     if logits:
         return softmax_cross_entropy(x, t, axis=ax, label_smoothing=eps, reduction="none")
@@ -449,12 +456,7 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     >>> loss.shape, round(float(loss), 6)
     ((), 0.220095)
     """
-    x, cdt = _check_pred(y_pred)
-    ax = _check_axis(axis, x.ndim)
-    logits = _check_from_logits(from_logits)
-    eps = check_smoothing(label_smoothing)
-    t = _float_targets(y_true, x.shape, cdt)
-    _check_not_swapped(t, x)
+    x, cdt, ax, logits, eps, t = _dense_inputs(y_true, y_pred, from_logits, label_smoothing, axis)
     if logits:
         elementwise = sigmoid_binary_cross_entropy(x, t, label_smoothing=eps, reduction="none")
         return _mean(elementwise, ax, cdt)

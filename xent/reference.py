@@ -39,6 +39,8 @@ Choices where PyTorch offers no guidance (the kernels must make the same):
 
 import numpy as np
 
+from ._docs import GRAD_OUT, ROWWISE, fill
+
 __all__ = [
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_grad",
@@ -312,6 +314,7 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
                        label_smoothing, reduction, want_grad=False)
 
 
+@fill(grad_out=GRAD_OUT)
 def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None,
                                     sample_weight=None, ignore_index=None,
                                     label_smoothing=0.0, reduction="mean",
@@ -320,11 +323,7 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None,
 
     Parameters are those of :func:`softmax_cross_entropy`, plus
 
-    grad_out : ndarray (logits.shape), optional
-        Written with the gradient and returned.
-
-    Returns
-    -------
+    {grad_out}
     loss : float, or ndarray (logits.shape without axis) for ``"none"``
     grad : ndarray (logits.shape), dtype of logits (float64 for integers)
         ``d loss / d logits``; for ``"none"``, of the sum of the per-sample losses.
@@ -442,6 +441,7 @@ def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None
                 want_grad=False)
 
 
+@fill(grad_out=GRAD_OUT)
 def sigmoid_binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None,
                                            label_smoothing=0.0, reduction="mean",
                                            n_threads=None, grad_out=None):
@@ -449,11 +449,7 @@ def sigmoid_binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_w
 
     Parameters are those of :func:`sigmoid_binary_cross_entropy`, plus
 
-    grad_out : ndarray (logits.shape), optional
-        Written with the gradient and returned.
-
-    Returns
-    -------
+    {grad_out}
     loss : float, or ndarray (logits.shape) for ``"none"``
     grad : ndarray (logits.shape), dtype of logits (float64 for integers)
 
@@ -499,18 +495,11 @@ def logsumexp(x, axis=-1):
     return lse.reshape(moved_shape[:-1])
 
 
+@fill(rowwise=ROWWISE)
 def log_softmax(x, axis=-1, out=None):
     """``x - logsumexp(x)`` along ``axis``, max-shifted.
 
-    Parameters
-    ----------
-    x : array_like, (..., C, ...)
-    axis : int
-    out : ndarray (x.shape), optional
-
-    Returns
-    -------
-    ndarray (x.shape), dtype of x (float64 for integers)
+    {rowwise}
 
     Notes
     -----
@@ -526,18 +515,11 @@ def log_softmax(x, axis=-1, out=None):
     return _write(result, out)
 
 
+@fill(rowwise=ROWWISE)
 def softmax(x, axis=-1, out=None):
     """``exp(x) / sum(exp(x))`` along ``axis``, max-shifted.
 
-    Parameters
-    ----------
-    x : array_like, (..., C, ...)
-    axis : int
-    out : ndarray (x.shape), optional
-
-    Returns
-    -------
-    ndarray (x.shape), dtype of x (float64 for integers)
+    {rowwise}
 
     Notes
     -----
