@@ -1,34 +1,48 @@
 # Compiler directives are set in setup.py (one place for the whole build).
-"""Cython kernels of xent.
+"""The scheduler of xent's kernels, and the design of the whole kernel layer.
 
-Layering (as in scikit-learn's ``sklearn/_loss``):
+Layers, each in its own file, each calling only the one below:
 
-* per-row / per-element math in ``cdef inline ... noexcept nogil`` functions;
-* per-tile loops (``_*_tile``) over a contiguous range of rows or elements;
-* ``def`` entry points that run the tiles in an OpenMP ``prange`` and combine
-  the per-tile partial sums in a fixed order on one thread.
+* ``xent._api``: the public functions; they check the options with the
+  rules of ``xent._validate`` and offer a small call to ``small_*`` here.
+* ``xent._validate``: every rule about the arguments, once; the general path
+  brings the arrays to their final layout (C-contiguous, aligned, native)
+  and builds one record of the call, an ``xent._dispatch.Call``.
+* ``xent._dispatch``: hands the record to ``run`` here; ``path()`` says
+  which path a call takes.
+* this module: turns the record (or a small call's buffers) into an
+  ``xent_call`` and schedules its tiles: ``_drive`` (serial, or a dynamic
+  ``prange``), the column split's phases, the 16-bit buffers.  No math.
+* ``_xent_tiles.h`` / ``_xent_tiles_body.h``: the per-row formulas of every
+  kernel over a tile of rows, compiled once (the row operations, listed in
+  XENT_TILE_OPS), the plan ``xent_plan`` (every path decision), and the
+  16-bit wrapper ``xent_tile``.
+* ``_xent_simd.h`` and the headers it includes: the SIMD primitives (row
+  statistics, exp maps, probability rows, few-classes lanes, BCE, 16-bit
+  conversion), one body per element type, compiled per instruction-set
+  variant and dispatched at run time; each listed once in ``_xent_ops.h``.
 
-The kernels trust their caller, ``xent._api``, which validates the arguments
-and dispatches to them: arrays are C-contiguous, native-endian
-float32/float64 (one fused type), labels are int64 already checked to lie in
-``[0, C)`` or equal ``ignore_index``, optional arrays are ``None``, and sizes
-are 64-bit (``Py_ssize_t``).
+Adding a per-row quantity: its primitive (if it needs one) in the SIMD
+headers plus one line of ``_xent_ops.h``; its row operation, one function
+``tile_<op>`` in ``_xent_tiles_body.h`` plus one line of XENT_TILE_OPS; and
+its entry in ``xent._dispatch`` (the name in ``OPS`` below) with the
+validation that builds its record.
 
-Determinism: the tile size depends only on the shape (``_rows_per_tile``), every
-row/element is computed by exactly one thread, per-tile sums are written to
-their own slot and combined in tile order.  Rows split into column chunks
-(fewer rows than threads, huge C) compute every block as the row path does
-and merge the blocks in order.  Results are therefore bitwise identical for
-any number of threads.
+Determinism: the tile size depends only on the shape (xent_tile_units),
+every row/element is computed by exactly one thread, per-tile sums are
+written to their own slot and combined in tile order.  Rows split into
+column chunks compute every block as the row path does and merge the
+blocks in order.  Results are therefore bitwise identical for any number
+of threads.
 
-Which path a call takes, in order (tests ask ``rows_per_tile(C)``,
-``row_group_size(C, dtype)``, ``split_applies(N, C, n_threads)``):
+Which path a call takes (xent_plan; ``xent._dispatch.path`` reports it):
 
-1. Small call: ``xent._api`` offers a plain float32/float64 ndarray call of
-   one tile (N * C <= TILE_ELEMS, ``_api._FAST_ELEMS``) to ``fast_index_ce``,
-   ``fast_dense`` (probability CE, BCE) or ``fast_softmax``: the general
-   path's tile function on the calling thread.  What they decline (float16,
-   other layouts, a bad label) returns NotImplemented: the general path.
+1. Small call: a plain float32/float64 ndarray call of one tile
+   (``xent._dispatch.small_call``) goes to ``small_index``, ``small_dense``
+   (probability CE, BCE) or ``small_softmax``, which recognise its buffers
+   and run the same driver on the calling thread, with no allocation and no
+   team.  What they decline (float16, other layouts, a bad label) returns
+   NotImplemented: the general path.
 2. Few classes, C <= XENT_SMALL_C: XENT_LANES rows as SIMD lanes
    (index_small without label smoothing, prob_small, softmax_small; with
    smoothing the lanes' row statistics, then the row formulas).
@@ -37,30 +51,29 @@ Which path a call takes, in order (tests ask ``rows_per_tile(C)``,
 4. One row at a time (row_stats): two-pass when xent_two_pass(C) (a max
    sweep, then every block summed against it from cache), else blocks each
    summed against its own max and merged online, in order.
-5. Column split (``_use_split``, checked before tiling): class-index CE and
-   the softmax primitives with n_threads > 1, N < n_threads, C >= SPLIT_MIN_C;
-   row_stats' blocks as (row, chunk) units over all threads, then the outputs a
-   chunk at a time.
-Tiles are ``_rows_per_tile(C)`` rows (one once C >= TILE_ELEMS): a serial
-loop for one thread or one tile, else a dynamic ``prange``.  BCE cuts the
-flat array into element tiles of TILE_ELEMS: one bce_seg in XT_BCE_CHUNK
-chunks, or with weights stretches of XT_BCE_STRETCH.  float16 (``*_half``):
-each tile is widened into a float32 buffer of its thread, the float32 tile
-runs there in place, a gradient / softmax is narrowed back (bitwise the
-float32 kernels on x.astype(float32)); static schedule, no split.
+5. Column split: class-index CE and the softmax primitives with
+   n_threads > 1, N < n_threads, C >= XENT_SPLIT_MIN_C; row_stats' blocks as
+   (row, chunk) units over all threads, then the outputs a chunk at a time.
+6. 16-bit logits: each tile is widened into a float32 buffer of its
+   thread, the float32 tile runs there in place, a gradient / softmax is
+   narrowed back (bitwise the float32 kernels on x.astype(float32)); no split.
+Tiles are xent_tile_units(op, C) rows (one once C >= XENT_TILE_ELEMS): a
+serial loop for one thread or one tile, else a dynamic ``prange``.  BCE cuts
+the flat array into element tiles of XENT_TILE_ELEMS: one bce_seg in
+XT_BCE_CHUNK chunks, or with weights stretches of XT_BCE_STRETCH.
 
 Thresholds: value; what it selects; why; measurement.  Reproduce with
 ``python -m xent bench --shapes RxC --threads T`` (tools/scaling.sh sweeps
 threads) or tools/row_stats_bench.c (build line in its header; ``avx512
 1000 256``: row statistics, ns per element, one core, from L2).
 
-* TILE_ELEMS = 32768: rows per tile, BCE's tile, the small-call limit, the
-  float16 buffer.  Amortises scheduling and the tile's float64 partial sum;
+* XENT_TILE_ELEMS = 32768: rows per tile, BCE's tile, the small-call limit,
+  the 16-bit buffer.  Amortises scheduling and the tile's float64 partial sum;
   2 x 16 cores get dozens of tiles on 10M elements.  Size not measured;
   dynamic vs static hand-out: a few % on a 2-core cloud VM (noise level).
 * Small-call limit, N * C <= 32768, any C: skips NumPy's Python-level
-  helpers and the thread team, same tile call (tests/test_small_calls.py:
-  bitwise).  End to end, 2-core cloud VM: 32 x 10 ~1-4 us vs 9-40 us on the
+  helpers and the thread team, same tile call (tests/test_paths.py:
+  bitwise).  End to end, 2-core cloud VM: 32 x 10 ~1-2 us vs 9-40 us on the
   general path, 1 x 1000 0.8 vs 10.6 us.  The limit (one tile): not measured.
 * XENT_SMALL_C = 32, XENT_LANES = 16: lanes.  A 10-class row alone is all
   loop overhead; 16 floats are one AVX-512 vector.  262144 x 10 vs rows:
@@ -68,7 +81,7 @@ threads) or tools/row_stats_bench.c (build line in its header; ``avx512
   5.4 -> 3.6 ms on one thread.  The cutoff 32: not measured.
 * XENT_ROW_GROUP = 4: the max sweep, waiting on memory, overlaps the
   neighbour's sums; the rows stay in L1 / L2 for the gradient pass
-  (tests/test_row_groups.py).  C = 1000, one core from cache: 202 -> 190 ns
+  (tests/test_paths.py).  C = 1000, one core from cache: 202 -> 190 ns
   per row.  4 against other values: not measured.
 * XENT_BLOCK_F32 = 4096, _F64 = 1024 (16 / 8 KiB): the row-group limit, the
   unit of row_stats and of the split; a block's second sweep reads L1.
@@ -78,10 +91,10 @@ threads) or tools/row_stats_bench.c (build line in its header; ``avx512
   float64 at 128k classes; a row in L2 pays little for a second sweep.
   Accuracy: tests/test_accuracy.py (C = 128256), tools/ulp_report.py; the
   1 MiB bound's speed: not measured.
-* SPLIT_MIN_C = 65536, SPLIT_CHUNK = 16384 (64 KiB of float32): the split
+* XENT_SPLIT_MIN_C = 65536, XENT_SPLIT_CHUNK = 16384 (64 KiB of float32): the split
   costs three parallel regions, a few us.  One float32 row, 2 threads, a
   2-core machine: C = 49152 breaks even, 65536 +10 %, 128256 +30 % (loss
-  37 -> 29 us), 2^20 +60 % (tests/test_split.py: bitwise).  Chunk size: not
+  37 -> 29 us), 2^20 +60 % (tests/test_paths.py: bitwise).  Chunk size: not
   measured.
 * XENT_ONE_COPY (merge_block, noinline noclone): with a copy per caller gcc
   13 fuses FMAs differently and a split float64 row of 140000 classes gets a
@@ -108,7 +121,7 @@ threads) or tools/row_stats_bench.c (build line in its header; ``avx512
   16 all gain 14 %: logsumexp 262144 x 10 from L3, one AVX-512 core, medians
   of 12 alternated runs); XT_BCE_AHEAD = 8 KiB (1 GB, 2 threads: ~36 -> ~30
   cycles per 16 elements per core, noisy).
-* float16 buffers, ``_rows_per_tile(C) * C`` floats per thread (128 KiB for
+* 16-bit buffers, ``xent_tile_units(op, C) * C`` floats per thread (128 KiB for
   C <= 32768): no float32 copy of the array; 262144 x 1000 class-index loss
   650 -> 90 ms against converting it first.
 """
