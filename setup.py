@@ -13,6 +13,7 @@ Everything about how the kernels are compiled lives here, in one place:
 checks back on (a debugging build for the test suite).
 """
 
+import glob
 import os
 import shutil
 import sys
@@ -82,11 +83,12 @@ def _openmp_flags(compiler):
 
 
 # -O3 for vectorisation; -fopenmp-simd honours the `omp simd` reductions of
-# _xent_simd.h even in a serial build; -fno-trapping-math lets conditional
-# float expressions be if-converted (vectorised) and -ffp-contract=fast
-# allows FMA where the variant has it.  None of them changes inf/NaN
-# semantics or reassociates sums (unlike a fast-math mode).  tests/test_vectorized.py
-# compiles the SIMD header with these same flags and checks the hot loops.
+# the C headers (xent/csrc) even in a serial build; -fno-trapping-math lets
+# conditional float expressions be if-converted (vectorised) and
+# -ffp-contract=fast allows FMA where the variant has it.  None of them
+# changes inf/NaN semantics or reassociates sums (unlike a fast-math mode).
+# tests/test_vectorized.py compiles the SIMD header with these same flags and
+# checks the hot loops.
 UNIX_FLAGS = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno",
               "-ffp-contract=fast", "-Wno-unused-function"]
 
@@ -125,7 +127,7 @@ class BuildExt(build_ext):
 
 
 # ---------------------------------------------------------------------------
-# The op list (xent/_xent_ops.h) as Cython declarations
+# The op list (xent/csrc/_xent_ops.h) as Cython declarations
 # ---------------------------------------------------------------------------
 _OP = r"^\s*(XV?)\((\w+), (?:([\w* ]+), )?(\w+), \(([^)]*)\), \(([^)]*)\)\)"
 
@@ -160,7 +162,7 @@ def _cy_type(c, t):
     return c.replace("ptrdiff_t", "Py_ssize_t")
 
 
-def write_ops_pxi(header="xent/_xent_ops.h", out="xent/_xent_ops.pxi"):
+def write_ops_pxi(header="xent/csrc/_xent_ops.h", out="xent/_xent_ops.pxi"):
     """Cython declarations of the op list: each xent_<op>_<S> in an extern
     block, and for each typed op that takes a T a fused-type xent_<op> that
     calls the float or the double one.  Written only when it changes
@@ -200,9 +202,9 @@ def extensions():
         Extension(
             "xent._kernels",
             sources=["xent/_kernels.pyx"],
-            include_dirs=["xent"],
-            depends=["xent/_xent_omp.h", "xent/_xent_simd.h", "xent/_xent_simd_isa.h",
-                     "xent/_xent_simd_body.h", "xent/_xent_ops.h"],
+            # the C headers (xent/csrc/_xent_body.h lists the body's parts)
+            include_dirs=["xent/csrc"],
+            depends=sorted(glob.glob("xent/csrc/*.h")),
         ),
         # the benchmark's memory-bandwidth probes
         Extension("xent._probe", sources=["xent/_probe.pyx"]),

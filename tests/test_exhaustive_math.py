@@ -2,7 +2,7 @@
 float32 of their input ranges, for every SIMD variant the CPU has.
 
 The kernels never call libm in their hot loops: they inline the bounded-domain
-`exp` (x <= 0) and `log1p` (v >= 0) of xent/_xent_simd_body.h.  This compiles
+`exp` (x <= 0) and `log1p` (v >= 0) of xent/csrc/_xent_math.h.  This compiles
 those functions the way setup.py does, runs them over every float32 of
 
   exp_neg    [-104, 0]   (results down to float's subnormals, then 0)
@@ -29,7 +29,7 @@ from test_vectorized import HEADER, ROOT, _setup_flags
 
 pytestmark = pytest.mark.skipif(
     not (HEADER.exists() and (ROOT / "setup.py").exists() and shutil.which("gcc")),
-    reason="needs the source tree (setup.py, xent/_xent_simd.h) and gcc")
+    reason="needs the source tree (setup.py, xent/csrc/_xent_simd.h) and gcc")
 
 HARNESS = r"""
 #include "_xent_simd.h"

@@ -1,6 +1,7 @@
 """The AVX-512 and AVX2 float row statistics written with intrinsics
-(block_lanes, lanes_stats_x and the gathers of lanes_load in
-xent/_xent_simd_body.h) are bitwise the portable C loops they replace.
+(block_lanes in xent/csrc/_xent_row_stats.h, lanes_stats_x and the gathers
+of lanes_load in xent/csrc/_xent_small.h) are bitwise the portable C loops
+they replace.
 
 tools/row_stats_bench.c is built twice with setup.py's flags: as shipped, and
 with -DXENT_NO_INTRINSICS, which makes the AVX-512 and AVX2 variants compile
@@ -46,7 +47,7 @@ def builds(tmp_path_factory):
     out = {}
     for name, extra in (("intrinsics", []), ("c_loop", ["-DXENT_NO_INTRINSICS"])):
         exe = d / name
-        subprocess.run(["gcc", *_setup_flags(), *extra, "-I", str(ROOT / "xent"), str(TOOL),
+        subprocess.run(["gcc", *_setup_flags(), *extra, "-I", str(ROOT / "xent" / "csrc"), str(TOOL),
                         "-o", str(exe), "-lm"], check=True, capture_output=True)
         out[name] = exe
     return out

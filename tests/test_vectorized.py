@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-HEADER = ROOT / "xent" / "_xent_simd.h"
+HEADER = ROOT / "xent" / "csrc" / "_xent_simd.h"
 HOT = ("row_stats", "block_sum", "range_max", "exp_map", "exp_map_sub", "prob_row", "prob_grad", "index_small", "bce_chunk",
        "lanes_range", "lanes_wide", "lanes_expsum", "lanes_lse", "lanes_softmax", "softmax_small", "lanes_prob_col", "lanes_prob_top", "lanes_log_total", "lanes_prob_finish", "lanes_prob_grad", "prob_small", "lanes_finish", "lanes_grad")
 
@@ -28,7 +28,7 @@ MIN_WIDE = {"row_stats": 0, "range_max": 4}
 
 pytestmark = pytest.mark.skipif(
     not (HEADER.exists() and (ROOT / "setup.py").exists() and shutil.which("gcc") and shutil.which("objdump")),
-    reason="needs the source tree (setup.py, xent/_xent_simd.h), gcc and objdump")
+    reason="needs the source tree (setup.py, xent/csrc/_xent_simd.h), gcc and objdump")
 
 
 def _setup_flags():

@@ -300,12 +300,14 @@ WHEEL=$(ls "$WORK"/dist/xent-*.whl)
 echo "    sdist: $(basename "$SDIST")   wheel: $(basename "$WHEEL")"
 # (Listing into a variable: `tar | grep -q` would die of SIGPIPE under pipefail.)
 SDIST_FILES=$(tar -tzf "$SDIST" | sed 's|^[^/]*/||')
-for need in xent/_kernels.pyx xent/_xent_omp.h setup.py pyproject.toml MANIFEST.in tests/conftest.py; do
+# every C header of the source tree (xent/csrc), and what a build and the tests read
+for need in xent/_kernels.pyx $(cd "$WORK/src" && printf '%s ' xent/csrc/*.h) setup.py pyproject.toml \
+        MANIFEST.in tests/conftest.py; do
     grep -qx "$need" <<<"$SDIST_FILES" || fail "sdist lacks $need"
 done
 # (C sources under xent/ are Cython's output; tools/row_stats_bench.c is source)
 if grep -qE '\.(so|pyd|o)$|^xent/.*\.c$|^build/' <<<"$SDIST_FILES"; then fail "sdist carries build products"; fi
-echo "    sdist: $(wc -l <<<"$SDIST_FILES") entries, including the .pyx, the header and tests/"
+echo "    sdist: $(wc -l <<<"$SDIST_FILES") entries, including the .pyx, the headers and tests/"
 
 step "3. auditwheel repair"
 auditwheel show "$WHEEL" 2>&1 | sed 's/^/    /'

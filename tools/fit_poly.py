@@ -1,7 +1,7 @@
 """Print the polynomial coefficients of xent's own float exp and BCE log1p.
 
 Both are Chebyshev interpolants, computed here in 60-digit arithmetic (mpmath)
-and printed highest degree first, as they appear in xent/_xent_simd_body.h:
+and printed highest degree first, as they appear in xent/csrc/_xent_math.h:
 
 * float exp (exp_core): exp(r) = 1 + r + r^2 q(r) on |r| <= ln2/2, q of
   degree 4 fitted to (exp(r) - 1 - r) / r^2; relative error of exp ~1.1e-8.

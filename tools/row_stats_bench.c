@@ -2,7 +2,7 @@
  * without Python: the loop every softmax-family kernel starts with.
  *
  *   gcc -O3 -fopenmp-simd -fno-trapping-math -fno-math-errno -ffp-contract=fast \
- *       -Wno-unused-function -I xent tools/row_stats_bench.c -o /tmp/rsb -lm
+ *       -Wno-unused-function -I xent/csrc tools/row_stats_bench.c -o /tmp/rsb -lm
  *   /tmp/rsb avx512 1000 256        # ns per element, one core, 1 MB of rows (L2)
  *   /tmp/rsb avx512 1000 268435     # 1 GB: from memory
  *   /tmp/rsb avx512 1000 16 bits    # each row's statistics as hex floats

@@ -1,7 +1,7 @@
 /* The op list: every primitive that the SIMD variants provide, one line each.
  *
- * A primitive is written once, as N(op) in _xent_simd_body.h (or a header it
- * includes), and listed once here.  From this list come
+ * A primitive is written once, as N(op) in one of the body's parts (listed
+ * in _xent_body.h), and listed once here.  From this list come
  *   - the fields of the variant table `xent_ops` and each variant's table
  *     (_xent_simd.h, _xent_simd_isa.h),
  *   - the plain C functions xent_<op>_<S> that call the active variant,

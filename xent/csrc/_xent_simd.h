@@ -1,8 +1,9 @@
 /* SIMD row primitives of xent, with run-time instruction-set dispatch.
  *
  * What Cython cannot express lives here: `omp simd` reductions and one
- * source compiled for several instruction sets.  _xent_simd_body.h is
- * instantiated for float and double under each variant:
+ * source compiled for several instruction sets.  The body (_xent_body.h and
+ * the parts it lists) is instantiated for float and double under each
+ * variant:
  *   base    the compiler's default target (SSE2 on x86-64; NEON on arm64)
  *   avx2    AVX2 + FMA + F16C         (x86-64, gcc/clang only)
  *   avx512  AVX-512 F/DQ/BW/VL + FMA + F16C (x86-64, gcc/clang only)
