@@ -154,6 +154,18 @@ def _ops(header):
     return out
 
 
+def _tile_ops(header):
+    """The row operations of XENT_TILE_OPS: (OP, op) pairs."""
+    import re
+
+    text = open(header).read()
+    block = re.search(r"#define XENT_TILE_OPS\(X\)((?:.*\\\n)*.*\n)", text)
+    pairs = re.findall(r"X\((\w+), (\w+)\)", block.group(1)) if block else []
+    if not pairs:
+        raise RuntimeError(f"no row operation found in {header}: keep one X(OP, op) per line")
+    return pairs
+
+
 def _cy_type(c, t):
     """A C type of the op list in Cython, with T replaced by `t`."""
     import re
@@ -186,6 +198,11 @@ def write_ops_pxi(header="xent/csrc/_xent_ops.h", out="xent/_xent_ops.pxi"):
                       f"        {ret_kw}{call % 'f32'}",
                       "    else:",
                       f"        {ret_kw}{call % 'f64'}"]
+    tiles = _tile_ops(header)
+    decl += ['cdef extern from "_xent_tiles.h" nogil:', "    enum:"]
+    decl += [f"        XENT_OP_{op_upper}" for op_upper, _ in tiles]
+    fused += ["", "", "# the row operations by the name xent._dispatch.Call gives them",
+              "OPS = {" + ", ".join(f'"{op}": XENT_OP_{op_upper}' for op_upper, op in tiles) + "}"]
     text = "\n".join(decl + fused) + "\n"
     old = open(out).read() if os.path.exists(out) else None
     if text != old:

@@ -13,18 +13,20 @@ Layers, each in its own file, each calling only the one below:
 * this module: turns the record (or a small call's buffers) into an
   ``xent_call`` and schedules its tiles: ``_drive`` (serial, or a dynamic
   ``prange``), the column split's phases, the 16-bit buffers.  No math.
-* ``_xent_tiles.h`` / ``_xent_tiles_body.h``: the per-row formulas of every
+* ``csrc/_xent_tiles.h`` / ``csrc/_xent_tiles_body.h``: the per-row formulas of every
   kernel over a tile of rows, compiled once (the row operations, listed in
   XENT_TILE_OPS), the plan ``xent_plan`` (every path decision), and the
   16-bit wrapper ``xent_tile``.
-* ``_xent_simd.h`` and the headers it includes: the SIMD primitives (row
-  statistics, exp maps, probability rows, few-classes lanes, BCE, 16-bit
-  conversion), one body per element type, compiled per instruction-set
-  variant and dispatched at run time; each listed once in ``_xent_ops.h``.
+* ``csrc/_xent_simd.h`` and the headers it includes (``csrc/_xent_body.h``
+  lists them: math, row statistics, rows, few-classes lanes, BCE, labels,
+  16-bit conversion): the SIMD primitives, one body per element type,
+  compiled per instruction-set variant and dispatched at run time; each
+  listed once in ``csrc/_xent_ops.h``.
 
 Adding a per-row quantity: its primitive (if it needs one) in the SIMD
-headers plus one line of ``_xent_ops.h``; its row operation, one function
-``tile_<op>`` in ``_xent_tiles_body.h`` plus one line of XENT_TILE_OPS; and
+headers plus one line of ``csrc/_xent_ops.h``; its row operation, one
+function ``tile_<op>`` in ``csrc/_xent_tiles_body.h`` plus one line of
+XENT_TILE_OPS; and
 its entry in ``xent._dispatch`` (the name in ``OPS`` below) with the
 validation that builds its record.
 
@@ -188,18 +190,12 @@ cdef extern from "_xent_simd.h" nogil:
     enum: XENT_BLOCK_F64
     bint xent_two_pass(Py_ssize_t C, size_t elem_size)
 
-# the ops of the SIMD variants (xent_<op>_f32 / _f64 and the fused xent_<op>),
-# declared from the op list _xent_ops.h by setup.py
+# the ops of the SIMD variants (xent_<op>_f32 / _f64 and the fused xent_<op>)
+# and the row operations (XENT_OP_<OP>, OPS), declared from the op list
+# _xent_ops.h by setup.py
 include "_xent_ops.pxi"
 
 cdef extern from "_xent_tiles.h" nogil:
-    enum:
-        XENT_OP_INDEX
-        XENT_OP_PROB
-        XENT_OP_BCE
-        XENT_OP_SOFTMAX
-        XENT_OP_KERAS
-        XENT_OP_LABELS
     enum:
         XENT_F32
         XENT_F64
@@ -263,9 +259,8 @@ def isa_active():
     return xent_isa_active().decode()
 
 
-# What xent._dispatch names the kernels and the logits' storage by.
-OPS = {"index": XENT_OP_INDEX, "prob": XENT_OP_PROB, "bce": XENT_OP_BCE,
-       "softmax": XENT_OP_SOFTMAX, "keras": XENT_OP_KERAS, "labels": XENT_OP_LABELS}
+# The logits' storage by dtype (the row operations by name, OPS, come from
+# the op list: _xent_ops.pxi).
 STORAGE = {np.dtype(np.float32): XENT_F32, np.dtype(np.float64): XENT_F64,
            np.dtype(np.float16): XENT_F16}
 TILE_ELEMS = XENT_TILE_ELEMS

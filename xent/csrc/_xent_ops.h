@@ -40,6 +40,18 @@
     XV(f32, to_half, (const float* f, uint16_t* h, ptrdiff_t n), (f, h, n))                        \
     X(f32, int, count_labels, (const int64_t* y, ptrdiff_t n, int64_t C, int has_ignore, int64_t ignore, int64_t* kept), (y, n, C, has_ignore, ignore, kept))
 
+/* The row operations, one line each: X(OP, op) names XENT_OP_<OP>, the
+ * function tile_<op> of _xent_tiles_body.h that runs it over a tile, and
+ * the name "op" by which xent._dispatch.Call asks for it (setup.py writes
+ * the names into _xent_ops.pxi). */
+#define XENT_TILE_OPS(X) \
+    X(INDEX, index)      \
+    X(PROB, prob)        \
+    X(BCE, bce)          \
+    X(SOFTMAX, softmax)  \
+    X(KERAS, keras)      \
+    X(LABELS, labels)
+
 /* Every op of the list, for each type: what the table and the wrappers run over. */
 #define XENT_ALL_OPS(X, XV)                                                                        \
     XENT_TYPED_OPS(X, XV, float, f32)                                                              \

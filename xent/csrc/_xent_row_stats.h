@@ -411,7 +411,7 @@ XENT_INLINE xent_stats N(merge_done)(const N(merge_t)* st)
 
 /* Max, sum of exp(x - max) over the entries strictly below the max, and the
  * count of entries equal to it, in blocks merged online: the row is read from
- * memory once whatever its length.  See _kernels.pyx (_row_stats) for why the
+ * memory once whatever its length.  See xent_stats (_xent_simd.h) for why the
  * max's own exp(0) = 1 is kept out of the sum. */
 static xent_stats N(row_stats)(const T* x, ptrdiff_t C)
 {

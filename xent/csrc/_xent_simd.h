@@ -22,6 +22,9 @@
 #include <stdint.h>
 #include <string.h>
 
+/* A row's statistics.  Keeping the max's own exp(0) = 1 out of the sum lets
+ * log(sum_j exp(x_j - m)) = log1p(s + ties - 1) keep full relative precision
+ * for tiny losses (a confident, correct row). */
 typedef struct {
     double m;     /* max of the row */
     double s;     /* sum of exp(x - m) over entries strictly below m */

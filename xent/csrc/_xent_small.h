@@ -602,7 +602,7 @@ static void N(stats_rows)(const T* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out)
  * with the double body): v = the logsumexp (mode 0), the log of the sum
  * (mode 1), or for softmax (mode 2) the sum (double) or its reciprocal
  * (float: `recip`); bad = the row is NaN for modes 1, 2 (all -inf, a +inf or
- * a NaN).  The same special values as _kernels.pyx's _softmax_tile
+ * a NaN).  The same special values as tile_softmax (_xent_tiles_body.h)
  * (scipy.special's). */
 #if !XT_FLOAT
 XENT_LANE_FN void N(lanes_lse)(const double* restrict m, const double* restrict s,
@@ -714,7 +714,7 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
 #undef XT_LSE_GROUP
 
 /* Class-index CE over rows [0, n) of a tile, no label smoothing (the same
- * formulas as _kernels.pyx's _ce_index_tile).  Returns the float64 sum of
+ * formulas as tile_index in _xent_tiles_body.h).  Returns the float64 sum of
  * s_i l_i, accumulated in row order. */
 /* Add the losses li[0, nl) of a tile (nl <= XENT_LANES) to the Kahan sum
  * (acc, comp), in an order fixed by the rows (not the threads).  Float: the
@@ -783,7 +783,7 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
     return acc - comp;
 }
 
-/* ---- Few classes, probability targets (as _kernels.pyx's _ce_prob_tile) --
+/* ---- Few classes, probability targets (as tile_prob, _xent_tiles_body.h) --
  * Per lane (row): Q = sum_c q_c and lsum = sum_{q_c != 0} q_c (m - x_c),
  * added over the columns in order (double: Kahan-added; float: see below).
  * q_c = (keep t_c + spread) w_c. */

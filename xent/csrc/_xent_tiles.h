@@ -11,21 +11,12 @@
  * (softmax) is narrowed back: the bits of the float32 kernels on
  * x.astype(float32).
  *
- * A kernel is one line of XENT_TILE_OPS and one function tile_<op> in
- * _xent_tiles_body.h. */
+ * A kernel is one line of XENT_TILE_OPS (_xent_ops.h) and one function
+ * tile_<op> in _xent_tiles_body.h. */
 #ifndef XENT_TILES_H
 #define XENT_TILES_H
 
 #include "_xent_simd.h"
-
-/* the kernels: (OP, op) -> XENT_OP_<OP> and tile_<op> */
-#define XENT_TILE_OPS(X) \
-    X(INDEX, index)      \
-    X(PROB, prob)        \
-    X(BCE, bce)          \
-    X(SOFTMAX, softmax)  \
-    X(KERAS, keras)      \
-    X(LABELS, labels)
 
 #define XENT_OP_ENUM(OP, op) XENT_OP_##OP,
 enum { XENT_TILE_OPS(XENT_OP_ENUM) XENT_N_OPS };
