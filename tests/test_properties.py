@@ -1,4 +1,4 @@
-"""Property-based tests: identities every xent kernel must satisfy (issue 4).
+"""Property-based tests: identities every xent kernel must satisfy.
 
 Each property is checked on many generated problems, against the kernel
 itself under a transformation that the mathematics says is harmless (a shift,

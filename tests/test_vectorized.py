@@ -1,4 +1,4 @@
-"""The hot loops are vectorised (issue 3): compile xent's SIMD header the way
+"""The hot loops are vectorised: compile xent's SIMD header the way
 setup.py does and inspect the machine code of every ISA variant.
 
 A regression here is silent otherwise -- the results stay right, only 10-20x
