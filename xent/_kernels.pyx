@@ -608,6 +608,14 @@ cdef object _small_losses(int mode, object shape, int kind, void** lp):
     return out
 
 
+cdef object _small_result(int mode, object losses, double part, double den, bint want_grad,
+                          object grad):
+    """What a small call returns: the losses ("none") or their sum or mean,
+    and the gradient when asked for."""
+    loss = losses if mode == 2 else (part / den if mode == 0 else part)
+    return (loss, grad) if want_grad else loss
+
+
 cdef double _small_run(xent_call* c, object out) except? -1.0:
     """Run a small call's tile, its gradient / softmax into `out` (None: none)."""
     c.out = _address(out, PyBUF_C_CONTIGUOUS)
@@ -733,8 +741,7 @@ def small_index(object logits, object target, int mode, bint want_grad, object g
         c.loss = lp
         c.wsum = xent_wsum(&c)
         part = _small_run(&c, grad)
-        loss = losses if mode == 2 else (part / den if mode == 0 else part)
-        return (loss, grad) if want_grad else loss
+        return _small_result(mode, losses, part, den, want_grad, grad)
     finally:
         PyMem_Free(ywide)
         PyBuffer_Release(&xb)
@@ -800,8 +807,7 @@ def small_dense(object logits, object target, int mode, bint want_grad, bint bin
         c.scale = 1.0 / den if mode == 0 else 1.0
         c.loss = lp
         part = _small_run(&c, grad)
-        loss = losses if mode == 2 else (part / den if mode == 0 else part)
-        return (loss, grad) if want_grad else loss
+        return _small_result(mode, losses, part, den, want_grad, grad)
     finally:
         PyBuffer_Release(&xb)
         PyBuffer_Release(&tb)

@@ -1,0 +1,135 @@
+"""The 16-bit conversions of every SIMD variant against NumPy, bit for bit.
+
+16-bit logits are widened to float32 a tile at a time and a gradient or
+softmax is narrowed back (``from_half`` / ``to_half`` of xent/csrc).  This
+compiles those primitives the way setup.py does, in a small harness that
+converts a file of values with a chosen variant, and compares:
+
+* widening, every one of the 65536 float16 bit patterns, with
+  ``astype(np.float32)`` (exact; NaN payloads aside);
+* narrowing, every float16 value, every midpoint between neighbours (exact
+  ties, rounded to even), the floats just above and below each midpoint,
+  two million random float32 bit patterns and the edge cases (overflow to
+  inf, the largest finite values, subnormals, signed zeros), with
+  ``astype(np.float16)``.
+
+The public path is checked too: the logsumexp of one-element float16 rows is
+the widened value exactly (the row's max plus log1p(0)).
+"""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import xent
+from test_vectorized import HEADER, ROOT, _setup_flags
+
+F16 = np.float16
+
+HARNESS = r"""
+#include "_xent_simd.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* harness ISA widen|narrow N IN OUT: convert N values of the file IN */
+int main(int argc, char** argv)
+{
+    if (argc != 6 || xent_isa_select(argv[1]) != 1)
+        return 2;
+    long n = atol(argv[3]);
+    int widen = strcmp(argv[2], "widen") == 0;
+    FILE* in = fopen(argv[4], "rb");
+    FILE* out = fopen(argv[5], "wb");
+    uint16_t* h = malloc(n * sizeof(uint16_t));
+    float* f = malloc(n * sizeof(float));
+    if (!in || !out || !h || !f)
+        return 3;
+    if (widen) {
+        if (fread(h, sizeof(uint16_t), n, in) != (size_t)n)
+            return 4;
+        xent_from_half_f32(h, f, n);
+        fwrite(f, sizeof(float), n, out);
+    } else {
+        if (fread(f, sizeof(float), n, in) != (size_t)n)
+            return 4;
+        xent_to_half_f32(f, h, n);
+        fwrite(h, sizeof(uint16_t), n, out);
+    }
+    fclose(out);
+    return 0;
+}
+"""
+
+needs_source = pytest.mark.skipif(
+    not (HEADER.exists() and (ROOT / "setup.py").exists() and shutil.which("gcc")),
+    reason="needs the source tree (setup.py, xent/csrc/_xent_simd.h) and gcc")
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    d = tmp_path_factory.mktemp("half")
+    src = d / "harness.c"
+    src.write_text(HARNESS)
+    exe = d / "harness"
+    subprocess.run(["gcc", *_setup_flags(), "-I", str(HEADER.parent), str(src), "-o", str(exe), "-lm"],
+                   check=True, capture_output=True)
+    return exe
+
+
+def _convert(harness, tmp_path, isa, direction, values):
+    src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
+    values.tofile(src)
+    subprocess.run([str(harness), isa, direction, str(values.size), str(src), str(dst)], check=True)
+    return np.fromfile(dst, dtype=np.float32 if direction == "widen" else np.uint16)
+
+
+def _same(a, b):
+    """Bitwise equal, NaN where NaN (any payload)."""
+    na, nb = np.isnan(a), np.isnan(b)
+    assert np.array_equal(na, nb)
+    bits = np.uint16 if a.dtype == F16 else np.uint32
+    assert np.array_equal(a.view(bits)[~na], b.view(bits)[~nb])
+
+
+def _variants():
+    return [("base" if v == "baseline" else v) for v in xent.config()["simd_variants_supported"]]
+
+
+@needs_source
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+def test_widening_is_exact_for_every_float16(harness, tmp_path, isa):
+    if isa not in _variants():
+        pytest.skip(f"this CPU (or build) has no {isa} variant")
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    _same(_convert(harness, tmp_path, isa, "widen", h), h.view(F16).astype(np.float32))
+
+
+@needs_source
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+def test_narrowing_rounds_like_numpy(harness, tmp_path, rng, isa):
+    if isa not in _variants():
+        pytest.skip(f"this CPU (or build) has no {isa} variant")
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(F16).astype(np.float32)
+    fin = np.unique(every[np.isfinite(every)])
+    mid = ((fin[:-1].astype(np.float64) + fin[1:]) / 2).astype(np.float32)   # exact ties
+    cases = np.concatenate([
+        fin, mid, np.nextafter(mid, np.float32(np.inf)), np.nextafter(mid, np.float32(-np.inf)),
+        rng.integers(0, 1 << 32, 2_000_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+        np.float32([np.inf, -np.inf, np.nan, 65504, 65519.996, 65520, 65536, 1e30,
+                    2.0**-25, 2.0**-24, 3 * 2.0**-26, 2.0**-14, 0.0, -0.0, 1e-30]),
+    ])
+    got = _convert(harness, tmp_path, isa, "narrow", cases).view(F16)
+    with np.errstate(all="ignore"):
+        _same(got, cases.astype(F16))
+
+
+def test_public_widening_is_exact():
+    """logsumexp of each float16 as a one-element row: the widened value v,
+    as v + log1p(0) (so -0 gives +0)."""
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(F16)
+    with np.errstate(invalid="ignore"):          # signalling NaNs
+        expected = h.astype(np.float32) + np.float32(0.0)
+    _same(xent.logsumexp(h.reshape(-1, 1)), expected)
