@@ -96,7 +96,8 @@ def test_block_merge_is_one_copy(disassembly, dtype, isa):
     chunks over threads) must round their block merges alike.  Under
     -ffp-contract=fast each inlined copy of the merge may fuse a * b + c
     differently (gcc 13 did: a float64 row of 140000 classes came out one ulp
-    apart, tests/test_split.py), so both call the one compiled merge_block."""
+    apart; tests/test_paths.py checks the split), so both call the one compiled
+    merge_block."""
     merge = f"merge_block_{dtype}_{isa}"
     assert merge in disassembly, f"{merge} was inlined: each caller may round it differently"
     assert not [n for n in disassembly if n.startswith(merge + ".")], f"{merge} was cloned"

@@ -281,18 +281,6 @@ def plan(int op, int dt, Py_ssize_t n, Py_ssize_t C, double eps, int n_threads):
             "group": c.group, "split": bool(c.split)}
 
 
-def from_half(const uint16_t[::1] h, float[::1] f):
-    """float16 bits -> float32 (the 16-bit tiles' widening)."""
-    if h.shape[0]:
-        xent_from_half_f32(&h[0], &f[0], h.shape[0])
-
-
-def to_half(const float[::1] f, uint16_t[::1] h):
-    """float32 -> float16 bits, round to nearest even (the 16-bit tiles' narrowing)."""
-    if f.shape[0]:
-        xent_to_half_f32(&f[0], &h[0], f.shape[0])
-
-
 # ---------------------------------------------------------------------------
 # The tile driver: every kernel runs here.  Tiles of xent_tile_units rows
 # (BCE: elements), one per loop step, on the calling thread when there is
