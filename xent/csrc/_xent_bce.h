@@ -160,7 +160,7 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdif
             XENT_PREFETCH(x + j0, XT_BCE_AHEAD + k);
             XENT_PREFETCH(t + j0, XT_BCE_AHEAD + k);
         }
-        N(kahan_add)(&s, &c, N(bce_chunk)(x + j0, t + j0, w ? w + j0 : NULL, pw ? pw + j0 : NULL,
+        xent_kahan_add(&s, &c, N(bce_chunk)(x + j0, t + j0, w ? w + j0 : NULL, pw ? pw + j0 : NULL,
                                           n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep,
                                           half, loss ? loss + j0 : NULL, grad ? grad + j0 : NULL,
                                           gscale));
@@ -244,7 +244,7 @@ static double N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, p
         ptrdiff_t len = n - j0 < XT_BCE_STRETCH ? n - j0 : XT_BCE_STRETCH;
         const T* wv = N(bce_weights)(w, wper, i0 + j0, r, c, K, len, wbuf);
         const T* pv = N(bce_weights)(pw, pper, i0 + j0, r, c, K, len, pbuf);
-        N(kahan_add)(&s, &cc, N(bce_seg)(x + j0, t + j0, wv, pv, len, keep, half,
+        xent_kahan_add(&s, &cc, N(bce_seg)(x + j0, t + j0, wv, pv, len, keep, half,
                                          loss ? loss + j0 : NULL, grad ? grad + j0 : NULL,
                                          gscale));
         c += len;

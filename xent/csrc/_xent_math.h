@@ -169,15 +169,6 @@ XENT_INLINE double N(exp_neg_d)(T x)
 #define XT_EXP_WIDE(v) N(exp_neg)(v)
 #endif
 
-/* Kahan-add v to (s, c); once the sum is +-inf or NaN the compensation is
- * dropped (it would be inf - inf). */
-XENT_INLINE void N(kahan_add)(double* s, double* c, double v)
-{
-    double y = v - *c, t = *s + y;
-    *c = t - t == 0.0 ? (t - *s) - y : 0.0;
-    *s = t;
-}
-
 /* log1p(v) for v >= 0 (+inf gives +inf, NaN stays NaN), with 1/(1+v) as a
  * by-product (the sigmoid, in BCE).  u = 1 + v rounded, c = (v - (u - 1)) / u
  * corrects that rounding (so log1p(v) = v for tiny v);

@@ -288,7 +288,7 @@ static void N(block_sum)(const T* xb, ptrdiff_t nb, T bm, ptrdiff_t ahead, doubl
                     T v = xb[s0 + j];
                     sd += v >= bm ? 0.0 : XT_EXP_WIDE((double)v - (double)bm);
                 }
-                N(kahan_add)(&bs, &bc, sd);
+                xent_kahan_add(&bs, &bc, sd);
             }
             bs -= bc;
         }
@@ -382,7 +382,7 @@ XENT_ONE_COPY void N(merge_block)(N(merge_t)* st, int first, xent_block b)
         st->m = b.bm;
     } else {
         double add = b.bm == st->m ? b.bs : (b.bs + b.bt) * exp(b.bm - st->m);
-        N(kahan_add)(&st->s, &st->comp, add);   /* blocks of a long row */
+        xent_kahan_add(&st->s, &st->comp, add);   /* blocks of a long row */
         if (b.bm == st->m)
             st->ties += b.bt;
     }

@@ -87,8 +87,8 @@ static double N(prob_row)(const T* x, const T* t, const T* w, ptrdiff_t n, T m, 
         for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_PROB_SUB) {
             ptrdiff_t ns = n - j0 < XT_PROB_SUB ? n - j0 : XT_PROB_SUB;
             N(pq_t) pq = N(pq_sub)(x + j0, t + j0, w ? w + j0 : NULL, ns, m, keep, spread, guard);
-            N(kahan_add)(&s, &c, pq.s);
-            N(kahan_add)(&qs, &qc, pq.q);
+            xent_kahan_add(&s, &c, pq.s);
+            xent_kahan_add(&qs, &qc, pq.q);
         }
         *qsum = qs - qc;
         if (guard || (s - s == 0 && qs - qs == 0))

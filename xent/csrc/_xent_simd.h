@@ -69,6 +69,16 @@ typedef struct { const void* p; ptrdiff_t rs, cs; } xent_bcast;   /* p: float or
 #define XENT_INLINE static __forceinline
 #define XENT_LANE_FN static __declspec(noinline)
 #endif
+/* Kahan-add v to (s, c): every compensated double sum of the kernels and of
+ * their tiles.  Once the sum is +-inf or NaN the compensation is dropped (it
+ * would be inf - inf).  Additions only, so every variant rounds it alike. */
+XENT_INLINE void xent_kahan_add(double* s, double* c, double v)
+{
+    double y = v - *c, t = *s + y;
+    *c = t - t == 0.0 ? (t - *s) - y : 0.0;
+    *s = t;
+}
+
 /* Scalar arithmetic that several callers must round alike (the block merge
  * of row_stats and of row_merge, a row split into column chunks): one
  * compiled copy.  -ffp-contract=fast lets the compiler fuse a * b + c into an

@@ -736,10 +736,10 @@ XENT_INLINE void N(tile_add)(const T* li, ptrdiff_t nl, double* acc, double* com
     for (ptrdiff_t l = 0; l < 8; l++)
         v[l] = (l < nl ? (double)li[l] : 0.0) + (l + 8 < nl ? (double)li[l + 8] : 0.0);
     double a0 = v[0] + v[4], a1 = v[1] + v[5], a2 = v[2] + v[6], a3 = v[3] + v[7];
-    N(kahan_add)(acc, comp, (a0 + a2) + (a1 + a3));
+    xent_kahan_add(acc, comp, (a0 + a2) + (a1 + a3));
 #else
     for (ptrdiff_t l = 0; l < nl; l++)
-        N(kahan_add)(acc, comp, (double)li[l]);
+        xent_kahan_add(acc, comp, (double)li[l]);
 #endif
 }
 

@@ -90,11 +90,7 @@ typedef struct { double s, c; } xent_acc;
  * ~1 ulp, which the float64 accuracy bound (4 ulp) needs. */
 static inline void xent_acc_add(xent_acc* a, double v)
 {
-    double y = v - a->c;
-    double t = a->s + y;
-    /* once the sum is +-inf (or NaN) the compensation would be inf - inf = NaN */
-    a->c = t - t == 0.0 ? (t - a->s) - y : 0.0;
-    a->s = t;
+    xent_kahan_add(&a->s, &a->c, v);
 }
 
 static inline double xent_acc_value(const xent_acc* a)
