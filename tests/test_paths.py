@@ -684,7 +684,7 @@ def _sm(x, mode, out=None):
     return _kernels.small_softmax(x, mode, out)
 
 
-def test_small_call_is_offered_plain_native_float_arrays_of_a_tile():
+def test_small_call_is_offered_plain_arrays_of_a_tile():
     x = np.zeros((4, 10), F32)
 
     class Sub(np.ndarray):
@@ -692,12 +692,18 @@ def test_small_call_is_offered_plain_native_float_arrays_of_a_tile():
 
     assert _dispatch.small_call(x) and _dispatch.small_call(x.astype(F64))
     assert _dispatch.small_call(np.zeros((1, _dispatch.SMALL_CALL_ELEMS), F32))
-    assert _dispatch.small_call(x[:, ::2])         # the kernels decide on the layout
+    # the kernels decide on the layout and the dtype
+    for yes in (x[:, ::2], x.astype(F16), x.astype(np.int64), x.astype(">f4")):
+        assert _dispatch.small_call(yes)
     for no in (np.zeros((2, 20000), F32),          # two tiles
                np.zeros((3, 0), F32),              # empty
-               x.astype(F16), x.astype(np.int64), x.astype(">f4"),
                x.view(Sub), x.tolist()):
         assert not _dispatch.small_call(no)
+    for dtype in (F16, np.int64, ">f4"):           # ... and decline these
+        xd = x.astype(dtype)
+        assert _kernels.small_index(xd, np.zeros(4, np.int64), 0, False, None, None, None,
+                                    False, 0, 0.0) is NotImplemented
+        assert _kernels.small_softmax(xd, 0, None) is NotImplemented
 
 
 def test_small_kernels_decline_what_they_do_not_recognise(rng):

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import _dispatch, _kernels, _validate
 from ._docs import ROWWISE, fill
-from ._validate import LabelError, check_ignore_index, check_out, check_reduction, check_smoothing, resolve_n_threads
+from ._validate import (LabelError, check_ignore_index, check_out, check_reduction, check_smoothing,
+                        compute_dtype, grad_dtype, resolve_n_threads)
 
 # reduction -> the small-call path's code
 _MODE = {"mean": 0, "sum": 1, "none": 2}
@@ -56,6 +57,15 @@ def _shaped_grad(call):
     return g
 
 
+def _check_small_out(out, name, inputs):
+    """A small call's `out` / `grad_out` checked by the general path's rule,
+    for the output dtype the general path would give; inputs[0] is the
+    array it has the shape of and may be (in place)."""
+    x_name, x = inputs[0]
+    check_out(out, name, x.shape, grad_dtype(x, compute_dtype(x, x_name)), inputs,
+              alias_name=x_name)
+
+
 def _loss_and_grad(call, want_grad):
     total = 0.0 if call.empty else _dispatch.run(call)
     if call.reduction == "none":
@@ -81,9 +91,9 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
     if _dispatch.small_call(logits) and type(axis) is int and (axis == -1 or axis == 1):
         has_ignore, ignore = check_ignore_index(ignore_index)
         if grad_out is not None:
-            check_out(grad_out, "grad_out", logits.shape, logits.dtype,
-                      [("logits", logits), ("target", target), ("weight", weight),
-                       ("sample_weight", sample_weight)], alias_name="logits")
+            _check_small_out(grad_out, "grad_out", [("logits", logits), ("target", target),
+                                                    ("weight", weight),
+                                                    ("sample_weight", sample_weight)])
         res = _kernels.small_index(logits, target, _MODE[reduction], want_grad, grad_out, weight,
                                    sample_weight, has_ignore, ignore, eps)
         if res is NotImplemented and sample_weight is None and ignore_index is None:
@@ -108,9 +118,8 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
     nt = resolve_n_threads(n_threads)
     if _dispatch.small_call(logits):
         if grad_out is not None:
-            check_out(grad_out, "grad_out", logits.shape, logits.dtype,
-                      [("logits", logits), ("target", target), ("weight", weight),
-                       ("pos_weight", pos_weight)], alias_name="logits")
+            _check_small_out(grad_out, "grad_out", [("logits", logits), ("target", target),
+                                                    ("weight", weight), ("pos_weight", pos_weight)])
         # a bool target (a multi-label mask) as the logits' dtype: 0 and 1
         # exactly, what the general path makes of it (32 x 10: ~11 -> ~2 us)
         small_target = target
@@ -138,7 +147,7 @@ def _softmax_family(x, axis, out, mode, n_threads=None):
     nt = resolve_n_threads(n_threads)
     if _dispatch.small_call(x) and type(axis) is int and (axis == -1 or axis == 1):
         if out is not None:
-            check_out(out, "out", x.shape, x.dtype, [("x", x)], alias_name="x")
+            _check_small_out(out, "out", [("x", x)])
         res = _kernels.small_softmax(x, mode, out)
         if res is not NotImplemented:
             return res

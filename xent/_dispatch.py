@@ -21,10 +21,10 @@ _SMALL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def small_call(x):
-    """Whether `x` may take the small-call path: a plain ndarray of native
-    float32 / float64 of one tile at most (the kernels' small_* functions
-    then recognise the rest of the call, or decline it)."""
-    return type(x) is np.ndarray and 0 < x.size <= SMALL_CALL_ELEMS and x.dtype in _SMALL_DTYPES
+    """Whether `x` may take the small-call path: a plain ndarray of one tile
+    at most (the kernels' small_* functions then recognise the rest of the
+    call: native float32 / float64, the layouts they read; or decline it)."""
+    return type(x) is np.ndarray and 0 < x.size <= SMALL_CALL_ELEMS
 
 
 def storage(x, cdt):

@@ -22,6 +22,7 @@ from . import _dispatch, _kernels
 from ._dispatch import Call
 
 REDUCTIONS = ("none", "sum", "mean")
+_REDUCTION = {r: r for r in REDUCTIONS}
 
 
 class LabelError(IndexError, ValueError):
@@ -84,9 +85,9 @@ def check_reduction(reduction):
     REDUCTIONS (a ``str`` subclass such as ``np.str_`` is accepted and
     returned as the plain string; a 0-d string array is not a string)."""
     if isinstance(reduction, str):
-        for r in REDUCTIONS:
-            if reduction == r:
-                return r
+        r = _REDUCTION.get(reduction)
+        if r is not None:
+            return r
     raise ValueError(f"`reduction` must be one of 'none', 'sum', 'mean'; got {reduction!r}.")
 
 
