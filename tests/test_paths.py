@@ -75,6 +75,12 @@ import xent
 from xent import _api, _dispatch, _kernels, reference
 
 F16, F32, F64 = np.float16, np.float32, np.float64
+try:
+    from ml_dtypes import bfloat16 as BF16
+except ImportError:                  # bfloat16 exists only with ml_dtypes installed
+    BF16 = None
+# the 16-bit storages: float16, and bfloat16 where ml_dtypes is installed
+SIXTEEN_BIT = (F16,) if BF16 is None else (F16, BF16)
 DTYPES = (F32, F64)
 REDUCTIONS = ("mean", "sum", "none")
 OPENMP = xent.config()["openmp"]
@@ -394,11 +400,13 @@ def _split_matrix():
 
 
 def _f16_matrix():
-    for kernel, opts in F16_CASES:
-        for shape in F16_BCE_SHAPES if kernel == "bce" else F16_SHAPES:
-            for nt in F16_THREADS:
-                yield pytest.param(kernel, opts, shape, nt, id=f"{case_id(kernel, opts)}-"
-                                   f"{'x'.join(map(str, shape))}-{nt}t")
+    for dtype in SIXTEEN_BIT:
+        for kernel, opts in F16_CASES:
+            for shape in F16_BCE_SHAPES if kernel == "bce" else F16_SHAPES:
+                for nt in F16_THREADS:
+                    yield pytest.param(kernel, opts, shape, nt, dtype,
+                                       id=f"{case_id(kernel, opts)}-{'x'.join(map(str, shape))}-"
+                                       f"{nt}t-{np.dtype(dtype).name}")
 
 
 SMALL_MATRIX = list(_small_matrix())
@@ -427,8 +435,8 @@ def geometries(path):
                 yield kernel, (n, C), dtype, nt, eps_of(opts)
     else:
         for p in F16_MATRIX:
-            kernel, opts, shape, nt = p.values
-            yield kernel, shape, F16, nt, eps_of(opts)
+            kernel, opts, shape, nt, dtype = p.values
+            yield kernel, shape, dtype, nt, eps_of(opts)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -627,32 +635,32 @@ def test_split_is_the_one_thread_call(kernel, opts, n, C, dtype, rng):
 
 # --- 16-bit: the float32 call on x.astype(float32) ---------------------------
 
-def f16_logits(kernel, shape, rng):
-    x = (rng.standard_normal(shape) * 4).astype(F16)
+def f16_logits(kernel, shape, rng, dtype=F16):
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
     flat = x.reshape(-1)
     flat[::97] = -np.inf                         # masks
-    flat[5::1013] = 65504                        # float16's largest
+    flat[5::1013] = 65504 if dtype == F16 else 3.0e38   # near the largest finite value
     if kernel == "bce":
         flat[7::501] = np.inf
     return x
 
 
 @pytest.mark.usefixtures("oversubscribe")
-@pytest.mark.parametrize("kernel,opts,shape,n_threads", F16_MATRIX)
-def test_16_bit_is_the_float32_call(kernel, opts, shape, n_threads, rng):
-    x = f16_logits(kernel, shape, rng)
+@pytest.mark.parametrize("kernel,opts,shape,n_threads,dtype", F16_MATRIX)
+def test_16_bit_is_the_float32_call(kernel, opts, shape, n_threads, dtype, rng):
+    x = f16_logits(kernel, shape, rng, dtype)
     x32 = x.astype(F32)
-    target, kw = make_call(kernel, opts, x, rng, tdtype=F16, wdtype=F64)
+    target, kw = make_call(kernel, opts, x, rng, tdtype=dtype, wdtype=F64)
     for reduction in reductions(kernel):
         with np.errstate(over="ignore"):         # log_softmax below -65504 is -inf in float16
             r16 = outputs(kernel, x, target, reduction, n_threads, kw)
             r32 = outputs(kernel, x32, target, reduction, n_threads, kw)
             if kernel == "softmax":
-                want = r32 if kw["mode"] == 0 else (r32[0].astype(F16),)
+                want = r32 if kw["mode"] == 0 else (r32[0].astype(dtype),)
             else:
-                want = (r32[0], r32[1], r32[2].astype(F16))
+                want = (r32[0], r32[1], r32[2].astype(dtype))
         if kernel != "softmax":
-            assert r16[2].dtype == F16
+            assert r16[2].dtype == dtype
         assert_all_same(r16, want, f"{reduction}", nan_payloads=False)
 
 

@@ -11,8 +11,7 @@ import numpy as np
 
 from . import _kernels
 
-_HALF = np.dtype(np.float16)
-_STORAGE = _kernels.STORAGE
+_STORAGE = _kernels.STORAGE      # by dtype name
 
 # The small-call path (``_kernels.small_*``) takes one tile of logits at most:
 # one tile is what it runs on the calling thread without the team.
@@ -27,10 +26,19 @@ def small_call(x):
     return type(x) is np.ndarray and 0 < x.size <= SMALL_CALL_ELEMS
 
 
+def is_16_bit(dtype):
+    """float16, or bfloat16 (``ml_dtypes.bfloat16``, recognised by its name,
+    so that xent needs ml_dtypes only where the caller has it)."""
+    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+
+
 def storage(x, cdt):
     """What the kernels read: 16-bit logits as they are (widened a tile at a
-    time, in cache), everything else converted to the compute dtype."""
-    return _HALF if x.dtype.kind == "f" and x.dtype.itemsize == 2 else cdt
+    time, in cache), in native byte order; everything else converted to the
+    compute dtype."""
+    if not is_16_bit(x.dtype):
+        return cdt
+    return np.dtype(np.float16) if x.dtype.kind == "f" else x.dtype
 
 
 class Call:
@@ -55,9 +63,9 @@ class Call:
                  has_ignore=False, ignore=0, mode=0, eps=0.0, scale=1.0, lo=0.0, hi=0.0,
                  loss=None, out=None):
         self.op = _kernels.OPS[kernel]
-        self.storage = _STORAGE[np.dtype(dtype)]
+        self.storage = _STORAGE[np.dtype(dtype).name]
         # the weights' element size: float32 for 16-bit logits
-        self.itemsize = 4 if self.storage != _STORAGE[np.dtype(np.float64)] else 8
+        self.itemsize = 8 if self.storage == _STORAGE["float64"] else 4
         self.n = n
         self.C = C
         self.x = x
@@ -100,7 +108,7 @@ def path(kernel, shape, dtype, n_threads=1, label_smoothing=0.0):
     C = shape[-1] if shape else 1
     size = int(np.prod(shape, dtype=np.int64)) if shape else 1
     n = size if kernel == "bce" else (size // C if C else 0)
-    p = _kernels.plan(_kernels.OPS[kernel], _STORAGE[dt], n, C, float(label_smoothing), n_threads)
+    p = _kernels.plan(_kernels.OPS[kernel], _STORAGE[dt.name], n, C, float(label_smoothing), n_threads)
     p["small"] = dt in _SMALL_DTYPES and 0 < size <= SMALL_CALL_ELEMS
-    p["sixteen_bit"] = dt == _HALF
+    p["sixteen_bit"] = is_16_bit(dt)
     return p

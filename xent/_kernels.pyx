@@ -200,6 +200,7 @@ cdef extern from "_xent_tiles.h" nogil:
         XENT_F32
         XENT_F64
         XENT_F16
+        XENT_BF16
     enum: XENT_TILE_ELEMS
     enum: XENT_SPLIT_CHUNK
     enum: XENT_SPLIT_MIN_C
@@ -261,8 +262,7 @@ def isa_active():
 
 # The logits' storage by dtype (the row operations by name, OPS, come from
 # the op list: _xent_ops.pxi).
-STORAGE = {np.dtype(np.float32): XENT_F32, np.dtype(np.float64): XENT_F64,
-           np.dtype(np.float16): XENT_F16}
+STORAGE = {"float32": XENT_F32, "float64": XENT_F64, "float16": XENT_F16, "bfloat16": XENT_BF16}
 TILE_ELEMS = XENT_TILE_ELEMS
 
 
@@ -309,6 +309,7 @@ cdef double _drive(xent_call* c, int n_threads) except? -1.0:
     cdef double one
     cdef int64_t bad_one = -1
     cdef int64_t* bad_out = c.bad
+    cdef bint sixteen_bit = c.dt == XENT_F16 or c.dt == XENT_BF16
     cdef float* bufp = NULL
     cdef float[:, ::1] buf
     cdef double[::1] parts
@@ -318,7 +319,7 @@ cdef double _drive(xent_call* c, int n_threads) except? -1.0:
     xent_plan(c, n_threads)
     if c.split:
         return _drive_split(c, n_threads)
-    if n_tiles == 1 and c.dt != XENT_F16:     # a small call: no allocation, no team
+    if n_tiles == 1 and not sixteen_bit:       # a small call: no allocation, no team
         c.bad = &bad_one
         with nogil:
             one = xent_tile(c, 0, 0, c.n, NULL)
@@ -329,7 +330,7 @@ cdef double _drive(xent_call* c, int n_threads) except? -1.0:
     if bad_out != NULL:
         bad = np.empty(n_tiles, dtype=np.int64)
         c.bad = &bad[0]
-    if c.dt == XENT_F16:
+    if sixteen_bit:
         buf = np.empty((n_threads if n_tiles > 1 else 1, units * xent_unit_elems(c)),
                        dtype=np.float32)
         bufp = &buf[0, 0]

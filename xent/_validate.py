@@ -15,6 +15,7 @@ resolved, and what the caller needs to shape the result.
 
 import numbers
 import operator
+import sys
 
 import numpy as np
 
@@ -37,22 +38,71 @@ class LabelError(IndexError, ValueError):
 LabelError.__module__ = "xent"
 
 
+# DLPack's device types whose memory the CPU reads (kDLCPU, kDLCUDAHost,
+# kDLROCMHost, kDLCUDAManaged); the names of the others, for the error
+_HOST_DEVICES = (1, 3, 11, 13)
+_DEVICE_NAMES = {2: "CUDA", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 9: "VPI", 10: "ROCm",
+                 12: "ExtDev", 14: "oneAPI", 15: "WebGPU", 16: "Hexagon"}
+
+
 def as_array(x, name):
-    """``np.asarray`` with an error that names the argument."""
+    """The argument as an ndarray, with an error that names it.
+
+    Arrays of other CPU libraries are read without a copy where their
+    layout allows: through DLPack (torch tensors, JAX arrays), else through
+    ``__array__``.  A torch bfloat16 tensor is read by its 16-bit patterns as
+    ``ml_dtypes.bfloat16``.  An array on another device (a GPU) and a torch
+    tensor that requires grad are refused with a TypeError saying what to do.
+    """
     if isinstance(x, np.ndarray):
         return x
+    device = getattr(x, "__dlpack_device__", None)
+    if device is not None:
+        kind_, index = device()
+        if int(kind_) not in _HOST_DEVICES:
+            where = _DEVICE_NAMES.get(int(kind_), f"DLPack device type {int(kind_)}")
+            raise TypeError(f"`{name}` is on a {where} device ({index}); xent computes on the CPU: "
+                            "move it to host memory first (e.g. tensor.cpu(), jax.device_get).")
+    if getattr(x, "requires_grad", False) is True:
+        raise TypeError(f"`{name}` is a tensor that requires grad; for losses that autograd "
+                        "differentiates use xent.torch (e.g. xent.torch.cross_entropy), or pass "
+                        f"{name}.detach() for values only.")
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (BufferError, RuntimeError, TypeError, ValueError):
+            pass                   # a dtype NumPy's DLPack does not take (bfloat16): below
+        if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+            return _torch_bfloat16(x, name)
     try:
         return np.asarray(x)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"`{name}` must be an array-like of numbers; got {type(x).__name__} ({exc}).") from None
 
 
+def _torch_bfloat16(t, name):
+    """A CPU torch bfloat16 tensor as an ml_dtypes.bfloat16 array on its memory."""
+    try:
+        from ml_dtypes import bfloat16
+    except ImportError:
+        raise TypeError(f"`{name}` is a bfloat16 tensor: NumPy needs ml_dtypes for bfloat16 "
+                        "(pip install ml_dtypes), or use xent.torch.") from None
+    torch = sys.modules["torch"]
+    return np.from_dlpack(t.view(torch.int16)).view(bfloat16)
+
+
+def kind(dtype):
+    """NumPy's dtype kind, with bfloat16 (``ml_dtypes.bfloat16``, kind "V")
+    a float: "f"."""
+    return "f" if dtype.name == "bfloat16" else dtype.kind
+
+
 def compute_dtype(arr, name):
-    """float32 for float16/float32, float64 for float64 and integers."""
-    kind = arr.dtype.kind
-    if kind == "f":
+    """float32 for float16/bfloat16/float32, float64 for float64 and integers."""
+    k = kind(arr.dtype)
+    if k == "f":
         return np.dtype(np.float32) if arr.dtype.itemsize <= 4 else np.dtype(np.float64)
-    if kind in "iu":
+    if k in "iu":
         return np.dtype(np.float64)
     raise TypeError(
         f"`{name}` must be a real floating-point (or integer) array; got dtype {arr.dtype}."
@@ -60,8 +110,8 @@ def compute_dtype(arr, name):
 
 
 def grad_dtype(arr, cdt):
-    """The gradient keeps a floating logits dtype (float16 too); integers give float64."""
-    if arr.dtype.kind == "f" and arr.dtype.itemsize <= 8:
+    """The gradient keeps a floating logits dtype (the 16-bit ones too); integers give float64."""
+    if kind(arr.dtype) == "f" and arr.dtype.itemsize <= 8:
         return arr.dtype.newbyteorder("=")
     return cdt
 
@@ -125,7 +175,7 @@ def resolve_n_threads(n_threads):
 def real_array(x, name, cdt):
     """A weight-like argument converted to the compute dtype (no copy when it already is)."""
     arr = as_array(x, name)
-    if arr.dtype.kind not in "fiu":
+    if kind(arr.dtype) not in "fiu":
         raise TypeError(f"`{name}` must be a real floating-point or integer array; got dtype {arr.dtype}.")
     return arr.astype(cdt, copy=False)
 
@@ -195,7 +245,7 @@ def check_out(out, name, shape, dtype, inputs, alias_name=None):
         raise ValueError(f"`{name}` must be a NumPy array; got {type(out).__name__}.")
     if out.shape != tuple(shape):
         raise ValueError(f"`{name}` must have shape {tuple(shape)}; got shape {out.shape}.")
-    if out.dtype.kind != "f" or out.dtype.itemsize != np.dtype(dtype).itemsize:
+    if kind(out.dtype) != "f" or out.dtype.itemsize != np.dtype(dtype).itemsize:
         raise ValueError(f"`{name}` must have dtype {np.dtype(dtype)}; got {out.dtype}.")
     if not out.flags.writeable:
         raise ValueError(f"`{name}` must be writeable; got a read-only array.")
@@ -283,8 +333,8 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
     sample_shape = x.shape[:ax] + x.shape[ax + 1:]
 
     t = as_array(target, "target")
-    kind = t.dtype.kind
-    if kind in "iu":
+    tk = kind(t.dtype)
+    if tk in "iu":
         if t.shape != sample_shape:
             hint = ""
             if t.shape == x.shape:
@@ -297,7 +347,7 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
                 f"{sample_shape}; got shape {t.shape}{hint}."
             )
         sparse = True
-    elif kind == "f":
+    elif tk == "f":
         if t.shape == x.shape:
             sparse = False
         elif t.shape == sample_shape:
@@ -394,15 +444,15 @@ def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_
     t = as_array(target, "target")
     if t.shape != x.shape:
         raise ValueError(f"`target` must have the shape of `logits`, {x.shape}; got shape {t.shape}.")
-    kind = t.dtype.kind
-    if kind in "iub":
-        if kind != "b" and t.size and not np.all((t == 0) | (t == 1)):
+    tk = kind(t.dtype)
+    if tk in "iub":
+        if tk != "b" and t.size and not np.all((t == 0) | (t == 1)):
             bad = int(np.argmax((t != 0) & (t != 1)))
             raise ValueError(
                 f"`target` of integer dtype must hold 0 or 1; got {t.reshape(-1)[bad]} at "
                 f"position {position(bad, t.shape)} (pass floats in [0, 1] for soft targets)."
             )
-    elif kind != "f":
+    elif tk != "f":
         raise TypeError(f"`target` must be floating-point in [0, 1], or bool/integer 0/1; got dtype {t.dtype}.")
     n_cols = x.shape[-1] if x.ndim else 1
     n_rows = x.size // n_cols if n_cols else 0

@@ -58,10 +58,16 @@ _REDUCTIONS = ("none", "sum", "mean")
 # helpers
 # --------------------------------------------------------------------------
 
+def _kind(dtype):
+    """The dtype's kind, with bfloat16 (ml_dtypes', kind "V") a float."""
+    return "f" if dtype.name == "bfloat16" else dtype.kind
+
+
 def _compute_dtype(dtype):
-    """The dtype the math is done in, for logits of ``dtype``."""
+    """The dtype the math is done in, for logits of ``dtype``: float32 for the
+    16-bit floats (float16, bfloat16)."""
     dtype = np.dtype(dtype)
-    if dtype == np.float16:
+    if _kind(dtype) == "f" and dtype.itemsize == 2:
         return np.dtype(np.float32)
     if dtype.kind == "f":
         return dtype
@@ -73,7 +79,7 @@ def _compute_dtype(dtype):
 def _grad_dtype(dtype):
     """The dtype of gradients (and softmax outputs) for logits of ``dtype``."""
     dtype = np.dtype(dtype)
-    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+    return dtype if _kind(dtype) == "f" else np.dtype(np.float64)
 
 
 def _check_reduction(reduction):
@@ -228,7 +234,7 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
             loss, grad, ignored, w_y = _class_index_rows(
                 shifted, e, r, top, target.reshape(n), w, eps, ignore_index, want_grad)
             counted = np.where(ignored, 0, w_y)        # mean: divide by sum s_i w_{y_i}
-        elif target.dtype.kind == "f":
+        elif _kind(target.dtype) == "f":
             if ignore_index is not None:
                 raise ValueError("ignore_index: only valid with class-index targets")
             if target.shape != logits.shape:

@@ -1,5 +1,5 @@
-/* float16 <-> float32: from_half and to_half (float body only).  The last
- * part of the body (_xent_body.h).
+/* 16-bit <-> float32: from_half and to_half (float16), from_bf16 and to_bf16
+ * (bfloat16); float body only.  The last part of the body (_xent_body.h).
  */
 
 #if XT_FLOAT
@@ -65,5 +65,26 @@ static void N(to_half)(const float* restrict f, uint16_t* restrict h, ptrdiff_t 
         _mm_storeu_si128((__m128i*)(h + j), _mm256_cvtps_ph(_mm256_loadu_ps(f + j), _MM_FROUND_TO_NEAREST_INT));
 #endif
     N(to_half_bits)(f + j, h + j, n - j);
+}
+
+/* bfloat16 is the top half of a float32: widening is a shift (exact);
+ * narrowing rounds the 16 dropped bits to nearest even (a carry into the
+ * exponent is right, up to inf), and a NaN stays a NaN (quiet, the top of its
+ * payload kept) where the rounding carry could have made it inf. */
+static void N(from_bf16)(const uint16_t* restrict h, float* restrict f, ptrdiff_t n)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++)
+        f[j] = N(from_bits)((int32_t)((uint32_t)h[j] << 16));
+}
+
+static void N(to_bf16)(const float* restrict f, uint16_t* restrict h, ptrdiff_t n)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) {
+        uint32_t b = (uint32_t)N(to_bits)(f[j]);
+        uint32_t r = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
+        h[j] = (uint16_t)((b & 0x7fffffffu) > 0x7f800000u ? (b >> 16) | 0x40u : r);
+    }
 }
 #endif

@@ -8,8 +8,8 @@
  * OpenMP team; the result of a tile does not depend on the thread that runs
  * it.  16-bit logits are widened a tile at a time into a float32 buffer of
  * the running thread, the float32 tile runs there in place, and its gradient
- * (softmax) is narrowed back: the bits of the float32 kernels on
- * x.astype(float32).
+ * (softmax) is narrowed back (round to nearest even): the bits of the
+ * float32 kernels on x.astype(float32).
  *
  * A kernel is one line of XENT_TILE_OPS (_xent_ops.h) and one function
  * tile_<op> in _xent_tiles_body.h. */
@@ -22,8 +22,9 @@
 enum { XENT_TILE_OPS(XENT_OP_ENUM) XENT_N_OPS };
 #undef XENT_OP_ENUM
 
-/* How the logits are stored: float, double, or float16 bits (float32 math). */
-enum { XENT_F32 = 0, XENT_F64 = 1, XENT_F16 = 2 };
+/* How the logits are stored: float, double, or the bits of a 16-bit float,
+ * float16 or bfloat16 (float32 math). */
+enum { XENT_F32 = 0, XENT_F64 = 1, XENT_F16 = 2, XENT_BF16 = 3 };
 
 /* Elements per tile: large enough that a tile amortises scheduling and its
  * float64 partial sum, small enough that 2 x 16 cores get dozens of tiles on
@@ -57,7 +58,7 @@ typedef struct {
 
 typedef struct {
     int op;                     /* XENT_OP_* */
-    int dt;                     /* XENT_F32 / F64 / F16: the logits' storage */
+    int dt;                     /* XENT_F32 / F64 / F16 / BF16: the logits' storage */
     ptrdiff_t n;                /* rows (BCE: elements) */
     ptrdiff_t C;                /* their length (BCE: the last axis) */
     const void* x;              /* logits (Keras: probabilities), n x C */
@@ -157,7 +158,7 @@ static inline ptrdiff_t xent_unit_elems(const xent_call* c)
  *          block, else one row at a time (two-pass or online merge);
  *   split  class indices and the softmax primitives with more threads than
  *          rows and C >= XENT_SPLIT_MIN_C (a tile is then one row), not for
- *          16-bit logits. */
+ *          16-bit logits (widened a tile at a time). */
 static inline void xent_plan(xent_call* c, int n_threads)
 {
     const ptrdiff_t C = c->C;
@@ -166,7 +167,7 @@ static inline void xent_plan(xent_call* c, int n_threads)
                && ((c->op == XENT_OP_INDEX && c->eps == 0.0) || c->op == XENT_OP_PROB
                    || c->op == XENT_OP_SOFTMAX);
     c->group = C <= XENT_SMALL_C ? XENT_LANES : (C <= block ? XENT_ROW_GROUP : 1);
-    c->split = (c->op == XENT_OP_INDEX || c->op == XENT_OP_SOFTMAX) && c->dt != XENT_F16
+    c->split = (c->op == XENT_OP_INDEX || c->op == XENT_OP_SOFTMAX) && (c->dt == XENT_F32 || c->dt == XENT_F64)
                && n_threads > 1 && c->n < n_threads && C >= XENT_SPLIT_MIN_C
                && C >= XENT_TILE_ELEMS;
     c->pre = NULL;
@@ -188,10 +189,11 @@ static inline double xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, pt
         return xent_tiles_f32[c->op](c, t, r0, r1, XENT_AT(c->x, const float, k),
                                      XENT_AT(c->out, float, k));
     const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);
-    xent_from_half_f32((const uint16_t*)c->x + k, buf, n);
+    const int bf16 = c->dt == XENT_BF16;
+    (bf16 ? xent_from_bf16_f32 : xent_from_half_f32)((const uint16_t*)c->x + k, buf, n);
     double part = xent_tiles_f32[c->op](c, t, r0, r1, buf, c->out ? buf : NULL);
     if (c->out)
-        xent_to_half_f32(buf, (uint16_t*)c->out + k, n);
+        (bf16 ? xent_to_bf16_f32 : xent_to_half_f32)(buf, (uint16_t*)c->out + k, n);
     return part;
 }
 
