@@ -1,0 +1,372 @@
+"""PyTorch's cross-entropy losses on xent's kernels: drop-in, with autograd.
+
+``xent.torch.cross_entropy``, ``binary_cross_entropy_with_logits``,
+``CrossEntropyLoss`` and ``BCEWithLogitsLoss`` take the arguments of their
+``torch.nn.functional`` / ``torch.nn`` namesakes, in the same order
+(PyTorch's deprecated ``size_average`` and ``reduce`` included), and give the
+same results.  The modules are subclasses of PyTorch's, so their state
+(``weight``, ``pos_weight`` buffers, ``state_dict``) is PyTorch's.
+
+How a call runs: CPU tensors of float32, float64, float16 and bfloat16 reach
+the NumPy kernels as zero-copy views (the 16-bit ones by their bit patterns).
+Where autograd needs the gradient, the forward computes the loss and the
+gradient with respect to ``input`` in one sweep, into a new array that
+becomes a tensor without a copy (``torch.from_numpy``); the backward only
+scales that gradient by the incoming one (per row for ``reduction="none"``)
+into the tensor autograd hands on.  16-bit inputs are computed in float32; a "mean" or
+"sum" is rounded once to the input dtype, and ``reduction="none"`` returns
+float32 for them, as the NumPy API does.
+
+PyTorch's own function runs instead for what xent does not compute: tensors
+on another device, other dtypes (PyTorch then raises its own error), and
+calls of fewer than ``SMALL`` elements, where a custom operator's fixed cost
+exceeds PyTorch's kernel.  A second derivative (``create_graph=True``
+through the loss) raises a RuntimeError.
+
+The operators are ``torch.library.custom_op``\\ s (``xent::cross_entropy``,
+``xent::binary_cross_entropy_with_logits`` and their ``_with_grad`` twins)
+with ``register_fake`` and ``register_autograd``, so ``torch.compile``
+traces models that use them.  Exposing another xent loss is one call of
+:func:`register_loss`.
+
+``import xent`` does not import this module or torch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.nn import _reduction as _legacy
+
+import xent
+
+__all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
+           "cross_entropy", "register_loss"]
+
+# Below this many input elements PyTorch's own kernel is faster than a
+# custom operator's fixed cost (dispatch, two tensor <-> array views, the
+# Python wrapper).  Measured with `python -m xent bench --torch-adapter`
+# (benchmarks/RESULTS.md): forward + backward, float32, 2 threads.
+SMALL = 4096
+
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_SIXTEEN = (torch.float16, torch.bfloat16)
+
+
+def _array(t: Optional[torch.Tensor]):
+    """A CPU tensor as a NumPy array on its memory (bfloat16 as
+    ``ml_dtypes.bfloat16``); None stays None."""
+    if t is None:
+        return None
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        try:
+            from ml_dtypes import bfloat16
+        except ImportError:
+            raise TypeError("bfloat16 tensors need ml_dtypes (pip install ml_dtypes, or "
+                            '"xent[torch]").') from None
+        return t.view(torch.int16).numpy().view(bfloat16)
+    return t.numpy()
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    """A NumPy result as a tensor on its memory (bfloat16 by its bits)."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _loss_dtype(input: torch.Tensor, reduction: str) -> torch.dtype:
+    """The loss's dtype: the input's; float32 for a 16-bit "none"."""
+    if reduction == "none" and input.dtype in _SIXTEEN:
+        return torch.float32
+    return input.dtype
+
+
+def _as_loss(value, input: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The NumPy result (a float, or the per-sample array) as a tensor."""
+    if reduction == "none":
+        return torch.from_numpy(np.ascontiguousarray(value))
+    return torch.tensor(value, dtype=_loss_dtype(input, reduction))
+
+
+# ---------------------------------------------------------------------------
+# The generic mechanism: one registration per loss
+# ---------------------------------------------------------------------------
+
+class _Loss:
+    """The two operators of one loss and the autograd glue between them."""
+
+    def __init__(self, name: str, schema_args: str, compute: Callable, loss_shape: Callable):
+        self.compute = compute
+        self.loss_shape = loss_shape
+        names = [a.split()[-1] for a in schema_args.split(",")]
+        self.reduction_at = names.index("reduction")
+        self.n_rest = len(names) - 1                 # the arguments after input
+        lib = f"xent::{name}"
+        self.forward = torch.library.custom_op(
+            lib, mutates_args=(), schema=f"({schema_args}) -> Tensor")(self._loss)
+        self.with_grad = torch.library.custom_op(
+            lib + "_with_grad", mutates_args=(),
+            schema=f"({schema_args}) -> (Tensor, Tensor)")(self._loss_and_grad)
+        self.forward.register_fake(self._fake_loss)
+        self.with_grad.register_fake(self._fake_both)
+        self.with_grad.register_autograd(self._backward, setup_context=self._setup)
+
+    # eager kernels
+    def _loss(self, input, target, *args):
+        return self.compute(input, target, *args, want_grad=False)
+
+    def _loss_and_grad(self, input, target, *args):
+        return self.compute(input, target, *args, want_grad=True)
+
+    # shapes and dtypes only, for tracing
+    def _fake_loss(self, input, target, *args):
+        reduction = args[self.reduction_at - 2]
+        return input.new_empty(self.loss_shape(input, target, reduction),
+                               dtype=_loss_dtype(input, reduction))
+
+    def _fake_both(self, input, target, *args):
+        return self._fake_loss(input, target, *args), torch.empty_like(input)
+
+    # autograd: the saved gradient scaled by the incoming one
+    def _setup(self, ctx, inputs, output):
+        ctx.save_for_backward(output[1])
+
+    def _backward(self, ctx, grad_loss, grad_of_grad):
+        if torch.is_grad_enabled():
+            raise RuntimeError("xent.torch losses have a first derivative only; for a second "
+                               "(create_graph=True) use torch.nn.functional's loss.")
+        (grad,) = ctx.saved_tensors
+        # "none": one incoming value per sample, broadcast along the class dimension
+        if 0 < grad_loss.dim() < grad.dim():
+            grad_loss = grad_loss.unsqueeze(1)
+        return ((grad * grad_loss).to(grad.dtype),) + (None,) * self.n_rest
+
+    def __call__(self, input, target, *args):
+        if torch.is_grad_enabled() and input.requires_grad:
+            return self.with_grad(input, target, *args)[0]
+        return self.forward(input, target, *args)
+
+
+def register_loss(name: str, schema_args: str, compute: Callable, loss_shape: Callable) -> _Loss:
+    """Expose an xent loss to PyTorch as two custom operators with autograd.
+
+    Parameters
+    ----------
+    name : str
+        The operator's name: ``xent::<name>`` and ``xent::<name>_with_grad``.
+    schema_args : str
+        Its arguments in ``torch.library`` schema syntax, starting with
+        ``Tensor input, Tensor target`` and naming one ``str reduction``.
+    compute : callable
+        ``compute(input, target, *args, want_grad)`` returns the loss, or the
+        loss and the gradient with respect to `input`, as tensors.
+    loss_shape : callable
+        ``loss_shape(input, target, reduction)``: the loss's shape.
+
+    Returns
+    -------
+    A callable ``loss(input, target, *args)`` that runs the loss-only operator,
+    or the fused one when autograd needs the gradient.
+    """
+    return _Loss(name, schema_args, compute, loss_shape)
+
+
+# ---------------------------------------------------------------------------
+# Cross-entropy
+# ---------------------------------------------------------------------------
+
+def _ce_compute(input, target, weight, ignore_index, reduction, label_smoothing, *, want_grad):
+    x = _array(input)
+    axis = 1 if input.dim() > 1 else 0
+    probabilities = target.is_floating_point()
+    opts = dict(axis=axis, weight=_array(weight), label_smoothing=label_smoothing,
+                reduction=reduction)
+    if not probabilities:
+        opts["ignore_index"] = ignore_index
+    if not want_grad:
+        return _as_loss(xent.softmax_cross_entropy(x, _array(target), **opts), input, reduction)
+    loss, grad = xent.softmax_cross_entropy_with_grad(x, _array(target), **opts)
+    return _as_loss(loss, input, reduction), _tensor(grad)
+
+
+def _ce_loss_shape(input, target, reduction):
+    if reduction != "none":
+        return ()
+    if target.is_floating_point():
+        return input.shape[:1] + input.shape[2:] if input.dim() > 1 else ()
+    return target.shape
+
+
+_cross_entropy = register_loss(
+    "cross_entropy",
+    "Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction, "
+    "float label_smoothing",
+    _ce_compute, _ce_loss_shape)
+
+
+def _takes(input: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether xent computes this call (else PyTorch's own function)."""
+    return (input.device.type == "cpu" and target.device.type == "cpu"
+            and input.dtype in _DTYPES and input.numel() >= SMALL
+            and (target.is_floating_point() or target.dtype == torch.int64))
+
+
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                  size_average: Optional[bool] = None, ignore_index: int = -100,
+                  reduce: Optional[bool] = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """``torch.nn.functional.cross_entropy`` on xent's kernels.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C), (C,) or (N, C, d1, ..., dK)
+        Logits; the classes along dimension 1 (0 for an unbatched input).
+    target : Tensor, shape (N,), () or (N, d1, ..., dK) of int64; or input's shape, float
+        Class indices, or probabilities.
+    weight : Tensor, shape (C,), optional
+    size_average, reduce : deprecated
+        PyTorch's; they map to `reduction` as PyTorch maps them.
+    ignore_index : int, default -100
+        Class indices only.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float in [0, 1], default 0
+
+    Returns
+    -------
+    Tensor
+        A 0-d tensor for "mean" and "sum"; per-sample losses for "none".
+
+    Notes
+    -----
+    The formulas and the stable evaluation are :func:`xent.softmax_cross_entropy`'s
+    (``lse(x) - x_y`` with ``lse = m + log1p(...)``, ``m`` the row's max).
+
+    Examples
+    --------
+    >>> import torch, xent.torch as xt
+    >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    >>> loss = xt.cross_entropy(logits, torch.tensor([0, 2]))
+    >>> round(loss.item(), 6)
+    0.634229
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _legacy.legacy_get_string(size_average, reduce)
+    if not _takes(input, target):
+        return torch.nn.functional.cross_entropy(input, target, weight, None, ignore_index, None,
+                                                 reduction, label_smoothing)
+    return _cross_entropy(input, target, weight, ignore_index, reduction, float(label_smoothing))
+
+
+class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
+    """``torch.nn.CrossEntropyLoss`` computing with :func:`xent.torch.cross_entropy`.
+
+    Parameters
+    ----------
+    weight, size_average, ignore_index, reduce, reduction, label_smoothing
+        As ``torch.nn.CrossEntropyLoss`` (the module's state is its).
+
+    Examples
+    --------
+    >>> import torch, xent.torch as xt
+    >>> loss = xt.CrossEntropyLoss()(torch.zeros(2, 4), torch.tensor([1, 3]))
+    >>> round(loss.item(), 6)
+    1.386294
+    """
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                             reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+# ---------------------------------------------------------------------------
+# Binary cross-entropy with logits
+# ---------------------------------------------------------------------------
+
+def _bce_compute(input, target, weight, pos_weight, reduction, *, want_grad):
+    opts = dict(weight=_array(weight), pos_weight=_array(pos_weight), reduction=reduction)
+    x, t = _array(input), _array(target)
+    if not want_grad:
+        return _as_loss(xent.sigmoid_binary_cross_entropy(x, t, **opts), input, reduction)
+    loss, grad = xent.sigmoid_binary_cross_entropy_with_grad(x, t, **opts)
+    return _as_loss(loss, input, reduction), _tensor(grad)
+
+
+def _bce_loss_shape(input, target, reduction):
+    return input.shape if reduction == "none" else ()
+
+
+_bce = register_loss(
+    "binary_cross_entropy_with_logits",
+    "Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight, str reduction",
+    _bce_compute, _bce_loss_shape)
+
+
+def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
+                                     weight: Optional[torch.Tensor] = None,
+                                     size_average: Optional[bool] = None,
+                                     reduce: Optional[bool] = None, reduction: str = "mean",
+                                     pos_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``torch.nn.functional.binary_cross_entropy_with_logits`` on xent's kernels.
+
+    Parameters
+    ----------
+    input : Tensor, any shape
+        Logits.
+    target : Tensor, input's shape
+        Targets in [0, 1].
+    weight : Tensor, broadcastable to input's shape, optional
+    size_average, reduce : deprecated
+        PyTorch's; they map to `reduction` as PyTorch maps them.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    pos_weight : Tensor, broadcastable to input's shape (e.g. (C,)), optional
+
+    Returns
+    -------
+    Tensor
+        A 0-d tensor for "mean" and "sum"; elementwise losses for "none".
+
+    Notes
+    -----
+    :func:`xent.sigmoid_binary_cross_entropy`'s formulas: a sum of
+    non-negative softplus terms, finite gradients at infinite logits.
+
+    Examples
+    --------
+    >>> import torch, xent.torch as xt
+    >>> loss = xt.binary_cross_entropy_with_logits(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0]))
+    >>> round(loss.item(), 6)
+    1.410038
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _legacy.legacy_get_string(size_average, reduce)
+    if not (_takes(input, target) and target.dtype in _DTYPES):
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            input, target, weight, None, None, reduction, pos_weight)
+    return _bce(input, target, weight, pos_weight, reduction)
+
+
+class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
+    """``torch.nn.BCEWithLogitsLoss`` computing with
+    :func:`xent.torch.binary_cross_entropy_with_logits`.
+
+    Parameters
+    ----------
+    weight, size_average, reduce, reduction, pos_weight
+        As ``torch.nn.BCEWithLogitsLoss`` (the module's state is its).
+
+    Examples
+    --------
+    >>> import torch, xent.torch as xt
+    >>> loss = xt.BCEWithLogitsLoss()(torch.zeros(4), torch.ones(4))
+    >>> round(loss.item(), 6)
+    0.693147
+    """
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return binary_cross_entropy_with_logits(input, target, weight=self.weight,
+                                                reduction=self.reduction,
+                                                pos_weight=self.pos_weight)
