@@ -680,6 +680,11 @@ def add_arguments(p):
                    help="least number of timed calls of xent per case, of which the median is "
                         "reported (default: 5 with --quick, else 7); small cases are called for "
                         "at least 0.2 s")
+    p.add_argument("--torch-adapter", action="store_true",
+                   help="instead of the kernels, time xent.torch against PyTorch's own losses: "
+                        "forward + backward at the shapes, at small sizes (the break-even size "
+                        "below which xent.torch hands calls to PyTorch), and a training step of "
+                        "a classifier with a 32000-class head; needs torch")
     p.add_argument("--shapes", metavar="RxC,...",
                    help="the shapes (rows x classes) of the logits instead of the default ones, "
                         "e.g. 262144x10,512x32000")
@@ -723,6 +728,8 @@ def run_args(args, parser):
             print(f'{parser.prog}: error: --plot needs matplotlib, which cannot be imported ({e}); '
                   f'install it with: pip install "xent[bench]"', file=sys.stderr)
             return 2
+    if args.torch_adapter:
+        return _run_adapter(shapes, args, parser)
     repeats = args.repeats or (5 if args.quick else 7)
     res = run(shapes, n_threads=args.threads, dtype=np.dtype(args.dtype), repeats=repeats,
               with_reference=not args.no_reference, with_torch=not args.no_torch)
@@ -734,6 +741,24 @@ def run_args(args, parser):
     if args.plot:
         plot(res, args.plot)
         print(f"plot written to {args.plot}")
+    return 0
+
+
+def _run_adapter(shapes, args, parser):
+    """``--torch-adapter``: the xent.torch section (xent._bench_torch)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        print(f'{parser.prog}: error: --torch-adapter needs torch, which cannot be imported ({e}); '
+              f'install it with: pip install "xent[torch]"', file=sys.stderr)
+        return 2
+    from . import _bench_torch
+    res = _bench_torch.run(shapes, _api.resolve_n_threads(args.threads))
+    print(_bench_torch.format_table(res))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+        print(f"results written to {args.json}")
     return 0
 
 

@@ -47,8 +47,8 @@ __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_l
 
 # Below this many input elements PyTorch's own kernel is faster than a
 # custom operator's fixed cost (dispatch, two tensor <-> array views, the
-# Python wrapper).  Measured with `python -m xent bench --torch-adapter`
-# (benchmarks/RESULTS.md): forward + backward, float32, 2 threads.
+# Python wrapper): the break-even size of `python -m xent bench
+# --torch-adapter --quick` (forward + backward, float32; benchmarks/RESULTS.md).
 SMALL = 4096
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -169,8 +169,17 @@ def register_loss(name: str, schema_args: str, compute: Callable, loss_shape: Ca
 
     Returns
     -------
-    A callable ``loss(input, target, *args)`` that runs the loss-only operator,
-    or the fused one when autograd needs the gradient.
+    loss : callable
+        ``loss(input, target, *args)``: runs the loss-only operator, or the
+        fused one when autograd needs the gradient.
+
+    Examples
+    --------
+    This module's cross-entropy is registered so, as two operators:
+
+    >>> import torch, xent.torch
+    >>> torch.ops.xent.cross_entropy_with_grad
+    <OpOverloadPacket(op='xent.cross_entropy_with_grad')>
     """
     return _Loss(name, schema_args, compute, loss_shape)
 
