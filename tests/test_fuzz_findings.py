@@ -261,3 +261,41 @@ def test_nan_weight_of_an_unused_class_leaves_the_gradient_finite(n, c, dtype):
     np.testing.assert_allclose(grad.astype(np.float64), want_grad.astype(np.float64), rtol=tol, atol=tol / c)
     # with smoothing every class weight enters: NaN, as the formula says
     assert np.isnan(xent.softmax_cross_entropy(x, y, weight=w, label_smoothing=0.1))
+
+
+# --------------------------------------------------------------------------
+# 7. a small call with grad_out and an input that is not an array yet: the
+#    error names the input (the overlap is checked on the arrays made of it)
+# --------------------------------------------------------------------------
+
+class _Unconvertible:
+    """An array-like whose conversion fails with the caller's own error."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __array__(self, dtype=None, copy=None):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [ValueError("cannot convert"), TypeError("cannot convert")])
+@pytest.mark.parametrize("call", ["ce-target", "ce-weight", "bce-target", "bce-pos_weight", "softmax-x"])
+def test_small_call_with_grad_out_names_an_unconvertible_input(call, exc):
+    x = np.zeros((4, 5))
+    bad = _Unconvertible(exc)
+    g = np.empty_like(x)
+    fn, args, kwargs, name = {
+        "ce-target": (xent.softmax_cross_entropy_with_grad, (x, bad), {}, "target"),
+        "ce-weight": (xent.softmax_cross_entropy_with_grad, (x, np.zeros(4, np.int64)),
+                      {"weight": bad}, "weight"),
+        "bce-target": (xent.sigmoid_binary_cross_entropy_with_grad, (x, bad), {}, "target"),
+        "bce-pos_weight": (xent.sigmoid_binary_cross_entropy_with_grad, (x, np.zeros_like(x)),
+                           {"pos_weight": bad}, "pos_weight"),
+        "softmax-x": (xent.softmax, (bad,), {}, "x"),
+    }[call]
+    if call == "softmax-x":
+        kwargs["out"] = g
+    else:
+        kwargs["grad_out"] = g
+    with pytest.raises(ValueError, match=f"`{name}` must be an array-like"):
+        fn(*args, **kwargs)

@@ -60,9 +60,13 @@ def _shaped_grad(call):
 def _check_small_out(out, name, inputs):
     """A small call's `out` / `grad_out` checked by the general path's rule,
     for the output dtype the general path would give; inputs[0] is the
-    array it has the shape of and may be (in place)."""
+    array it has the shape of and may be (in place).  Only the inputs that
+    are ndarrays already: the small-call path takes no other (it declines
+    the call, and the general path checks the arrays it makes of them, with
+    the errors that name them)."""
     x_name, x = inputs[0]
-    check_out(out, name, x.shape, grad_dtype(x, compute_dtype(x, x_name)), inputs,
+    arrays = [(n, a) for n, a in inputs if type(a) is np.ndarray]
+    check_out(out, name, x.shape, grad_dtype(x, compute_dtype(x, x_name)), arrays,
               alias_name=x_name)
 
 

@@ -88,7 +88,7 @@ def _loss_dtype(input: torch.Tensor, reduction: str) -> torch.dtype:
 def _as_loss(value, input: torch.Tensor, reduction: str) -> torch.Tensor:
     """The NumPy result (a float, or the per-sample array) as a tensor."""
     if reduction == "none":
-        return torch.from_numpy(np.ascontiguousarray(value))
+        return torch.from_numpy(np.asarray(value))
     return torch.tensor(value, dtype=_loss_dtype(input, reduction))
 
 
@@ -217,11 +217,30 @@ _cross_entropy = register_loss(
     _ce_compute, _ce_loss_shape)
 
 
-def _takes(input: torch.Tensor, target: torch.Tensor) -> bool:
-    """Whether xent computes this call (else PyTorch's own function)."""
+def _takes(input: torch.Tensor, target: torch.Tensor, *weights: Optional[torch.Tensor]) -> bool:
+    """Whether xent computes this call, else PyTorch's own function: CPU
+    tensors of a dtype xent takes, large enough, and a gradient wanted of
+    `input` only (PyTorch differentiates a target, and refuses a weight,
+    that requires grad)."""
     return (input.device.type == "cpu" and target.device.type == "cpu"
             and input.dtype in _DTYPES and input.numel() >= SMALL
-            and (target.is_floating_point() or target.dtype == torch.int64))
+            and not target.requires_grad
+            and not any(w is not None and (w.requires_grad or w.device.type != "cpu")
+                        for w in weights))
+
+
+def _ce_shapes_ok(input, target, weight, label_smoothing, reduction) -> bool:
+    """The arguments PyTorch's cross_entropy accepts (others go to it, for
+    its own error): class-index or probability targets of matching shape, a
+    weight of (C,), a smoothing in [0, 1], a known reduction."""
+    C = input.shape[1] if input.dim() > 1 else input.shape[0]
+    if target.is_floating_point():
+        shape_ok = target.shape == input.shape
+    else:
+        shape_ok = target.dtype == torch.int64 and target.shape == (
+            input.shape[:1] + input.shape[2:] if input.dim() > 1 else ())
+    return (shape_ok and (weight is None or weight.shape == (C,))
+            and 0.0 <= label_smoothing <= 1.0 and reduction in ("mean", "sum", "none"))
 
 
 def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
@@ -264,7 +283,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
     """
     if size_average is not None or reduce is not None:
         reduction = _legacy.legacy_get_string(size_average, reduce)
-    if not _takes(input, target):
+    if not (_takes(input, target, weight) and input.dim() > 0
+            and _ce_shapes_ok(input, target, weight, label_smoothing, reduction)):
         return torch.nn.functional.cross_entropy(input, target, weight, None, ignore_index, None,
                                                  reduction, label_smoothing)
     return _cross_entropy(input, target, weight, ignore_index, reduction, float(label_smoothing))
@@ -352,7 +372,8 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
     """
     if size_average is not None or reduce is not None:
         reduction = _legacy.legacy_get_string(size_average, reduce)
-    if not (_takes(input, target) and target.dtype in _DTYPES):
+    if not (_takes(input, target, weight, pos_weight) and target.dtype in _DTYPES
+            and target.shape == input.shape and reduction in ("mean", "sum", "none")):
         return torch.nn.functional.binary_cross_entropy_with_logits(
             input, target, weight, None, None, reduction, pos_weight)
     return _bce(input, target, weight, pos_weight, reduction)

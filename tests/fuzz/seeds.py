@@ -6,7 +6,7 @@ encode and replays them.  The first group holds the reproducers of
 tests/test_fuzz_findings.py (a crash on n_threads, weights that alias
 grad_out, the logits passed twice with grad_out=logits, reductions that are
 not strings, NumPy warnings, a NaN weight of an unused class); the second
-spreads over the functions.
+spreads over the functions, and the reproducers of later campaigns.
 """
 
 _BIG = {"shape": (40, 1000)}          # past one tile: the general, threaded path
@@ -81,5 +81,12 @@ SEEDS = {
     "zero-classes": {"shape": (5, 0)},
     "zero-d": {"shape": ()},
     "raising-array": {"logits.wrap": "raises", "logits.exc": "RuntimeError"},
+    # a small call with grad_out checked overlaps against a target or weight
+    # that is not an array yet: the object's own error escaped, unnamed
+    "raising-target-grad_out": dict(_GRAD, **{"target.wrap": "raises", "target.exc": "ValueError",
+                                              "grad_out": "fresh"}),
+    "raising-bce-weight-grad_out": dict(_BCE_GRAD, **{"weight.given": True, "weight.wrap": "raises",
+                                                      "weight.exc": "TypeError",
+                                                      "grad_out": "logits"}),
     "memmap-logits": {"logits.layout": "memmap"},
 }
