@@ -12,6 +12,14 @@ import numpy as np
 from . import _kernels
 
 _STORAGE = _kernels.STORAGE      # by dtype name
+_F64 = _STORAGE["float64"]
+_STORAGE_OF = {np.dtype(name): code for name, code in _STORAGE.items() if name != "bfloat16"}
+
+
+def storage_code(dtype):
+    """The kernels' code of the logits' storage dtype (bfloat16 by its name)."""
+    code = _STORAGE_OF.get(dtype)
+    return code if code is not None else _STORAGE[np.dtype(dtype).name]
 
 # The small-call path (``_kernels.small_*``) takes one tile of logits at most:
 # one tile is what it runs on the calling thread without the team.
@@ -29,7 +37,8 @@ def small_call(x):
 def is_16_bit(dtype):
     """float16, or bfloat16 (``ml_dtypes.bfloat16``, recognised by its name,
     so that xent needs ml_dtypes only where the caller has it)."""
-    return dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16")
+    return dtype.itemsize == 2 and (dtype.kind == "f" or (dtype.kind == "V"
+                                                          and dtype.name == "bfloat16"))
 
 
 def storage(x, cdt):
@@ -49,42 +58,26 @@ class Call:
     ``kernel`` names the row operation (``"index"``, ``"prob"``, ``"bce"``,
     ``"softmax"``, ``"keras"``, ``"labels"``); ``x`` is the ``(n, C)`` logits
     (BCE: the flat logits, rows of the last axis, ``C`` long); ``loss`` and
-    ``out`` are the outputs the kernel writes (per row and per entry)."""
+    ``out`` are the outputs the kernel writes (per row and per entry).  The
+    options a kernel does not use keep the class defaults below.  The
+    caller may add what it needs to shape the results (xent._validate)."""
 
-    __slots__ = ("op", "storage", "itemsize", "n", "C", "x", "target", "labels", "weight",
-                 "sample_weight", "weight2", "pos_weight2", "has_ignore", "ignore", "mode",
-                 "eps", "scale", "lo", "hi", "loss", "out", "n_threads",
-                 # for the caller, to shape the results (xent._validate)
-                 "empty", "reduction", "den", "loss_shape", "moved_shape", "axis", "grad_dtype",
-                 "grad_out", "direct")
+    x = target = labels = weight = sample_weight = weight2 = pos_weight2 = None
+    loss = out = None
+    has_ignore = False
+    ignore = mode = 0
+    eps = lo = hi = 0.0
+    scale = 1.0
 
-    def __init__(self, kernel, n, C, dtype, n_threads, *, x=None, target=None, labels=None,
-                 weight=None, sample_weight=None, weight2=None, pos_weight2=None,
-                 has_ignore=False, ignore=0, mode=0, eps=0.0, scale=1.0, lo=0.0, hi=0.0,
-                 loss=None, out=None):
+    def __init__(self, kernel, n, C, dtype, n_threads, **options):
         self.op = _kernels.OPS[kernel]
-        self.storage = _STORAGE[np.dtype(dtype).name]
+        self.storage = storage_code(dtype)
         # the weights' element size: float32 for 16-bit logits
-        self.itemsize = 8 if self.storage == _STORAGE["float64"] else 4
+        self.itemsize = 8 if self.storage == _F64 else 4
         self.n = n
         self.C = C
-        self.x = x
-        self.target = target
-        self.labels = labels
-        self.weight = weight
-        self.sample_weight = sample_weight
-        self.weight2 = weight2
-        self.pos_weight2 = pos_weight2
-        self.has_ignore = has_ignore
-        self.ignore = ignore
-        self.mode = mode
-        self.eps = eps
-        self.scale = scale
-        self.lo = lo
-        self.hi = hi
-        self.loss = loss
-        self.out = out
         self.n_threads = n_threads
+        self.__dict__.update(options)
 
 
 def run(call):
@@ -108,7 +101,7 @@ def path(kernel, shape, dtype, n_threads=1, label_smoothing=0.0):
     C = shape[-1] if shape else 1
     size = int(np.prod(shape, dtype=np.int64)) if shape else 1
     n = size if kernel == "bce" else (size // C if C else 0)
-    p = _kernels.plan(_kernels.OPS[kernel], _STORAGE[dt.name], n, C, float(label_smoothing), n_threads)
+    p = _kernels.plan(_kernels.OPS[kernel], storage_code(dt), n, C, float(label_smoothing), n_threads)
     p["small"] = dt in _SMALL_DTYPES and 0 < size <= SMALL_CALL_ELEMS
     p["sixteen_bit"] = is_16_bit(dt)
     return p

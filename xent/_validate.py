@@ -94,7 +94,8 @@ def _torch_bfloat16(t, name):
 def kind(dtype):
     """NumPy's dtype kind, with bfloat16 (``ml_dtypes.bfloat16``, kind "V")
     a float: "f"."""
-    return "f" if dtype.name == "bfloat16" else dtype.kind
+    k = dtype.kind
+    return "f" if k == "V" and dtype.name == "bfloat16" else k
 
 
 def compute_dtype(arr, name):
