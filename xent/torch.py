@@ -34,6 +34,7 @@ traces models that use them.  Exposing another xent loss is one call of
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable, Optional
 
 import numpy as np
@@ -49,7 +50,7 @@ __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_l
 # custom operator's fixed cost (dispatch, two tensor <-> array views, the
 # Python wrapper): the break-even size of `python -m xent bench
 # --torch-adapter --quick` (forward + backward, float32; benchmarks/RESULTS.md).
-SMALL = 4096
+SMALL = 1 << 18
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _SIXTEEN = (torch.float16, torch.bfloat16)
@@ -71,11 +72,53 @@ def _array(t: Optional[torch.Tensor]):
     return t.numpy()
 
 
+class _GradientBuffers:
+    """Memory for large gradients, recycled: a gradient tensor's memory goes
+    back to a small free list when the last tensor on it is gone (a
+    finalizer on the array torch holds), and the next gradient of that size
+    takes it.  Fresh memory is zeroed by the operating system page by page
+    on first write; a 2048 x 32000 float32 gradient (262 MB) spent as long
+    there as in the loss and gradient themselves."""
+
+    MIN_BYTES = 1 << 20     # smaller ones come from malloc's heap, already mapped
+    KEEP = 2                # buffers kept per size
+
+    def __init__(self):
+        self.free = {}
+
+    def array(self, shape, dtype):
+        """An uninitialised C-contiguous array, on recycled memory when large."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes < self.MIN_BYTES:
+            return np.empty(shape, dtype)
+        kept = self.free.setdefault(nbytes, [])
+        raw = kept.pop() if kept else np.empty(nbytes, np.uint8)
+        arr = raw.view(dtype).reshape(shape)
+        weakref.finalize(arr, self._release, kept, raw)
+        return arr
+
+    def _release(self, kept, raw):
+        if len(kept) < self.KEEP:
+            kept.append(raw)
+
+
+_buffers = _GradientBuffers()
+
+
 def _tensor(a: np.ndarray) -> torch.Tensor:
     """A NumPy result as a tensor on its memory (bfloat16 by its bits)."""
     if a.dtype.name == "bfloat16":
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
+
+
+def _grad_out(x: np.ndarray):
+    """Where a large gradient goes (recycled memory); None: the kernels'
+    own new array."""
+    if x.nbytes < _GradientBuffers.MIN_BYTES:
+        return None
+    return _buffers.array(x.shape, x.dtype)
 
 
 def _loss_dtype(input: torch.Tensor, reduction: str) -> torch.dtype:
@@ -136,19 +179,52 @@ class _Loss:
         ctx.save_for_backward(output[1])
 
     def _backward(self, ctx, grad_loss, grad_of_grad):
-        if torch.is_grad_enabled():
-            raise RuntimeError("xent.torch losses have a first derivative only; for a second "
-                               "(create_graph=True) use torch.nn.functional's loss.")
-        (grad,) = ctx.saved_tensors
-        # "none": one incoming value per sample, broadcast along the class dimension
-        if 0 < grad_loss.dim() < grad.dim():
-            grad_loss = grad_loss.unsqueeze(1)
-        return ((grad * grad_loss).to(grad.dtype),) + (None,) * self.n_rest
+        return (_scaled(ctx, grad_loss),) + (None,) * self.n_rest
 
     def __call__(self, input, target, *args):
-        if torch.is_grad_enabled() and input.requires_grad:
-            return self.with_grad(input, target, *args)[0]
-        return self.forward(input, target, *args)
+        """Under torch.compile the operators; in eager mode the same
+        computation without the dispatcher's round trips (a custom
+        operator's fixed cost is several times a small call's)."""
+        want_grad = torch.is_grad_enabled() and input.requires_grad
+        if torch.compiler.is_compiling():
+            if want_grad:
+                return self.with_grad(input, target, *args)[0]
+            return self.forward(input, target, *args)
+        if want_grad:
+            return _Eager.apply(self, input, target, *args)
+        return self.compute(input, target, *args, want_grad=False)
+
+
+def _scaled(ctx, grad_loss, eager=False):
+    """The backward: the forward's gradient scaled by the incoming one (per
+    sample for "none").  In eager mode ``loss.backward()`` scales by 1: the
+    forward's gradient itself is handed on, without a copy (autograd takes it
+    as the input's .grad).  The saved gradient is never modified, so a second
+    backward through a retained graph gets the same."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("xent.torch losses have a first derivative only; for a second "
+                           "(create_graph=True) use torch.nn.functional's loss.")
+    (grad,) = ctx.saved_tensors
+    if eager and grad_loss.dim() == 0 and grad_loss.item() == 1.0:
+        return grad
+    if 0 < grad_loss.dim() < grad.dim():
+        grad_loss = grad_loss.unsqueeze(1)      # "none": along the class dimension
+    return (grad * grad_loss).to(grad.dtype)
+
+
+class _Eager(torch.autograd.Function):
+    """The fused operator's eager twin: the same compute and backward."""
+
+    @staticmethod
+    def forward(ctx, loss, input, target, *args):
+        value, grad = loss.compute(input, target, *args, want_grad=True)
+        ctx.save_for_backward(grad)
+        ctx.n_rest = loss.n_rest
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        return (None, _scaled(ctx, grad_loss, eager=True)) + (None,) * ctx.n_rest
 
 
 def register_loss(name: str, schema_args: str, compute: Callable, loss_shape: Callable) -> _Loss:
@@ -198,7 +274,8 @@ def _ce_compute(input, target, weight, ignore_index, reduction, label_smoothing,
         opts["ignore_index"] = ignore_index
     if not want_grad:
         return _as_loss(xent.softmax_cross_entropy(x, _array(target), **opts), input, reduction)
-    loss, grad = xent.softmax_cross_entropy_with_grad(x, _array(target), **opts)
+    loss, grad = xent.softmax_cross_entropy_with_grad(x, _array(target), grad_out=_grad_out(x),
+                                                      **opts)
     return _as_loss(loss, input, reduction), _tensor(grad)
 
 
@@ -320,7 +397,7 @@ def _bce_compute(input, target, weight, pos_weight, reduction, *, want_grad):
     x, t = _array(input), _array(target)
     if not want_grad:
         return _as_loss(xent.sigmoid_binary_cross_entropy(x, t, **opts), input, reduction)
-    loss, grad = xent.sigmoid_binary_cross_entropy_with_grad(x, t, **opts)
+    loss, grad = xent.sigmoid_binary_cross_entropy_with_grad(x, t, grad_out=_grad_out(x), **opts)
     return _as_loss(loss, input, reduction), _tensor(grad)
 
 
