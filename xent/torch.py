@@ -46,10 +46,10 @@ import xent
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
            "cross_entropy", "register_loss"]
 
-# Below this many input elements PyTorch's own kernel is faster than a
-# custom operator's fixed cost (dispatch, two tensor <-> array views, the
-# Python wrapper): the break-even size of `python -m xent bench
-# --torch-adapter --quick` (forward + backward, float32; benchmarks/RESULTS.md).
+# Below this many input elements PyTorch's own kernel is faster than the
+# adapter's fixed cost (the autograd glue, the tensor <-> array views, the
+# validation): the break-even size of `python -m xent bench --torch-adapter`
+# (forward + backward, float32, 2 threads; benchmarks/RESULTS.md).
 SMALL = 1 << 18
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -82,9 +82,11 @@ class _GradientBuffers:
 
     MIN_BYTES = 1 << 20     # smaller ones come from malloc's heap, already mapped
     KEEP = 2                # buffers kept per size
+    MAX_HELD = 1 << 30      # bytes kept in all (varying sizes must not pile up)
 
     def __init__(self):
         self.free = {}
+        self.held = 0
 
     def array(self, shape, dtype):
         """An uninitialised C-contiguous array, on recycled memory when large."""
@@ -93,14 +95,19 @@ class _GradientBuffers:
         if nbytes < self.MIN_BYTES:
             return np.empty(shape, dtype)
         kept = self.free.setdefault(nbytes, [])
-        raw = kept.pop() if kept else np.empty(nbytes, np.uint8)
+        try:
+            raw = kept.pop()
+            self.held -= nbytes
+        except IndexError:
+            raw = np.empty(nbytes, np.uint8)
         arr = raw.view(dtype).reshape(shape)
         weakref.finalize(arr, self._release, kept, raw)
         return arr
 
     def _release(self, kept, raw):
-        if len(kept) < self.KEEP:
+        if len(kept) < self.KEEP and self.held + raw.nbytes <= self.MAX_HELD:
             kept.append(raw)
+            self.held += raw.nbytes
 
 
 _buffers = _GradientBuffers()
