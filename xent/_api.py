@@ -127,7 +127,7 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
         # a bool target (a multi-label mask) as the logits' dtype: 0 and 1
         # exactly, what the general path makes of it (32 x 10: ~11 -> ~2 us)
         small_target = target
-        if type(target) is np.ndarray and target.dtype == np.bool_:
+        if type(target) is np.ndarray and target.dtype == np.bool_ and logits.dtype.char in "fd":
             small_target = target.astype(logits.dtype)
         res = _kernels.small_dense(logits, small_target, _MODE[reduction], want_grad, True,
                                    grad_out, weight, pos_weight, eps)
