@@ -2,9 +2,10 @@
 
 The public functions validate their arguments and bring the arrays to the
 layout the kernels read (``xent._validate``); what they hand on is a
-:class:`Call`.  The kernels' plan (``xent_plan`` in ``_xent_tiles.h``)
-decides the path from the call's kernel, shape, storage and thread count;
-:func:`path` shows that decision without running anything.
+:class:`Call`.  The kernels' plan (``xent_plan``
+(``csrc/_xent_tiles.h``) decides the path from the call's kernel, shape,
+storage and thread count; :func:`path` shows that decision, and the
+small-call limit, without running anything.
 """
 
 import numpy as np
@@ -20,6 +21,7 @@ def storage_code(dtype):
     """The kernels' code of the logits' storage dtype (bfloat16 by its name)."""
     code = _STORAGE_OF.get(dtype)
     return code if code is not None else _STORAGE[np.dtype(dtype).name]
+
 
 # The small-call path (``_kernels.small_*``) takes one tile of logits at most:
 # one tile is what it runs on the calling thread without the team.
