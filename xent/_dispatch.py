@@ -2,10 +2,10 @@
 
 The public functions validate their arguments and bring the arrays to the
 layout the kernels read (``xent._validate``); what they hand on is a
-:class:`Call`.  The kernels' plan (``xent_plan``
-(``csrc/_xent_tiles.h``) decides the path from the call's kernel, shape,
-storage and thread count; :func:`path` shows that decision, and the
-small-call limit, without running anything.
+:class:`Call`.  The kernels' plan (``xent_plan``, csrc/_xent_tiles.h)
+decides the path from the call's kernel, shape, storage and thread count;
+:func:`path` shows that decision, and the small-call limit, without running
+anything.
 """
 
 import numpy as np
