@@ -716,6 +716,22 @@ def test_small_bound():
     assert 0 < xt.SMALL <= 2 ** 18
 
 
+@pytest.mark.parametrize("C", [2, 10, 16, 17])
+def test_few_classes_take_xent_from_small_few(C, rng, kernel_calls, torch_calls):
+    """Cross-entropy over at most FEW_CLASSES classes runs xent's kernel from
+    SMALL_FEW elements on; more classes wait for SMALL."""
+    rows = -(-xt.SMALL_FEW // C)                         # the first row count >= SMALL_FEW
+    for n, by_xent in ((rows - 1, False), (rows, C <= xt.FEW_CLASSES)):
+        kernel_calls.clear()
+        torch_calls.clear()
+        x = tensor(rng.standard_normal((n, C)), torch.float32).requires_grad_()
+        y = torch.from_numpy(rng.integers(0, C, n))
+        loss = xt.cross_entropy(x, y)
+        loss.backward()
+        assert bool(kernel_calls) == by_xent and bool(torch_calls) == (not by_xent)
+        torch.testing.assert_close(loss, TORCH_CE(x.detach(), y), **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("kind", ["ce", "bce"])
 def test_small_calls_run_torch_kernel(kind, rng, kernel_calls, torch_calls):
     ours = xt.cross_entropy if kind == "ce" else xt.binary_cross_entropy_with_logits

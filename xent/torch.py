@@ -19,7 +19,8 @@ float32 for them, as the NumPy API does.
 
 PyTorch's own function runs instead for what xent does not compute: tensors
 on another device, other dtypes (PyTorch then raises its own error), and
-calls of fewer than ``SMALL`` elements, where a custom operator's fixed cost
+calls of fewer than ``SMALL`` elements (``SMALL_FEW`` for cross-entropy over
+at most ``FEW_CLASSES`` classes), where the adapter's fixed cost
 exceeds PyTorch's kernel.  A second derivative (``create_graph=True``
 through the loss) raises a RuntimeError.
 
@@ -51,6 +52,11 @@ __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_l
 # validation): the break-even size of `python -m xent bench --torch-adapter`
 # (forward + backward, float32, 2 threads; benchmarks/RESULTS.md).
 SMALL = 1 << 18
+# With few classes PyTorch's cross-entropy costs about 0.1 us per row, and the
+# adapter wins from a few hundred rows on (forward + backward, 2 threads:
+# 512 x 10 1.6x, 1024 x 10 2.4x, 4096 x 10 4.2x, 4096 x 20 1.35x; 1024 x 32 0.9x).
+FEW_CLASSES = 16
+SMALL_FEW = 4096
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _SIXTEEN = (torch.float16, torch.bfloat16)
@@ -301,13 +307,15 @@ _cross_entropy = register_loss(
     _ce_compute, _ce_loss_shape)
 
 
-def _takes(input: torch.Tensor, target: torch.Tensor, *weights: Optional[torch.Tensor]) -> bool:
+def _takes(input: torch.Tensor, target: torch.Tensor, *weights: Optional[torch.Tensor],
+           few_classes: bool = False) -> bool:
     """Whether xent computes this call, else PyTorch's own function: CPU
-    tensors of a dtype xent takes, large enough, and a gradient wanted of
-    `input` only (PyTorch differentiates a target, and refuses a weight,
-    that requires grad)."""
+    tensors of a dtype xent takes, of at least SMALL elements (SMALL_FEW
+    with few classes), and a gradient wanted of `input` only (PyTorch
+    differentiates a target, and refuses a weight, that requires grad)."""
+    small = min(SMALL, SMALL_FEW) if few_classes else SMALL
     return (input.device.type == "cpu" and target.device.type == "cpu"
-            and input.dtype in _DTYPES and input.numel() >= SMALL
+            and input.dtype in _DTYPES and input.numel() >= small
             and not target.requires_grad
             and not any(w is not None and (w.requires_grad or w.device.type != "cpu")
                         for w in weights))
@@ -367,7 +375,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
     """
     if size_average is not None or reduce is not None:
         reduction = _legacy.legacy_get_string(size_average, reduce)
-    if not (_takes(input, target, weight) and input.dim() > 0
+    few = input.dim() > 0 and input.shape[1 if input.dim() > 1 else 0] <= FEW_CLASSES
+    if not (_takes(input, target, weight, few_classes=few) and input.dim() > 0
             and _ce_shapes_ok(input, target, weight, label_smoothing, reduction)):
         return torch.nn.functional.cross_entropy(input, target, weight, None, ignore_index, None,
                                                  reduction, label_smoothing)
