@@ -717,10 +717,10 @@ def test_small_bound():
 
 
 @pytest.mark.parametrize("C", [2, 10, 16, 17])
-def test_few_classes_take_xent_from_small_few(C, rng, kernel_calls, torch_calls):
+def test_few_classes_take_xent_from_small_few_rows(C, rng, kernel_calls, torch_calls):
     """Cross-entropy over at most FEW_CLASSES classes runs xent's kernel from
-    SMALL_FEW elements on; more classes wait for SMALL."""
-    rows = -(-xt.SMALL_FEW // C)                         # the first row count >= SMALL_FEW
+    SMALL_FEW_ROWS rows on; more classes wait for SMALL elements."""
+    rows = xt.SMALL_FEW_ROWS
     for n, by_xent in ((rows - 1, False), (rows, C <= xt.FEW_CLASSES)):
         kernel_calls.clear()
         torch_calls.clear()

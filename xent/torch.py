@@ -19,8 +19,9 @@ float32 for them, as the NumPy API does.
 
 PyTorch's own function runs instead for what xent does not compute: tensors
 on another device, other dtypes (PyTorch then raises its own error), and
-calls of fewer than ``SMALL`` elements (``SMALL_FEW`` for cross-entropy over
-at most ``FEW_CLASSES`` classes), where the adapter's fixed cost
+calls of fewer than ``SMALL`` elements (cross-entropy over at most
+``FEW_CLASSES`` classes: fewer than ``SMALL_FEW_ROWS`` rows), where the
+adapter's fixed cost
 exceeds PyTorch's kernel.  A second derivative (``create_graph=True``
 through the loss) raises a RuntimeError.
 
@@ -52,11 +53,13 @@ __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "binary_cross_entropy_with_l
 # validation): the break-even size of `python -m xent bench --torch-adapter`
 # (forward + backward, float32, 2 threads; benchmarks/RESULTS.md).
 SMALL = 1 << 18
-# With few classes PyTorch's cross-entropy costs about 0.1 us per row, and the
-# adapter wins from a few hundred rows on (forward + backward, 2 threads:
-# 512 x 10 1.6x, 1024 x 10 2.4x, 4096 x 10 4.2x, 4096 x 20 1.35x; 1024 x 32 0.9x).
+# With few classes PyTorch's cross-entropy costs up to 0.1 us per row (it
+# depends on C: 1024 x 10 2.4x, 1024 x 8 2.0x, 1024 x 16 0.90x, 2048 x 16
+# 1.02x, 2048 x 2 1.12x, 256 x 16 0.69x, forward + backward, 2 threads), so
+# the adapter takes cross-entropy over at most FEW_CLASSES classes from
+# SMALL_FEW_ROWS rows on.
 FEW_CLASSES = 16
-SMALL_FEW = 4096
+SMALL_FEW_ROWS = 2048
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _SIXTEEN = (torch.float16, torch.bfloat16)
@@ -308,14 +311,15 @@ _cross_entropy = register_loss(
 
 
 def _takes(input: torch.Tensor, target: torch.Tensor, *weights: Optional[torch.Tensor],
-           few_classes: bool = False) -> bool:
+           few_rows: Optional[int] = None) -> bool:
     """Whether xent computes this call, else PyTorch's own function: CPU
-    tensors of a dtype xent takes, of at least SMALL elements (SMALL_FEW
-    with few classes), and a gradient wanted of `input` only (PyTorch
+    tensors of a dtype xent takes, of at least SMALL elements (or
+    `few_rows`, the rows of a cross-entropy over few classes, of at least
+    SMALL_FEW_ROWS), and a gradient wanted of `input` only (PyTorch
     differentiates a target, and refuses a weight, that requires grad)."""
-    small = min(SMALL, SMALL_FEW) if few_classes else SMALL
+    large = input.numel() >= SMALL or (few_rows is not None and few_rows >= SMALL_FEW_ROWS)
     return (input.device.type == "cpu" and target.device.type == "cpu"
-            and input.dtype in _DTYPES and input.numel() >= small
+            and input.dtype in _DTYPES and large
             and not target.requires_grad
             and not any(w is not None and (w.requires_grad or w.device.type != "cpu")
                         for w in weights))
@@ -375,8 +379,9 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
     """
     if size_average is not None or reduce is not None:
         reduction = _legacy.legacy_get_string(size_average, reduce)
-    few = input.dim() > 0 and input.shape[1 if input.dim() > 1 else 0] <= FEW_CLASSES
-    if not (_takes(input, target, weight, few_classes=few) and input.dim() > 0
+    C = input.shape[1] if input.dim() > 1 else (input.shape[0] if input.dim() else 0)
+    few_rows = input.numel() // C if 0 < C <= FEW_CLASSES else None
+    if not (_takes(input, target, weight, few_rows=few_rows) and input.dim() > 0
             and _ce_shapes_ok(input, target, weight, label_smoothing, reduction)):
         return torch.nn.functional.cross_entropy(input, target, weight, None, ignore_index, None,
                                                  reduction, label_smoothing)
