@@ -13,10 +13,10 @@ Layers, each in its own file, each calling only the one below:
 * this module: turns the record (or a small call's buffers) into an
   ``xent_call`` and schedules its tiles: ``_drive`` (serial, or a dynamic
   ``prange``), the column split's phases, the 16-bit buffers.  No math.
-* ``csrc/_xent_tiles.h`` / ``csrc/_xent_tiles_body.h``: the per-row formulas of every
-  kernel over a tile of rows, compiled once (the row operations, listed in
-  XENT_TILE_OPS), the plan ``xent_plan`` (every path decision), and the
-  16-bit wrapper ``xent_tile``.
+* ``csrc/_xent_tiles.h`` / ``csrc/_xent_tiles_body.h``: the per-row
+  formulas of every kernel over a tile of rows, compiled once (the row
+  operations, listed in XENT_TILE_OPS), the plan ``xent_plan`` (every path
+  decision), and the 16-bit wrapper ``xent_tile``.
 * ``csrc/_xent_simd.h`` and the headers it includes (``csrc/_xent_body.h``
   lists them: math, row statistics, rows, few-classes lanes, BCE, labels,
   16-bit conversion): the SIMD primitives, one body per element type,
@@ -26,9 +26,9 @@ Layers, each in its own file, each calling only the one below:
 Adding a per-row quantity: its primitive (if it needs one) in the SIMD
 headers plus one line of ``csrc/_xent_ops.h``; its row operation, one
 function ``tile_<op>`` in ``csrc/_xent_tiles_body.h`` plus one line of
-XENT_TILE_OPS; and
-its entry in ``xent._dispatch`` (the name in ``OPS`` below) with the
-validation that builds its record.
+XENT_TILE_OPS in ``csrc/_xent_ops.h`` (which names it for
+``xent._dispatch.Call``); and the validation in ``xent._validate`` that
+builds its record.
 
 Determinism: the tile size depends only on the shape (xent_tile_units),
 every row/element is computed by exactly one thread, per-tile sums are
