@@ -25,7 +25,7 @@ import subprocess
 
 import pytest
 
-from test_vectorized import HEADER, ROOT, _setup_flags
+from test_vectorized import HEADER, ROOT, build_harness
 
 pytestmark = pytest.mark.skipif(
     not (HEADER.exists() and (ROOT / "setup.py").exists() and shutil.which("gcc")),
@@ -141,13 +141,7 @@ BOUNDS = {"exp_neg": 1.5, "exp_fast": 1.5, "exp_neg_d": 1.5,
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    d = tmp_path_factory.mktemp("exhaustive")
-    src = d / "harness.c"
-    src.write_text(HARNESS)
-    exe = d / "harness"
-    subprocess.run(["gcc", *_setup_flags(), "-I", str(HEADER.parent), str(src), "-o", str(exe), "-lm"],
-                   check=True, capture_output=True)
-    return exe
+    return build_harness(tmp_path_factory.mktemp("exhaustive"), HARNESS)
 
 
 def _variants():

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import xent
-from test_vectorized import HEADER, ROOT, _setup_flags
+from test_vectorized import HEADER, ROOT, build_harness
 
 F16 = np.float16
 
@@ -74,13 +74,7 @@ needs_source = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    d = tmp_path_factory.mktemp("half")
-    src = d / "harness.c"
-    src.write_text(HARNESS)
-    exe = d / "harness"
-    subprocess.run(["gcc", *_setup_flags(), "-I", str(HEADER.parent), str(src), "-o", str(exe), "-lm"],
-                   check=True, capture_output=True)
-    return exe
+    return build_harness(tmp_path_factory.mktemp("half"), HARNESS)
 
 
 def _convert(harness, tmp_path, isa, direction, values):

@@ -39,6 +39,17 @@ def _setup_flags():
     raise AssertionError("setup.py defines UNIX_FLAGS")
 
 
+def build_harness(directory, source):
+    """Compile the C program `source`, which includes xent's SIMD header, the
+    way setup.py compiles the kernels; the executable's path."""
+    src = directory / "harness.c"
+    src.write_text(source)
+    exe = directory / "harness"
+    subprocess.run(["gcc", *_setup_flags(), "-I", str(HEADER.parent), str(src), "-o", str(exe), "-lm"],
+                   check=True, capture_output=True)
+    return exe
+
+
 @pytest.fixture(scope="module")
 def disassembly(tmp_path_factory):
     d = tmp_path_factory.mktemp("vec")
