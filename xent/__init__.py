@@ -2,7 +2,9 @@
 
 Softmax cross-entropy (class indices or probabilities) and sigmoid binary
 cross-entropy, from logits, with PyTorch's semantics; their fused gradients;
-and the softmax primitives.  The kernels are Cython + OpenMP; results are
+temperature, soft-capping and z-loss; focal losses; per-token statistics
+(log-sum-exp, entropy, argmax, target log-probability and rank); and the
+softmax primitives.  The kernels are Cython + OpenMP; results are
 bitwise identical for any number of threads.  See ``xent.show_config()``.
 """
 
@@ -12,10 +14,16 @@ from ._api import (
     logsumexp,
     sigmoid_binary_cross_entropy,
     sigmoid_binary_cross_entropy_with_grad,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_with_grad,
     softmax,
     softmax_cross_entropy,
     softmax_cross_entropy_with_grad,
+    softmax_focal_loss,
+    softmax_focal_loss_with_grad,
+    token_stats,
 )
+from ._types import TokenStats
 from ._config import config, show_config
 from . import keras, reference
 
@@ -23,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LabelError",
+    "TokenStats",
     "config",
     "keras",
     "log_softmax",
@@ -31,7 +40,12 @@ __all__ = [
     "show_config",
     "sigmoid_binary_cross_entropy",
     "sigmoid_binary_cross_entropy_with_grad",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_with_grad",
     "softmax",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_grad",
+    "softmax_focal_loss",
+    "softmax_focal_loss_with_grad",
+    "token_stats",
 ]

@@ -16,8 +16,10 @@ import numpy as np
 
 from . import _dispatch, _kernels, _validate
 from ._docs import ROWWISE, fill
-from ._validate import (LabelError, check_ignore_index, check_out, check_reduction, check_smoothing,
-                        compute_dtype, grad_dtype, resolve_n_threads)
+from ._types import TokenStats
+from ._validate import (LabelError, check_alpha, check_ignore_index, check_nonnegative, check_out,
+                        check_positive, check_reduction, check_smoothing, compute_dtype, grad_dtype,
+                        resolve_n_threads)
 
 # reduction -> the small-call path's code
 _MODE = {"mean": 0, "sum": 1, "none": 2}
@@ -81,17 +83,27 @@ def _loss_and_grad(call, want_grad):
 
 @_quiet
 def _general_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, reduction, nt,
-                want_grad, grad_out):
+                want_grad, grad_out, **options):
     return _loss_and_grad(_validate.softmax_ce(logits, target, axis, weight, sample_weight,
                                                ignore_index, eps, reduction, nt, want_grad,
-                                               grad_out), want_grad)
+                                               grad_out, **options), want_grad)
 
 
 def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label_smoothing,
-                reduction, n_threads, want_grad, grad_out):
+                reduction, n_threads, want_grad, grad_out, temperature=1.0, softcap=None,
+                z_loss=0.0):
     reduction = check_reduction(reduction)
     eps = check_smoothing(label_smoothing)
     nt = resolve_n_threads(n_threads)
+    if not (type(temperature) is float and temperature == 1.0 and softcap is None
+            and type(z_loss) is float and z_loss == 0.0):
+        temp = check_positive(temperature, "temperature")
+        cap = check_positive(softcap, "softcap", allow_none=True)
+        zl = check_nonnegative(z_loss, "z_loss")
+        if temp != 1.0 or cap != 0.0 or zl != 0.0:
+            return _general_ce(logits, target, axis, weight, sample_weight, ignore_index, eps,
+                               reduction, nt, want_grad, grad_out, temperature=temp,
+                               softcap=cap, z_loss=zl)
     if _dispatch.small_call(logits) and type(axis) is int and (axis == -1 or axis == 1):
         has_ignore, ignore = check_ignore_index(ignore_index)
         if grad_out is not None:
@@ -159,8 +171,8 @@ def _softmax_family(x, axis, out, mode, n_threads=None):
 
 
 def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
-                          ignore_index=None, label_smoothing=0.0, reduction="mean",
-                          n_threads=None):
+                          ignore_index=None, label_smoothing=0.0, temperature=1.0, softcap=None,
+                          z_loss=0.0, reduction="mean", n_threads=None):
     """Softmax cross-entropy from logits, with PyTorch's semantics.
 
     Parameters
@@ -182,6 +194,16 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
         gradient 0 and are left out of the mean.  Any integer.
     label_smoothing : float in [0, 1], default 0
         PyTorch's: ``eps/C`` of the target mass is spread over all classes.
+    temperature : float > 0, default 1
+        The logits are divided by it first (one rounding in the compute
+        dtype, as ``logits / temperature`` in NumPy).
+    softcap : float > 0, optional
+        Then soft-capped: ``softcap * tanh(logits / softcap)`` (Gemma 2);
+        ``-inf`` logits stay masks.
+    z_loss : float >= 0, default 0
+        Adds ``z_loss * lse_i**2`` to each row's loss (PaLM's auxiliary
+        loss), times its sample weight but not its class weight; ignored rows
+        get none.
     reduction : {"mean", "sum", "none"}, default "mean"
     n_threads : int, optional
         None: OpenMP's default (``OMP_NUM_THREADS``, threadpoolctl); -1: all
@@ -210,6 +232,12 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     ignored (class indices, as PyTorch) or by ``sum_i s_i`` (probabilities);
     with a zero denominator the mean is ``nan``.
 
+    With `temperature`, `softcap` and `z_loss`, in that order: ``z = x / T``
+    (rounded once), ``z' = c tanh(z / c)`` (in float64, rounded once; ``-inf``
+    stays ``-inf``, ``+inf`` gives ``c``), the loss above on ``z'``, plus
+    ``s_i z_loss lse(z'_i)^2`` per kept row.  So ``temperature=T`` gives
+    exactly the loss of ``logits / T``.
+
     Stability: ``lse(x) = m + log1p(sum_{x_j < m} exp(x_j - m) + ties - 1)``
     with ``m = max(x)``, so no exp overflows and a tiny loss (a confident,
     correct row) keeps full relative precision.  ``-inf`` logits are masks
@@ -226,17 +254,19 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     array([0.169846, 1.098612])
     """
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
-                       label_smoothing, reduction, n_threads, False, None)
+                       label_smoothing, reduction, n_threads, False, None, temperature, softcap,
+                       z_loss)
 
 
 def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
-                                    ignore_index=None, label_smoothing=0.0, reduction="mean",
-                                    n_threads=None, grad_out=None):
+                                    ignore_index=None, label_smoothing=0.0, temperature=1.0,
+                                    softcap=None, z_loss=0.0, reduction="mean", n_threads=None,
+                                    grad_out=None):
     """Softmax cross-entropy and its gradient with respect to the logits, in one sweep.
 
     Parameters
     ----------
-    logits, target, axis, weight, sample_weight, ignore_index, label_smoothing, reduction, n_threads
+    logits, target, axis, weight, sample_weight, ignore_index, label_smoothing, temperature, softcap, z_loss, reduction, n_threads
         As in :func:`softmax_cross_entropy`.
     grad_out : ndarray, shape = logits.shape, optional
         Writeable array of the gradient's dtype to write into.  It may be
@@ -259,7 +289,10 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sam
     ``softmax - t``) and ``D`` the mean's denominator (1 for "sum"/"none").
     The target entry ``softmax_y - 1`` is computed as ``-sum_{j != y} e_j / sum_j e_j``,
     without cancellation.  Ignored rows get 0; a zero mean denominator gives
-    an all-zero gradient.
+    an all-zero gradient.  `z_loss` adds ``2 s_i z_loss lse_i softmax`` to a
+    row's gradient; `softcap` multiplies it by ``1 - tanh(z / c)^2``
+    (computed as ``4 e / (1 + e)^2``, ``e = exp(-2|z / c|)``, no cancellation)
+    and `temperature` divides it by ``T``.
 
     Examples
     --------
@@ -269,7 +302,8 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, sam
     (1.386294, [[0.25, -0.75, 0.25, 0.25]])
     """
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
-                       label_smoothing, reduction, n_threads, True, grad_out)
+                       label_smoothing, reduction, n_threads, True, grad_out, temperature,
+                       softcap, z_loss)
 
 
 def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None,
@@ -426,3 +460,271 @@ def softmax(x, axis=-1, out=None):
     """
     return _softmax_family(x, axis, out, _MODES["softmax"])
 
+
+
+@_quiet
+def _general_stats(logits, target, axis, temp, ignore_index, nt):
+    call = _validate.token_stats(logits, target, axis, temp, ignore_index, nt)
+    _dispatch.run(call)
+    shape = call.loss_shape
+
+    def shaped(a):
+        return None if a is None else a.reshape(shape)
+
+    return TokenStats(shaped(call.loss), shaped(call.entropy), shaped(call.argmax),
+                      shaped(call.logprob), shaped(call.rank))
+
+
+def token_stats(logits, target=None, *, axis=-1, temperature=1.0, ignore_index=None,
+                n_threads=None):
+    """Per-token statistics of softmax rows in one read of the logits.
+
+    Parameters
+    ----------
+    logits : array_like, shape (..., C, ...)
+        Unnormalised scores; the classes lie along `axis`.
+    target : array_like of int, shape = logits.shape without `axis`, optional
+        Class indices; with them, `logprob` and `rank` are computed.
+    axis : int, default -1
+        The class axis.
+    temperature : float > 0, default 1
+        ``lse``, ``entropy`` and ``logprob`` are those of ``logits / temperature``
+        (one rounding, as in :func:`softmax_cross_entropy`).
+    ignore_index : int, optional
+        Rows whose target equals it get ``logprob`` 0 and ``rank`` -1 (their
+        ``lse``, ``entropy`` and ``argmax`` are still computed).
+    n_threads : int, optional
+        As in :func:`softmax_cross_entropy`; the results do not depend on it.
+
+    Returns
+    -------
+    TokenStats
+        Named tuple of per-sample arrays: ``lse``, ``entropy`` (nats) and
+        ``logprob`` in the compute dtype, ``argmax`` and ``rank`` int64;
+        ``logprob`` and ``rank`` are None without a target.
+
+    Raises
+    ------
+    xent.LabelError
+        A class index outside ``[0, C)`` that is not `ignore_index`.
+    TypeError
+        Float (or other non-integer) targets, a wrong kind of logits dtype.
+    ValueError
+        Shapes, `axis`, `temperature`, `n_threads`.
+
+    Notes
+    -----
+    With ``z = logits / T``, ``m = max(z)`` and ``S = sum_c exp(z_c - m)``:
+    ``lse = m + log(S)``; ``entropy = log(S) + sum_c p_c (m - z_c)``, a sum
+    of terms that are never negative, so a near-one-hot row keeps its tiny
+    entropy to full relative precision; ``logprob = z_y - lse``, bitwise
+    ``-softmax_cross_entropy(logits, target, temperature=T, reduction="none")``.
+    ``argmax`` (first index of the largest logit) and ``rank`` (the number of
+    logits strictly greater than the target's: 0 is a top-1 hit, ``rank < k``
+    a top-k hit) are taken on the logits as given.  ``-inf`` logits are masks
+    (they add 0 to the entropy); a row that is all ``-inf`` or holds a NaN
+    gives NaN floats, ``argmax`` and ``rank`` -1; a row with ``+inf`` gives
+    ``lse = +inf`` and NaN entropy and log-probability.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> logits = np.array([[2.0, 1.0, -np.inf], [0.0, 0.0, 0.0]])
+    >>> st = xent.token_stats(logits, np.array([1, 2]))
+    >>> st.lse.round(6), st.entropy.round(6)
+    (array([2.313262, 1.098612]), array([0.582203, 1.098612]))
+    >>> st.argmax, st.rank, st.logprob.round(6)
+    (array([0, 0]), array([1, 0]), array([-1.313262, -1.098612]))
+    """
+    nt = resolve_n_threads(n_threads)
+    temp = check_positive(temperature, "temperature")
+    return _general_stats(logits, target, axis, temp, ignore_index, nt)
+
+
+def _focal_options(alpha, gamma, reduction, n_threads):
+    return (check_reduction(reduction), check_alpha(alpha), check_nonnegative(gamma, "gamma"),
+            resolve_n_threads(n_threads))
+
+
+@_quiet
+def _sigmoid_focal(logits, target, alpha, gamma, reduction, n_threads, want_grad, grad_out):
+    reduction, (on, a), g, nt = _focal_options(alpha, gamma, reduction, n_threads)
+    call = _validate.bce(logits, target, None, None, 0.0, reduction, nt, want_grad, grad_out,
+                         focal=(on and a >= 0, a, g))
+    return _loss_and_grad(call, want_grad)
+
+
+def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean",
+                       n_threads=None):
+    """Sigmoid focal loss from logits (torchvision's ``sigmoid_focal_loss``), elementwise.
+
+    Parameters
+    ----------
+    logits : array_like, any shape
+        One logit per binary decision (detection, multi-label).
+    target : array_like, shape = logits.shape
+        Floats in [0, 1], or bool / integer 0 and 1.
+    alpha : float, optional, default 0.25
+        Weight of the positives, ``alpha_t = alpha t + (1 - alpha)(1 - t)``;
+        None (or, as torchvision, a negative value) leaves the term out.
+    gamma : float >= 0, default 2
+        The focusing exponent; 0 gives the binary cross-entropy (times
+        ``alpha_t``).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" divides by the number of elements.  torchvision's default is
+        "none".
+    n_threads : int, optional
+        As in :func:`softmax_cross_entropy`.
+
+    Returns
+    -------
+    loss : float or ndarray, shape = logits.shape
+        Python float for "mean"/"sum" (float64 accumulation); elementwise
+        losses in the compute dtype for "none".
+
+    Notes
+    -----
+    ``l = alpha_t ce (1 - p_t)^gamma`` with ``p = sigmoid(x)``,
+    ``ce = t softplus(-x) + (1 - t) softplus(x)`` and
+    ``1 - p_t = p (1 - t) + (1 - p) t``.  In log space:
+    ``(1 - p_t)^gamma = exp(gamma log(1 - p_t))`` with ``log(1 - p_t) =
+    -softplus(x)`` for ``t = 1`` and ``-softplus(-x)`` for ``t = 0``, so a
+    confident logit (``|x|`` in the hundreds) gives a finite loss and
+    gradient, never NaN; terms with a zero coefficient contribute 0.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> x, t = np.array([3.0, -1.0, 0.5]), np.array([1.0, 0.0, 0.0])
+    >>> xent.sigmoid_focal_loss(x, t, reduction="none").round(6)
+    array([0.000027, 0.015293, 0.144451])
+    """
+    return _sigmoid_focal(logits, target, alpha, gamma, reduction, n_threads, False, None)
+
+
+def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean",
+                                 n_threads=None, grad_out=None):
+    """Sigmoid focal loss and its gradient with respect to the logits.
+
+    Parameters
+    ----------
+    logits, target, alpha, gamma, reduction, n_threads
+        As in :func:`sigmoid_focal_loss`.
+    grad_out : ndarray, shape = logits.shape, optional
+        Writeable array to write the gradient into; may be `logits` itself.
+
+    Returns
+    -------
+    loss : float or ndarray
+    grad : ndarray, shape = logits.shape
+
+    Notes
+    -----
+    ``dl/dx = alpha_t (1 - p_t)^gamma [(p - t) + gamma ce r (1 - 2t)]`` with
+    ``r = p (1 - p) / (1 - p_t)`` (``p`` for ``t = 1``, ``1 - p`` for
+    ``t = 0``); for hard targets ``p - t`` is ``-sigmoid(-x)`` or
+    ``sigmoid(x)``, without cancellation.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> loss, grad = xent.sigmoid_focal_loss_with_grad(np.array([0.0]), np.array([1.0]),
+    ...                                                 reduction="sum")
+    >>> round(loss, 6), grad.round(6).tolist()
+    (0.043322, [-0.074826])
+    """
+    return _sigmoid_focal(logits, target, alpha, gamma, reduction, n_threads, True, grad_out)
+
+
+@_quiet
+def _softmax_focal(logits, target, alpha, gamma, axis, weight, ignore_index, reduction,
+                   n_threads, want_grad, grad_out):
+    reduction, (_, a), g, nt = _focal_options(alpha, gamma, reduction, n_threads)
+    call = _validate.softmax_ce(logits, target, axis, weight, None, ignore_index, 0.0, reduction,
+                                nt, want_grad, grad_out, focal=(a, g))
+    return _loss_and_grad(call, want_grad)
+
+
+def softmax_focal_loss(logits, target, *, alpha=None, gamma=2.0, axis=-1, weight=None,
+                       ignore_index=None, reduction="mean", n_threads=None):
+    """Softmax (categorical) focal loss from logits, as Keras 3's ``CategoricalFocalCrossentropy``.
+
+    Parameters
+    ----------
+    logits : array_like, shape (..., C, ...)
+        Unnormalised scores; the classes lie along `axis`.
+    target : array_like of int, shape = logits.shape without `axis`; or array_like of float, shape = logits.shape
+        Class indices, or probabilities (one-hot or soft).
+    alpha : float, optional
+        A scalar factor (Keras's ``alpha``; its default is 0.25); None means 1.
+    gamma : float >= 0, default 2
+        The focusing exponent; 0 gives ``alpha`` times the cross-entropy.
+    axis : int, default -1
+    weight : array_like, shape (C,), optional
+        Per-class weights: ``w_y`` multiplies a class-index row, ``w_c`` a
+        probability term.
+    ignore_index : int, optional
+        Class-index targets only, as in :func:`softmax_cross_entropy`.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" divides by ``sum_i w_{y_i}`` over the rows not ignored (class
+        indices, as cross-entropy) or by the row count (probabilities).
+    n_threads : int, optional
+
+    Returns
+    -------
+    loss : float or ndarray, shape = per-sample loss shape
+
+    Notes
+    -----
+    Class indices: ``l_i = -alpha w_y (1 - p_y)^gamma log p_y``; probabilities:
+    ``l_i = -alpha sum_c w_c t_c (1 - p_c)^gamma log p_c``, ``p = softmax(x)``.
+    Keras clips ``p`` to ``[1e-7, 1 - 1e-7]``, which bounds its loss near
+    16.1 per unit of target mass; xent does not clip.  In log space:
+    ``log p_y = (x_y - m) - log(sum_c exp(x_c - m))`` and ``1 - p_y`` is the
+    other classes' share of the sum, without cancellation, so confident rows
+    (either way) give finite values, never NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    >>> xent.softmax_focal_loss(logits, np.array([0, 2]), reduction="none").round(6)
+    array([0.004277, 0.488272])
+    """
+    return _softmax_focal(logits, target, alpha, gamma, axis, weight, ignore_index, reduction,
+                          n_threads, False, None)
+
+
+def softmax_focal_loss_with_grad(logits, target, *, alpha=None, gamma=2.0, axis=-1, weight=None,
+                                 ignore_index=None, reduction="mean", n_threads=None,
+                                 grad_out=None):
+    """Softmax focal loss and its gradient with respect to the logits.
+
+    Parameters
+    ----------
+    logits, target, alpha, gamma, axis, weight, ignore_index, reduction, n_threads
+        As in :func:`softmax_focal_loss`.
+    grad_out : ndarray, shape = logits.shape, optional
+        Writeable array to write the gradient into; may be `logits` itself.
+
+    Returns
+    -------
+    loss : float or ndarray
+    grad : ndarray, shape = logits.shape
+
+    Notes
+    -----
+    One term ``-(1 - p_c)^gamma log p_c`` has the gradient
+    ``K_c (softmax - onehot_c)`` with ``K_c = (1 - p_c)^gamma (1 + gamma p_c rho_c)``
+    and ``rho_c = -log p_c / (1 - p_c) >= 1``: every part non-negative, and
+    the target entry ``-K_c (1 - p_c)`` has no cancellation.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> loss, grad = xent.softmax_focal_loss_with_grad(np.zeros((1, 2)), np.array([0]))
+    >>> round(loss, 6), grad.round(6).tolist()
+    (0.173287, [[-0.298287, 0.298287]])
+    """
+    return _softmax_focal(logits, target, alpha, gamma, axis, weight, ignore_index, reduction,
+                          n_threads, True, grad_out)

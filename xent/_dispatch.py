@@ -58,18 +58,19 @@ class Call:
     everything else of the compute dtype) and the options resolved.
 
     ``kernel`` names the row operation (``"index"``, ``"prob"``, ``"bce"``,
-    ``"softmax"``, ``"keras"``, ``"labels"``); ``x`` is the ``(n, C)`` logits
+    ``"softmax"``, ``"keras"``, ``"labels"``, ``"stats"``, ``"focal"``,
+    ``"sfocal"``); ``x`` is the ``(n, C)`` logits
     (BCE: the flat logits, rows of the last axis, ``C`` long); ``loss`` and
     ``out`` are the outputs the kernel writes (per row and per entry).  The
     options a kernel does not use keep the class defaults below.  The
     caller may add what it needs to shape the results (xent._validate)."""
 
     x = target = labels = weight = sample_weight = weight2 = pos_weight2 = None
-    loss = out = None
+    loss = out = entropy = logprob = argmax = rank = None
     has_ignore = False
     ignore = mode = 0
-    eps = lo = hi = 0.0
-    scale = 1.0
+    eps = lo = hi = softcap = z_loss = alpha = gamma = 0.0
+    scale = temperature = 1.0
 
     def __init__(self, kernel, n, C, dtype, n_threads, **options):
         self.op = _kernels.OPS[kernel]

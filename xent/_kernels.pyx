@@ -131,7 +131,6 @@ threads) or tools/row_stats_bench.c (build line in its header; ``avx512
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
 from libc.stdint cimport int16_t, int32_t, int64_t, uint16_t, uint32_t
-from libc.string cimport memset
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT,
                              PyBUF_STRIDES, PyBUF_WRITABLE)
@@ -229,20 +228,32 @@ cdef extern from "_xent_tiles.h" nogil:
         double scale
         double lo
         double hi
+        double temp
+        double cap
+        double zl
+        double alpha
+        double gamma
         void* loss
+        void* ent
+        void* lp
+        int64_t* amax
+        int64_t* rank
         void* out
         int64_t* bad
         int lanes
         Py_ssize_t group
         int split
+        int prep
         const xent_stats* pre
         xent_rowjob* jobs
     void xent_acc_add(xent_acc* a, double v)
     double xent_acc_value(const xent_acc* a)
     Py_ssize_t xent_tile_units(int op, Py_ssize_t C)
     Py_ssize_t xent_unit_elems(const xent_call* c)
+    void xent_call_init(xent_call* c)
     void xent_plan(xent_call* c, int n_threads)
-    double xent_tile(const xent_call* c, Py_ssize_t t, Py_ssize_t r0, Py_ssize_t r1, float* buf)
+    double xent_tile(const xent_call* c, Py_ssize_t t, Py_ssize_t r0, Py_ssize_t r1, void* buf)
+    Py_ssize_t xent_buffer_elems(const xent_call* c)
     double xent_wsum(const xent_call* c)
     void xent_split_job(const xent_call* c, Py_ssize_t i, Py_ssize_t c0, Py_ssize_t c1)
 
@@ -269,7 +280,7 @@ TILE_ELEMS = XENT_TILE_ELEMS
 def plan(int op, int dt, Py_ssize_t n, Py_ssize_t C, double eps, int n_threads):
     """The path of a call (xent_plan): its tiles and the plan's choices."""
     cdef xent_call c
-    memset(&c, 0, sizeof(c))
+    xent_call_init(&c)
     c.op = op
     c.dt = dt
     c.n = n
@@ -309,9 +320,8 @@ cdef double _drive(xent_call* c, int n_threads) except? -1.0:
     cdef double one
     cdef int64_t bad_one = -1
     cdef int64_t* bad_out = c.bad
-    cdef bint sixteen_bit = c.dt == XENT_F16 or c.dt == XENT_BF16
-    cdef float* bufp = NULL
-    cdef float[:, ::1] buf
+    cdef char* bufp = NULL
+    cdef unsigned char[::1] buf
     cdef double[::1] parts
     cdef int64_t[::1] bad
     if c.n == 0:
@@ -319,7 +329,7 @@ cdef double _drive(xent_call* c, int n_threads) except? -1.0:
     xent_plan(c, n_threads)
     if c.split:
         return _drive_split(c, n_threads)
-    if n_tiles == 1 and not sixteen_bit:       # a small call: no allocation, no team
+    if n_tiles == 1 and not c.prep:            # a small call: no allocation, no team
         c.bad = &bad_one
         with nogil:
             one = xent_tile(c, 0, 0, c.n, NULL)
@@ -330,11 +340,10 @@ cdef double _drive(xent_call* c, int n_threads) except? -1.0:
     if bad_out != NULL:
         bad = np.empty(n_tiles, dtype=np.int64)
         c.bad = &bad[0]
-    if sixteen_bit:
-        buf = np.empty((n_threads if n_tiles > 1 else 1, units * xent_unit_elems(c)),
-                       dtype=np.float32)
-        bufp = &buf[0, 0]
-        stride = buf.shape[1]
+    if c.prep:                                 # a buffer of the compute type per thread
+        stride = xent_buffer_elems(c) * (8 if c.dt == XENT_F64 else 4)
+        buf = np.empty((n_threads if n_tiles > 1 else 1) * stride, dtype=np.uint8)
+        bufp = <char*>&buf[0]
     for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="dynamic",
                     use_threads_if=n_threads > 1 and n_tiles > 1):
         r0 = t * units
@@ -476,7 +485,7 @@ def run(object call):
     cdef xent_call c
     cdef int64_t bad = -1
     cdef double total
-    memset(&c, 0, sizeof(c))
+    xent_call_init(&c)
     c.op = call.op
     c.dt = call.storage
     c.n = call.n
@@ -495,7 +504,16 @@ def run(object call):
     c.scale = call.scale
     c.lo = call.lo
     c.hi = call.hi
+    c.temp = call.temperature
+    c.cap = call.softcap
+    c.zl = call.z_loss
+    c.alpha = call.alpha
+    c.gamma = call.gamma
     c.loss = _address(call.loss, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    c.ent = _address(call.entropy, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    c.lp = _address(call.logprob, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    c.amax = <int64_t*>_address(call.argmax, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    c.rank = <int64_t*>_address(call.rank, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
     c.out = _address(call.out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
     if c.op == XENT_OP_INDEX:
         c.wsum = xent_wsum(&c)
@@ -695,7 +713,7 @@ def small_index(object logits, object target, int mode, bint want_grad, object g
             return NotImplemented
         if (have_w and not _small_vector(&wb, xk, C)) or (have_s and not _small_vector(&sb, xk, N)):
             return NotImplemented
-        memset(&c, 0, sizeof(c))
+        xent_call_init(&c)
         if _fmt_kind(yb.format) == b'l' and yb.itemsize == 8:
             c.y = <const int64_t*>yb.buf
         elif _widen_labels(&yb, NULL, N):   # int8 ... int32, uint8 ... uint32: widened
@@ -769,7 +787,7 @@ def small_dense(object logits, object target, int mode, bint want_grad, bint bin
                 return NotImplemented
         n = xb.len // xb.itemsize
         C = xb.shape[xb.ndim - 1]
-        memset(&c, 0, sizeof(c))
+        xent_call_init(&c)
         if weight is not None:
             have_w = _small_weight(weight, &wb, &xb, xk, binary, &c.wb)
             if not have_w:
@@ -852,7 +870,7 @@ def small_softmax(object x, int mode, object out):
             res = _small_out(out, True, xk, x.shape)
             if res is NotImplemented:
                 return NotImplemented
-        memset(&c, 0, sizeof(c))
+        xent_call_init(&c)
         c.op = XENT_OP_SOFTMAX
         c.dt = XENT_F32 if xk == b'f' else XENT_F64
         c.n = xb.shape[0]

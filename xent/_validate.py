@@ -13,6 +13,7 @@ validates the arrays and hands the dispatch one record of the call
 resolved, and what the caller needs to shape the result.
 """
 
+import math
 import numbers
 import operator
 import sys
@@ -150,6 +151,44 @@ def check_smoothing(label_smoothing):
     if not ok or not 0.0 <= eps <= 1.0:
         raise ValueError(f"`label_smoothing` must be a number in [0, 1]; got {label_smoothing!r}.")
     return eps
+
+
+def _real_number(value, name):
+    """`value` as a float when it is a real number (not a bool), else None."""
+    if type(value) is float:
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    return None
+
+
+def check_positive(value, name, allow_none=False):
+    """A finite number > 0 (or None where allowed: returned as 0.0)."""
+    if value is None and allow_none:
+        return 0.0
+    v = _real_number(value, name)
+    if v is None or not (0.0 < v < math.inf):
+        what = "None or a finite number > 0" if allow_none else "a finite number > 0"
+        raise ValueError(f"`{name}` must be {what}; got {value!r}.")
+    return v
+
+
+def check_nonnegative(value, name):
+    """A finite number >= 0."""
+    v = _real_number(value, name)
+    if v is None or not (0.0 <= v < math.inf):
+        raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")
+    return v
+
+
+def check_alpha(alpha):
+    """None (no alpha term) or a finite number: (on, value)."""
+    if alpha is None:
+        return False, 1.0
+    v = _real_number(alpha, "alpha")
+    if v is None or not math.isfinite(v):
+        raise ValueError(f"`alpha` must be None or a finite number; got {alpha!r}.")
+    return True, v
 
 
 def thread_limit():
@@ -320,9 +359,10 @@ def _result(call, reduction, den, loss_shape, moved_shape, axis, gdt, grad_out, 
 
 
 def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, reduction, nt,
-               want_grad, grad_out):
+               want_grad, grad_out, temperature=1.0, softcap=0.0, z_loss=0.0, focal=None):
     """The record of a softmax cross-entropy call (`eps`, `reduction`, `nt`
-    already checked), its labels checked."""
+    and the options after them already checked), its labels checked.
+    ``focal=(alpha, gamma)`` makes it the softmax focal loss's."""
     x = as_array(logits, "logits")
     cdt = compute_dtype(x, "logits")
     if x.ndim == 0:
@@ -380,13 +420,7 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
                   alias_name="logits")
 
     if sparse:
-        y = c_array(t, np.int64).reshape(-1)
-        if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
-            has_ignore, ignore = _wide_uint_labels(t, y, has_ignore, ignore, ignore_index)
-        bad, den = _dispatch.run(Call("labels", y.shape[0], n_classes, cdt, nt, labels=y, weight=w,
-                                      sample_weight=sw, has_ignore=has_ignore, ignore=ignore))
-        if bad >= 0:
-            _raise_label(t, bad, n_classes, ignore_index)
+        y, has_ignore, ignore, den = class_indices(t, n_classes, ignore_index, cdt, nt, w, sw)
     else:
         tg, _ = rows(t, ax, cdt)
         den = float(np.sum(sw, dtype=np.float64)) if sw is not None else float(tg.shape[0])
@@ -398,18 +432,78 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
     scale = 1.0
     if reduction == "mean":
         scale = 1.0 / den if den != 0 else 0.0
+    options = dict(temperature=temperature, softcap=softcap, z_loss=z_loss)
+    kernels = ("index", "prob")
+    if focal is not None:
+        options = dict(alpha=focal[0], gamma=focal[1])
+        kernels = ("focal", "focal")
     if sparse:
-        call = Call("index", r.shape[0], n_classes, kdt, nt, x=r, labels=y, weight=w,
+        call = Call(kernels[0], r.shape[0], n_classes, kdt, nt, x=r, labels=y, weight=w,
                     sample_weight=sw, has_ignore=has_ignore, ignore=ignore, eps=eps, scale=scale,
-                    loss=loss, out=gbuf)
+                    loss=loss, out=gbuf, **options)
     else:
-        call = Call("prob", r.shape[0], n_classes, kdt, nt, x=r, target=tg, weight=w,
-                    sample_weight=sw, eps=eps, scale=scale, loss=loss, out=gbuf)
+        call = Call(kernels[1], r.shape[0], n_classes, kdt, nt, x=r, target=tg, weight=w,
+                    sample_weight=sw, eps=eps, scale=scale, loss=loss, out=gbuf, **options)
     call.empty = reduction == "mean" and den == 0   # nothing to average: no kernel runs
     if call.empty and gbuf is not None:
         gbuf.fill(0)
     return _result(call, reduction, den, sample_shape, sample_shape + (n_classes,), ax, gdt,
                    grad_out, direct)
+
+
+def class_indices(t, n_classes, ignore_index, cdt, nt, w=None, sw=None):
+    """Integer class indices `t` as flat int64 labels, checked (a label
+    outside [0, C) that is not `ignore_index` raises LabelError).  Returns
+    (labels, has_ignore, ignore, the "mean" denominator sum_i s_i w_{y_i}
+    over the kept rows)."""
+    has_ignore, ignore = check_ignore_index(ignore_index)
+    y = c_array(t, np.int64).reshape(-1)
+    if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
+        has_ignore, ignore = _wide_uint_labels(t, y, has_ignore, ignore, ignore_index)
+    bad, den = _dispatch.run(Call("labels", y.shape[0], n_classes, cdt, nt, labels=y, weight=w,
+                                  sample_weight=sw, has_ignore=has_ignore, ignore=ignore))
+    if bad >= 0:
+        _raise_label(t, bad, n_classes, ignore_index)
+    return y, has_ignore, ignore, den
+
+
+def token_stats(logits, target, axis, temperature, ignore_index, nt):
+    """The record of a token_stats call (`temperature`, `nt` already
+    checked) with its output arrays, its labels checked."""
+    x = as_array(logits, "logits")
+    cdt = compute_dtype(x, "logits")
+    if x.ndim == 0:
+        raise ValueError("`logits` must have at least one dimension (the classes); got a 0-d array.")
+    ax = check_axis(axis, x.ndim)
+    n_classes = x.shape[ax]
+    if n_classes == 0:
+        raise ValueError(f"`logits` must have at least one class; axis {ax} of shape {x.shape} has length 0.")
+    sample_shape = x.shape[:ax] + x.shape[ax + 1:]
+    y = None
+    has_ignore, ignore = check_ignore_index(ignore_index)
+    if target is not None:
+        t = as_array(target, "target")
+        if kind(t.dtype) not in "iu":
+            hint = ""
+            if kind(t.dtype) == "f" and t.shape == sample_shape:
+                hint = "; use target.astype(np.int64)"
+            raise TypeError(f"`target` must be integer class indices; got dtype {t.dtype}{hint}.")
+        if t.shape != sample_shape:
+            raise ValueError(f"`target` class indices must have the shape of `logits` without "
+                             f"axis {ax}, {sample_shape}; got shape {t.shape}.")
+        y, has_ignore, ignore, _ = class_indices(t, n_classes, ignore_index, cdt, nt)
+    elif ignore_index is not None:
+        raise ValueError("`ignore_index` needs a `target`; got target=None.")
+    r, _ = rows(x, ax, _dispatch.storage(x, cdt))
+    n = r.shape[0]
+    call = Call("stats", n, n_classes, _dispatch.storage(x, cdt), nt, x=r, labels=y,
+                has_ignore=has_ignore, ignore=ignore, temperature=temperature,
+                loss=np.empty(n, cdt), entropy=np.empty(n, cdt), argmax=np.empty(n, np.int64))
+    if y is not None:
+        call.logprob = np.empty(n, cdt)
+        call.rank = np.empty(n, np.int64)
+    call.loss_shape = sample_shape
+    return call
 
 
 def _wide_uint_labels(t, y, has_ignore, ignore, ignore_index):
@@ -438,8 +532,10 @@ def _raise_label(t, flat, n_classes, ignore_index):
                      f"{position(flat, t.shape)}{hint}.")
 
 
-def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_out):
-    """The record of a sigmoid BCE call (`eps`, `reduction`, `nt` already checked)."""
+def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_out, focal=None):
+    """The record of a sigmoid BCE call (`eps`, `reduction`, `nt` already
+    checked); ``focal=(alpha on, alpha, gamma)`` makes it the sigmoid focal
+    loss's."""
     x = as_array(logits, "logits")
     cdt = compute_dtype(x, "logits")
     t = as_array(target, "target")
@@ -476,8 +572,12 @@ def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_
     if want_grad:
         gbuf, direct = grad_buffer(grad_out, -1, kdt, flat, owned) if x.ndim else (np.empty_like(flat), False)
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    call = Call("bce", n, max(n_cols, 1), kdt, nt, x=flat, target=c_array(t, cdt).reshape(-1),
-                weight2=w2, pos_weight2=pw2, eps=eps, scale=scale, loss=loss, out=gbuf)
+    options = {}
+    if focal is not None:
+        options = dict(mode=int(focal[0]), alpha=focal[1], gamma=focal[2])
+    call = Call("bce" if focal is None else "sfocal", n, max(n_cols, 1), kdt, nt, x=flat,
+                target=c_array(t, cdt).reshape(-1), weight2=w2, pos_weight2=pw2, eps=eps,
+                scale=scale, loss=loss, out=gbuf, **options)
     call.empty = False
     return _result(call, reduction, n, x.shape, x.shape, -1, gdt, grad_out, direct)
 

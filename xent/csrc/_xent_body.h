@@ -25,6 +25,9 @@
  *   _xent_bce.h        sigmoid binary cross-entropy (bce_rows)
  *   _xent_labels.h     count_labels
  *   _xent_half.h       float16 conversion (from_half, to_half)
+ *   _xent_extras.h     temperature and soft-cap transforms, the token
+ *                      statistics' row sweeps (cap_map, cap_grad, ent_row,
+ *                      first_above)
  * A part undoes its own macros at its end; _xent_math.h's, which the later
  * parts use, are undone here, for the next instantiation.
  */
@@ -35,6 +38,7 @@
 #include "_xent_bce.h"
 #include "_xent_labels.h"
 #include "_xent_half.h"
+#include "_xent_extras.h"
 
 #undef XT_MANT
 #undef XT_BIAS

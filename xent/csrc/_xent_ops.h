@@ -33,7 +33,11 @@
     X(S, double, bce_rows, (const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0, ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale), (x, t, w, pw, i0, n, K, keep, half, loss, grad, gscale)) \
     X(S, T, range_max, (const T* x, ptrdiff_t n), (x, n))                                          \
     XV(S, row_blocks, (const T* x, ptrdiff_t C, ptrdiff_t b_lo, ptrdiff_t b_hi, T gmax, xent_block* out), (x, C, b_lo, b_hi, gmax, out)) \
-    X(S, xent_stats, row_merge, (const xent_block* blocks, ptrdiff_t n_blocks), (blocks, n_blocks))
+    X(S, xent_stats, row_merge, (const xent_block* blocks, ptrdiff_t n_blocks), (blocks, n_blocks)) \
+    XV(S, cap_map, (const T* x, T* out, ptrdiff_t n, double inv_temp, double cap), (x, out, n, inv_temp, cap)) \
+    XV(S, cap_grad, (const T* x, const T* g, T* out, ptrdiff_t n, double inv_temp, double cap), (x, g, out, n, inv_temp, cap)) \
+    X(S, double, ent_row, (const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above), (x, n, m, v, first, above)) \
+    XV(S, first_above, (const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above), (x, n, m, v, first, above))
 
 #define XENT_PLAIN_OPS(X, XV)                                                                      \
     XV(f32, from_half, (const uint16_t* h, float* f, ptrdiff_t n), (h, f, n))                      \
@@ -52,7 +56,10 @@
     X(BCE, bce)          \
     X(SOFTMAX, softmax)  \
     X(KERAS, keras)      \
-    X(LABELS, labels)
+    X(LABELS, labels)    \
+    X(STATS, stats)      \
+    X(FOCAL, focal)      \
+    X(SFOCAL, sfocal)
 
 /* Every op of the list, for each type: what the table and the wrappers run over. */
 #define XENT_ALL_OPS(X, XV)                                                                        \

@@ -74,16 +74,38 @@ typedef struct {
     double wsum;                /* sum_c w_c (C without weights) */
     double scale;               /* the gradient's factor: 1 / denominator for "mean" */
     double lo, hi;              /* Keras's clip range */
+    double temp, cap;           /* the logits / temp, then cap tanh(. / cap) (cap 0: none) */
+    double zl;                  /* z-loss: zl lse^2 per row */
+    double alpha, gamma;        /* focal losses: alpha (mode 1: the alpha term is on), gamma */
     void* loss;                 /* per-row (BCE: per-element) losses, lse, or NULL */
+    void* ent;                  /* token statistics: entropy, target log-probability, */
+    void* lp;                   /*   argmax and rank per row (NULL: not asked for) */
+    int64_t* amax;
+    int64_t* rank;
     void* out;                  /* gradient / softmax, the logits' storage, or NULL */
     int64_t* bad;               /* labels: each tile's first bad position */
     /* the plan (xent_plan) */
     int lanes;                  /* few classes: the op's SIMD-lane rows */
     ptrdiff_t group;            /* rows whose statistics are computed together */
     int split;                  /* rows split into column chunks over the threads */
+    int prep;                   /* tiles prepared in a buffer: 16-bit, temperature, cap */
     const xent_stats* pre;      /* split: every row's statistics */
     xent_rowjob* jobs;          /* split: every row's output, deferred */
 } xent_call;
+
+/* The logits are transformed (a temperature, a soft cap) before the row
+ * operation sees them. */
+static inline int xent_transformed(const xent_call* c)
+{
+    return c->temp != 1.0 || c->cap > 0.0;
+}
+
+/* A call with every option at its neutral value. */
+static inline void xent_call_init(xent_call* c)
+{
+    memset(c, 0, sizeof *c);
+    c->temp = 1.0;
+}
 
 typedef struct { double s, c; } xent_acc;
 
@@ -135,10 +157,15 @@ static inline double xent_clip(double q, double lo, double hi)
 /* Rows (BCE: elements) per tile: a tile is TILE_ELEMS elements, or one row
  * once C >= TILE_ELEMS; the label check reads no logits and takes 4 tiles'
  * rows at a time. */
+static inline int xent_elementwise(int op)
+{
+    return op == XENT_OP_BCE || op == XENT_OP_SFOCAL;
+}
+
 static inline ptrdiff_t xent_tile_units(int op, ptrdiff_t C)
 {
     ptrdiff_t rows = C >= XENT_TILE_ELEMS ? 1 : XENT_TILE_ELEMS / (C > 0 ? C : 1);
-    if (op == XENT_OP_BCE)
+    if (xent_elementwise(op))
         return XENT_TILE_ELEMS;
     return op == XENT_OP_LABELS ? 4 * rows : rows;
 }
@@ -146,8 +173,9 @@ static inline ptrdiff_t xent_tile_units(int op, ptrdiff_t C)
 /* Elements of the logits per unit of xent_tile_units. */
 static inline ptrdiff_t xent_unit_elems(const xent_call* c)
 {
-    return c->op == XENT_OP_BCE ? 1 : c->C;
+    return xent_elementwise(c->op) ? 1 : c->C;
 }
+
 
 /* The one decision of the path a call takes, from its op, shape, storage,
  * smoothing and thread count (xent._dispatch.path shows it):
@@ -163,11 +191,13 @@ static inline void xent_plan(xent_call* c, int n_threads)
 {
     const ptrdiff_t C = c->C;
     const ptrdiff_t block = c->dt == XENT_F64 ? XENT_BLOCK_F64 : XENT_BLOCK_F32;
+    c->prep = c->dt == XENT_F16 || c->dt == XENT_BF16 || xent_transformed(c);
     c->lanes = C <= XENT_SMALL_C
-               && ((c->op == XENT_OP_INDEX && c->eps == 0.0) || c->op == XENT_OP_PROB
-                   || c->op == XENT_OP_SOFTMAX);
+               && ((c->op == XENT_OP_INDEX && c->eps == 0.0 && c->zl == 0.0)
+                   || (c->op == XENT_OP_PROB && c->zl == 0.0) || c->op == XENT_OP_SOFTMAX
+                   || c->op == XENT_OP_STATS);
     c->group = C <= XENT_SMALL_C ? XENT_LANES : (C <= block ? XENT_ROW_GROUP : 1);
-    c->split = (c->op == XENT_OP_INDEX || c->op == XENT_OP_SOFTMAX) && (c->dt == XENT_F32 || c->dt == XENT_F64)
+    c->split = (c->op == XENT_OP_INDEX || c->op == XENT_OP_SOFTMAX) && !c->prep
                && n_threads > 1 && c->n < n_threads && C >= XENT_SPLIT_MIN_C
                && C >= XENT_TILE_ELEMS;
     c->pre = NULL;
@@ -176,24 +206,66 @@ static inline void xent_plan(xent_call* c, int n_threads)
 
 #define XENT_AT(p, type, k) ((p) ? (type*)(p) + (k) : NULL)
 
-/* Tile t: units [r0, r1).  `buf`: the running thread's float32 buffer of a
- * tile (16-bit logits only). */
+/* A prepared tile of T (float or double, suffix S): its logits `x` (as
+ * given, of T) transformed into `zb`, the row operation run there (its
+ * gradient in place), and the gradient carried back through the transform
+ * into `out`. */
+#define XENT_PREPARED(T, S)                                                                       \
+    static inline double xent_prepared_##S(const xent_call* c, ptrdiff_t t, ptrdiff_t r0,        \
+                                           ptrdiff_t r1, const T* x, T* zb, T* out)               \
+    {                                                                                             \
+        const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);                                       \
+        xent_cap_map_##S(x, zb, n, 1.0 / c->temp, c->cap);                                        \
+        double part = xent_tiles_##S[c->op](c, t, r0, r1, zb, x, out ? zb : NULL);                \
+        if (out)                                                                                  \
+            xent_cap_grad_##S(x, zb, out, n, 1.0 / c->temp, c->cap);                              \
+        return part;                                                                              \
+    }
+XENT_PREPARED(float, f32)
+XENT_PREPARED(double, f64)
+#undef XENT_PREPARED
+
+/* Elements of a thread's buffer (of the compute type) for a prepared tile:
+ * one tile, two for 16-bit logits that are also transformed (widened, then
+ * transformed). */
+static inline ptrdiff_t xent_buffer_elems(const xent_call* c)
+{
+    ptrdiff_t one = xent_tile_units(c->op, c->C) * xent_unit_elems(c);
+    int sixteen = c->dt == XENT_F16 || c->dt == XENT_BF16;
+    return sixteen && xent_transformed(c) ? 2 * one : one;
+}
+
+/* Tile t: units [r0, r1).  `buf`: the running thread's buffer of
+ * xent_buffer_elems elements of the compute type (prepared tiles only). */
 static inline double xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                               float* buf)
+                               void* buf)
 {
     const ptrdiff_t k = r0 * xent_unit_elems(c);
-    if (c->dt == XENT_F64)
-        return xent_tiles_f64[c->op](c, t, r0, r1, XENT_AT(c->x, const double, k),
-                                     XENT_AT(c->out, double, k));
-    if (c->dt == XENT_F32)
-        return xent_tiles_f32[c->op](c, t, r0, r1, XENT_AT(c->x, const float, k),
-                                     XENT_AT(c->out, float, k));
+    if (c->dt == XENT_F64) {
+        const double* x = (const double*)c->x + k;
+        if (c->prep)
+            return xent_prepared_f64(c, t, r0, r1, x, (double*)buf, XENT_AT(c->out, double, k));
+        return xent_tiles_f64[c->op](c, t, r0, r1, x, x, XENT_AT(c->out, double, k));
+    }
+    if (c->dt == XENT_F32) {
+        const float* x = (const float*)c->x + k;
+        if (c->prep)
+            return xent_prepared_f32(c, t, r0, r1, x, (float*)buf, XENT_AT(c->out, float, k));
+        return xent_tiles_f32[c->op](c, t, r0, r1, x, x, XENT_AT(c->out, float, k));
+    }
+    /* 16-bit: widened into the buffer, the float32 tile runs there, the
+     * gradient is narrowed back (round to nearest even) */
     const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);
     const int bf16 = c->dt == XENT_BF16;
-    (bf16 ? xent_from_bf16_f32 : xent_from_half_f32)((const uint16_t*)c->x + k, buf, n);
-    double part = xent_tiles_f32[c->op](c, t, r0, r1, buf, c->out ? buf : NULL);
+    float* wide = (float*)buf;
+    (bf16 ? xent_from_bf16_f32 : xent_from_half_f32)((const uint16_t*)c->x + k, wide, n);
+    double part;
+    if (xent_transformed(c))
+        part = xent_prepared_f32(c, t, r0, r1, wide, wide + n, c->out ? wide : NULL);
+    else
+        part = xent_tiles_f32[c->op](c, t, r0, r1, wide, wide, c->out ? wide : NULL);
     if (c->out)
-        (bf16 ? xent_to_bf16_f32 : xent_to_half_f32)(buf, (uint16_t*)c->out + k, n);
+        (bf16 ? xent_to_bf16_f32 : xent_to_half_f32)(wide, (uint16_t*)c->out + k, n);
     return part;
 }
 

@@ -1,6 +1,9 @@
 /* The tiles of every kernel for one element type: T with suffix XTS (f32 or
  * f64), included twice by _xent_tiles.h.  A tile is the rows [r0, r1) of a
- * call (BCE: the elements [r0, r1)); `xt` points at row r0 of the logits and
+ * call (BCE: the elements [r0, r1)); `xt` points at row r0 of the logits (as
+ * the row operation sees them: after a temperature and a soft cap), `x0` at
+ * row r0 of the logits as given (the same unless transformed; the token
+ * statistics' argmax and rank read them), and
  * `gt` at row r0 of the gradient / softmax output (NULL: none), every other
  * array of the call is indexed by the absolute row.  `gt` may be `xt` (in
  * place, and the 16-bit tiles): every entry of a row is read before its
@@ -96,7 +99,7 @@ static inline void TS(row_loss)(T* loss, ptrdiff_t i, double v, xent_acc* num)
  * Each row's gradient is scaled by scale * s_i (scale = 1/denominator for
  * "mean", 1 otherwise). */
 static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, T* gt)
+                             const T* xt, const T* x0, T* gt)
 {
     const ptrdiff_t C = c->C;
     const int64_t* y = c->y;
@@ -107,6 +110,7 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     const double keep = 1.0 - eps;
     const double spread = eps / (double)C;
     (void)t;
+    (void)x0;
     if (c->lanes)
         return TS(index_small)(xt, y + r0, r1 - r0, C, w, sw ? sw + r0 : NULL, c->has_ignore,
                                c->ignore, loss ? loss + r0 : NULL, gt, scale);
@@ -148,18 +152,23 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
                 }
                 smooth = xent_acc_value(&sacc);
             }
+            /* z-loss zl lse^2: its gradient 2 zl lse softmax joins the softmax part */
+            const double lse = st.m + ls;
+            const double zg = c->zl != 0.0 ? 2.0 * c->zl * lse : 0.0;
             if (gr) {
                 const double inv = 1.0 / total;
                 const double sc = scale * si;
                 /* the smoothing terms only when there is smoothing: a class
                  * weight that no label uses (NaN, say) must not reach the row */
-                const double a = keep * wy + (spread != 0.0 ? spread * wsum : 0.0);
+                double a = keep * wy + (spread != 0.0 ? spread * wsum : 0.0);
+                if (zg != 0.0)
+                    a = a + zg;
                 /* sum over the classes other than y of exp(x - m), without cancellation */
                 const double rest = xy == st.m ? st.s + (st.ties - 1.0) : total - exp(xy - st.m);
                 /* the target entry, where softmax - 1 would cancel, is written last */
                 const double p = exp(xy - st.m) * inv;
                 const double gyi = sc * ((spread != 0.0 ? spread * (wsum * p - wy) : 0.0)
-                                         - keep * wy * (rest / total));
+                                         - keep * wy * (rest / total) + (zg != 0.0 ? zg * p : 0.0));
                 if (eps == 0.0)
                     TS(job)(c, i, XENT_JOB_SOFTMAX, st.m, sc * a, total, yi, gyi, xr, gr);
                 else
@@ -168,6 +177,8 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
             }
             if (eps != 0.0)
                 li = li + spread * (smooth + wsum * ls);
+            if (c->zl != 0.0)
+                li = li + c->zl * lse * lse;
         }
         TS(row_loss)(loss, i, si * li, &num);
     }
@@ -180,7 +191,7 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
  *   dl/dx = (sum_c q_c) softmax - q
  * A term with q_c == 0 contributes exactly 0 (no 0 * inf at a -inf mask). */
 static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                            const T* xt, T* gt)
+                            const T* xt, const T* x0, T* gt)
 {
     const ptrdiff_t C = c->C;
     const T* tg = (const T*)c->t;
@@ -191,6 +202,7 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
     const double keep = 1.0 - eps;
     const double spread = eps / (double)C;
     (void)t;
+    (void)x0;
     if (c->lanes)
         return TS(prob_small)(xt, tg + r0 * C, r1 - r0, C, w, sw ? sw + r0 : NULL, eps,
                               loss ? loss + r0 : NULL, gt, scale);
@@ -219,6 +231,8 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
             double qsum;
             const double lsum = TS(prob_row)(xr, tr, w, C, (T)st.m, keep, spread, &qsum);
             const double ls = xent_row_log_sum(&st);
+            const double lse = st.m + ls;
+            const double zg = c->zl != 0.0 ? 2.0 * c->zl * lse : 0.0;
             if (gr) {
                 const double inv = 1.0 / (st.s + st.ties);
                 const double sc = scale * si;
@@ -228,13 +242,18 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
                 double qtop = keep * (double)tr[top] + spread;
                 if (w)
                     qtop = qtop * (double)w[top];
-                TS(prob_grad)(xr, tr, w, gr, C, (T)st.m, keep, spread, sc * qsum,
-                              st.s + st.ties, sc);
+                TS(prob_grad)(xr, tr, w, gr, C, (T)st.m, keep, spread,
+                              sc * (zg != 0.0 ? qsum + zg : qsum), st.s + st.ties, sc);
                 /* Q p_top - q_top = (Q_rest - q_top r) / (1 + r), r = sum of the
                  * other exp(x - m): no cancellation when the row is confident */
-                gr[top] = (T)(sc * ((qsum - qtop) - qtop * (st.s + (st.ties - 1.0))) * inv);
+                double gtop = (qsum - qtop) - qtop * (st.s + (st.ties - 1.0));
+                if (zg != 0.0)
+                    gtop = gtop + zg;
+                gr[top] = (T)(sc * gtop * inv);
             }
             li = lsum + qsum * ls;
+            if (c->zl != 0.0)
+                li = li + c->zl * lse * lse;
         }
         TS(row_loss)(loss, i, si * li, &num);
     }
@@ -245,10 +264,11 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
  * logits, viewed as rows of C (the last axis) so that the weights can be
  * broadcast views (xent_bce_rows indexes them by the absolute position). */
 static double TS(tile_bce)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                           const T* xt, T* gt)
+                           const T* xt, const T* x0, T* gt)
 {
     T* loss = (T*)c->loss;
     (void)t;
+    (void)x0;
     return TS(bce_rows)(xt, (const T*)c->t + r0, c->wb, c->pb, r0, r1 - r0, c->C,
                         (T)(1.0 - c->eps), (T)(0.5 * c->eps), loss ? loss + r0 : NULL, gt,
                         (T)c->scale);
@@ -259,12 +279,13 @@ static double TS(tile_bce)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
  * -inf row has lse -inf, log_softmax and softmax NaN; a +inf gives lse +inf;
  * a NaN gives NaN. */
 static double TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                               const T* xt, T* gt)
+                               const T* xt, const T* x0, T* gt)
 {
     const ptrdiff_t C = c->C;
     const int mode = c->mode;
     T* lse = (T*)c->loss;
     (void)t;
+    (void)x0;
     if (c->lanes) {
         TS(softmax_small)(xt, r1 - r0, C, mode, mode == 0 ? lse + r0 : gt);
         return 0.0;
@@ -305,7 +326,7 @@ static double TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, pt
  * lo, hi are Keras's epsilon and 1 - epsilon rounded to the compute dtype.
  * Clipping passes NaN through (as np.clip); a row summing to 0 gives NaN. */
 static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, T* gt)
+                             const T* xt, const T* x0, T* gt)
 {
     const ptrdiff_t C = c->C;
     const int mode = c->mode;
@@ -316,6 +337,7 @@ static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     const double keep = 1.0 - c->eps;
     const double spread = mode == 0 ? c->eps / (double)C : 0.5 * c->eps;
     (void)t;
+    (void)x0;
     (void)gt;
     for (ptrdiff_t i = r0; i < r1; i++) {
         const T* pr = xt + (i - r0) * C;
@@ -352,11 +374,243 @@ static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     return 0.0;
 }
 
+/* Token statistics per row, into the call's arrays (each may be NULL):
+ *   loss  lse = m + log(sum_j exp(x_j - m))
+ *   ent   entropy = log(sum) + sum_j p_j (m - x_j), every term >= 0
+ *   amax  the first index of the largest logit as given (x0)
+ *   lp    the target's log-probability, -(the class-index loss): the same
+ *         formula, the same rounding (index_small for few classes, as the
+ *         loss takes); 0 where ignored
+ *   rank  how many logits as given exceed the target's; -1 where ignored
+ * A row that is all -inf or holds a NaN: NaN floats, argmax and rank -1; a
+ * +inf (no NaN): lse +inf, entropy and log-probability NaN. */
+static double TS(tile_stats)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                             const T* xt, const T* x0, T* gt)
+{
+    const ptrdiff_t C = c->C;
+    const int64_t* y = c->y;
+    T* lse = (T*)c->loss;
+    T* ent = (T*)c->ent;
+    T* lp = (T*)c->lp;
+    const int transformed = xent_transformed(c);
+    xent_stats cache[XENT_LANES];
+    ptrdiff_t cached_from = -1;
+    (void)t;
+    (void)gt;
+    if (lp && c->lanes)
+        TS(index_small)(xt, y + r0, r1 - r0, C, NULL, NULL, c->has_ignore, c->ignore, lp + r0,
+                        NULL, 1.0);
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T* xr = xt + (i - r0) * C;
+        const T* x0r = x0 + (i - r0) * C;
+        const xent_stats st = TS(tile_row_stats)(c, xt, i, r0, r1, cache, &cached_from);
+        const int has_nan = st.s != st.s;
+        const int nan_row = xent_row_is_nan(&st);
+        const int no_max = has_nan || st.m == -INFINITY;    /* no argmax, no rank */
+        const double ls = xent_row_log_sum(&st);
+        const int ignored = y && c->has_ignore && y[i] == c->ignore;
+        /* the target's logit as given, +inf without one (nothing exceeds it) */
+        const T v = y && !ignored ? x0r[y[i]] : (T)INFINITY;
+        int64_t first = -1, above = -1;
+        double esum = NAN;
+        if (lse)
+            lse[i] = (T)(has_nan || st.m == -INFINITY ? NAN : (st.m == INFINITY ? st.m : st.m + ls));
+        if (!no_max) {
+            if (transformed) {
+                if (ent && !nan_row)
+                    esum = TS(ent_row)(xr, C, (T)st.m, (T)INFINITY, &first, &above);
+                TS(first_above)(x0r, C, TS(range_max)(x0r, C), v, &first, &above);
+            } else if (ent && !nan_row) {
+                esum = TS(ent_row)(xr, C, (T)st.m, v, &first, &above);
+            } else {
+                TS(first_above)(xr, C, (T)st.m, v, &first, &above);
+            }
+        }
+        if (ent)
+            ent[i] = (T)(nan_row ? NAN : ls + esum / (st.s + st.ties));
+        if (c->amax)
+            c->amax[i] = first;
+        if (!y)
+            continue;
+        if (c->rank)
+            c->rank[i] = ignored || no_max ? -1 : above;
+        if (!lp)
+            continue;
+        if (ignored)
+            lp[i] = 0;
+        else if (c->lanes)
+            lp[i] = -lp[i];
+        else if (nan_row)
+            lp[i] = (T)NAN;
+        else
+            lp[i] = -(T)((st.m - (double)xr[y[i]]) + ls);
+    }
+    return 0.0;
+}
+
+/* Softmax focal loss (Keras's CategoricalFocalCrossentropy from logits,
+ * without its clipping), in log space; a = alpha (1 without one):
+ *   class indices  l = -a w_y (1 - p_y)^g log p_y
+ *   probabilities  l = -a sum_c w_c t_c (1 - p_c)^g log p_c
+ * log p_c = (x_c - m) - log(sum), and 1 - p_c without cancellation: the
+ * other classes' share, (sum - 1) / sum at the max.  (1 - p)^g is
+ * exp(g log(1 - p)), exactly 1 for g = 0.  One class's term has the
+ * gradient K_c (softmax - onehot_c) with
+ *   K_c = (1 - p_c)^g (1 + g p_c rho_c),  rho_c = -log p_c / (1 - p_c) >= 1
+ * (rho = 1 where 1 - p_c = 0, its limit), every part non-negative. */
+static inline double TS(focal_mod)(double q, double g)
+{
+    return g == 0.0 ? 1.0 : exp(g * log(q));
+}
+
+static inline double TS(focal_k)(double p, double q, double nlp, double mod, double g)
+{
+    if (g == 0.0 || p == 0.0)
+        return mod;
+    return mod * (1.0 + g * p * (q > 0.0 ? nlp / q : 1.0));
+}
+
+static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                             const T* xt, const T* x0, T* gt)
+{
+    const ptrdiff_t C = c->C;
+    const int64_t* y = c->y;
+    const T* tg = (const T*)c->t;
+    const T* w = (const T*)c->w;
+    T* loss = (T*)c->loss;
+    const double g = c->gamma, a = c->alpha, scale = c->scale;
+    xent_acc num = {0.0, 0.0};
+    xent_stats cache[XENT_LANES];
+    ptrdiff_t cached_from = -1;
+    (void)t;
+    (void)x0;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T* xr = xt + (i - r0) * C;
+        T* gr = gt ? gt + (i - r0) * C : NULL;
+        double li = 0.0;
+        if (y && c->has_ignore && y[i] == c->ignore) {
+            if (loss)
+                loss[i] = 0;
+            if (gr)
+                TS(job)(c, i, XENT_JOB_FILL, 0.0, 0.0, 0.0, -1, 0.0, xr, gr);
+            continue;
+        }
+        const xent_stats st = TS(tile_row_stats)(c, xt, i, r0, r1, cache, &cached_from);
+        const double total = st.s + st.ties;
+        const double ls = xent_row_log_sum(&st);
+        if (xent_row_is_nan(&st)) {
+            li = NAN;
+            if (gr)
+                TS(fill)(gr, C, NAN);
+        } else if (y) {
+            const int64_t yi = y[i];
+            const double wy = a * (w ? (double)w[yi] : 1.0);
+            const double xy = xr[yi];
+            const double nlp = (st.m - xy) + ls;
+            const double rest = xy == st.m ? st.s + (st.ties - 1.0) : total - exp(xy - st.m);
+            const double q = rest / total, p = exp(xy - st.m) / total;
+            const double mod = TS(focal_mod)(q, g);
+            li = wy != 0.0 && nlp != 0.0 ? wy * mod * nlp : 0.0;
+            if (gr) {
+                const double k = scale * wy * TS(focal_k)(p, q, nlp, mod, g);
+                TS(job)(c, i, XENT_JOB_SOFTMAX, st.m, k, total, yi, -k * q, xr, gr);
+            }
+        } else {
+            const T* tr = tg + i * C;
+            xent_acc lacc = {0.0, 0.0}, kacc = {0.0, 0.0};
+            for (ptrdiff_t j = 0; j < C; j++) {
+                const double wt = a * (double)tr[j] * (w ? (double)w[j] : 1.0);
+                if (wt == 0.0)
+                    continue;
+                const double d = st.m - (double)xr[j];
+                const double p = exp(-d) / total;
+                const double q = d == 0.0 ? (total - 1.0) / total : 1.0 - p;
+                const double nlp = d + ls, mod = TS(focal_mod)(q, g);
+                if (nlp != 0.0)
+                    xent_acc_add(&lacc, wt * mod * nlp);
+                xent_acc_add(&kacc, wt * TS(focal_k)(p, q, nlp, mod, g));
+            }
+            li = xent_acc_value(&lacc);
+            if (gr) {
+                const double ksum = xent_acc_value(&kacc);
+                for (ptrdiff_t j = 0; j < C; j++) {
+                    const double d = st.m - (double)xr[j];
+                    const double p = exp(-d) / total;
+                    const double wt = a * (double)tr[j] * (w ? (double)w[j] : 1.0);
+                    double gj = p * ksum;
+                    if (wt != 0.0) {
+                        const double q = d == 0.0 ? (total - 1.0) / total : 1.0 - p;
+                        gj = gj - wt * TS(focal_k)(p, q, d + ls, TS(focal_mod)(q, g), g);
+                    }
+                    gr[j] = (T)(scale * gj);
+                }
+            }
+        }
+        TS(row_loss)(loss, i, li, &num);
+    }
+    return xent_acc_value(&num);
+}
+
+/* Sigmoid focal loss (torchvision's sigmoid_focal_loss) over the elements
+ * [r0, r1), in log space, in double:
+ *   l = a_t ce (1 - p_t)^g,  ce = t softplus(-x) + (1 - t) softplus(x),
+ *   1 - p_t = p (1 - t) + (1 - p) t, a_t = alpha t + (1 - alpha)(1 - t)
+ *   (mode 1; else 1), log(1 - p_t) = -softplus(+-x) for t in {1, 0}.
+ *   dl/dx = a_t (1 - p_t)^g [(p - t) + g ce r (1 - 2t)],
+ *   r = p (1 - p) / (1 - p_t) in [0, 1] (p for t = 1, 1 - p for t = 0).
+ * Terms with a zero coefficient contribute 0 (no 0 * inf at x = +-inf). */
+static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                              const T* xt, const T* x0, T* gt)
+{
+    const T* tg = (const T*)c->t + r0;
+    T* loss = c->loss ? (T*)c->loss + r0 : NULL;
+    const double g = c->gamma, al = c->alpha, scale = c->scale;
+    xent_acc num = {0.0, 0.0};
+    (void)t;
+    (void)x0;
+    for (ptrdiff_t j = 0; j < r1 - r0; j++) {
+        const double x = xt[j], tv = tg[j];
+        const double e = exp(-fabs(x)), l1 = log1p(e);
+        const double sp = (x > 0 ? x : 0.0) + l1;          /* softplus(x) = -log(1 - p) */
+        const double sn = (x < 0 ? -x : 0.0) + l1;         /* softplus(-x) = -log p */
+        const double p = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        const double pn = x >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+        const double ce = (tv != 0.0 ? tv * sn : 0.0) + (tv != 1.0 ? (1.0 - tv) * sp : 0.0);
+        double lq, r;
+        if (tv == 1.0) {
+            lq = -sp;
+            r = p;
+        } else if (tv == 0.0) {
+            lq = -sn;
+            r = pn;
+        } else {
+            const double q = p * (1.0 - tv) + pn * tv;
+            lq = log(q);
+            r = q > 0.0 ? (p * pn) / q : 0.0;
+        }
+        const double mod = g == 0.0 ? 1.0 : exp(g * lq);
+        const double at = c->mode ? al * tv + (1.0 - al) * (1.0 - tv) : 1.0;
+        double v = at != 0.0 && ce != 0.0 ? at * ce * mod : 0.0;
+        v = (double)(T)v;
+        if (loss)
+            loss[j] = (T)v;
+        xent_acc_add(&num, v);
+        if (gt) {
+            const double pmt = tv == 1.0 ? -pn : (tv == 0.0 ? p : p - tv);
+            double gv = pmt;
+            if (g != 0.0 && r != 0.0)
+                gv = gv + g * ce * r * (1.0 - 2.0 * tv);
+            gt[j] = (T)(at != 0.0 ? scale * at * mod * gv : 0.0);
+        }
+    }
+    return xent_acc_value(&num);
+}
+
 /* Class indices checked and the "mean" denominator: the tile's first bad
  * position into bad[t] (-1: none), and sum_i s_i w_{y_i} over its kept rows
  * returned.  `w` and `sw` are of T; no logits are read. */
 static double TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                              const T* xt, T* gt)
+                              const T* xt, const T* x0, T* gt)
 {
     const int64_t* y = c->y;
     const T* w = (const T*)c->w;
@@ -365,6 +619,7 @@ static double TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
     xent_acc acc = {0.0, 0.0};
     int64_t kept = 0;
     (void)xt;
+    (void)x0;
     (void)gt;
     c->bad[t] = -1;
     /* Unweighted: the count of kept rows, an integer (exact in double: the
@@ -401,7 +656,7 @@ static double TS(wsum)(const T* w, ptrdiff_t C)
 
 #define XENT_TILE_ENTRY(OP, op) [XENT_OP_##OP] = TS(tile_##op),
 static double (*const TS(tiles)[])(const xent_call*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T*,
-                                   T*) = {XENT_TILE_OPS(XENT_TILE_ENTRY)};
+                                   const T*, T*) = {XENT_TILE_OPS(XENT_TILE_ENTRY)};
 #undef XENT_TILE_ENTRY
 
 /* A row's job for the split's last phase: columns [c0, c1) of row i. */
