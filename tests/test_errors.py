@@ -431,7 +431,7 @@ def test_zero_classes(fn, shape, axis, target_shape):
                  rf"{re.escape(str(shape))} has length 0\.$")
 
 
-@pytest.mark.parametrize("fn", PRIMS, ids=_name)
+@pytest.mark.parametrize("fn", OUT_PRIMS, ids=_name)
 @pytest.mark.parametrize("shape, axis", [((N, 0), -1), ((0, N), 0)])
 def test_zero_classes_primitives(fn, shape, axis):
     # C == 0 is a ValueError (the reference agrees); the message must
@@ -446,10 +446,16 @@ def test_zero_dim_logits(fn):
                  r"^`logits` must have at least one dimension \(the classes\); got a 0-d array\.$")
 
 
-@pytest.mark.parametrize("fn", PRIMS, ids=_name)
+@pytest.mark.parametrize("fn", OUT_PRIMS, ids=_name)
 def test_zero_dim_x(fn):
     expect_error(fn, (np.array(1.0),), {}, ValueError,
                  r"^`x` must have at least one dimension; got a 0-d array\.$")
+
+
+def test_logsumexp_takes_scipys_empty_and_zero_dim_inputs():
+    # scipy.special.logsumexp: an empty reduction is -inf, a 0-d x is one term.
+    assert np.all(xent.logsumexp(np.zeros((N, 0))) == -np.inf)
+    assert xent.logsumexp(np.array(1.5)) == 1.5
 
 
 # ==========================================================================
@@ -471,12 +477,20 @@ def test_axis_out_of_range_primitives(fn, axis):
                  rf"^`axis` must be in \[-2, 2\) for `x` with 2 dimension\(s\); got {axis}\.$")
 
 
-@pytest.mark.parametrize("fn", CE + PRIMS, ids=_name)
+@pytest.mark.parametrize("fn", CE + OUT_PRIMS, ids=_name)
 @pytest.mark.parametrize("axis", [1.0, -1.0, True, False, np.bool_(True), "1", None])
 def test_axis_not_an_integer(fn, axis):
     args = (logits_f64(), labels()) if fn in CE else (logits_f64(),)
     expect_error(fn, args, {"axis": axis}, ValueError,
                  rf"^`axis` must be an integer; got {re.escape(repr(axis))}\.$")
+
+
+@pytest.mark.parametrize("axis", [1.0, -1.0, True, False, np.bool_(True), "1"])
+def test_logsumexp_axis_not_an_integer_or_tuple(axis):
+    # logsumexp takes SciPy's axes: an integer, a tuple of them, or None.
+    expect_error(xent.logsumexp, (logits_f64(),), {"axis": axis}, ValueError,
+                 rf"^`axis` must be None, an integer or a tuple of integers; "
+                 rf"got {re.escape(repr(axis))}\.$")
 
 
 @pytest.mark.parametrize("fn", LOSSES, ids=_name)

@@ -395,31 +395,62 @@ def sigmoid_binary_cross_entropy_with_grad(logits, target, *, weight=None, pos_w
 
 
 
-def logsumexp(x, axis=-1):
-    """``log(sum(exp(x), axis))``, stably.
+def _lse_last(a):
+    """The kernel's log-sum-exp over the last axis of `a`."""
+    return _softmax_family(a, -1, None, _MODES["logsumexp"])
+
+
+def logsumexp(x, axis=-1, b=None, keepdims=False, return_sign=False):
+    """``log(sum(b * exp(x), axis))``, stably, with :func:`scipy.special.logsumexp`'s options.
 
     Parameters
     ----------
     x : array_like, shape (..., C, ...)
-    axis : int, default -1
+    axis : int, tuple of ints or None, default -1
+        The axes to reduce (None: all).  SciPy's default is None; xent's is
+        the last axis.
+    b : array_like, broadcastable with `x`, optional
+        Weights of the exponentials; entries with ``b == 0`` contribute
+        nothing, negative ones are subtracted.
+    keepdims : bool, default False
+        Keep the reduced axes, with length 1.
+    return_sign : bool, default False
+        Also return the sign of the sum (for a negative `b`); without it a
+        negative sum gives NaN.
 
     Returns
     -------
-    ndarray, shape = x.shape without `axis`
+    lse : ndarray or scalar, shape = x.shape without `axis`
+        In the compute dtype (float32 for 16-bit and float32 `x`); a NumPy
+        scalar when every axis is reduced, as SciPy.
+    sign : ndarray or scalar
+        With `return_sign`: +1, -1, or 0 where the sum is 0.
 
     Notes
     -----
     ``m + log1p(sum_{x_j < m} exp(x_j - m) + ties - 1)``, ``m = max(x)``,
     as :func:`scipy.special.logsumexp` for special rows (all ``-inf`` gives
-    ``-inf``, a ``+inf`` gives ``+inf``, a NaN gives NaN).
+    ``-inf``, a ``+inf`` gives ``+inf``, a NaN gives NaN).  The reduced axes
+    are moved last and flattened, so one kernel call reduces them.  With
+    `b`: ``x + log|b|`` in float64, the positive and negative parts each
+    reduced by the kernel and combined as ``max(p, q) + log1p(-exp(-|p - q|))``.
 
     Examples
     --------
     >>> import numpy as np, xent
     >>> xent.logsumexp(np.array([[1000.0, 1000.0], [0.0, -np.inf]])).round(6)
     array([1000.693147,    0.      ])
+    >>> value, sign = xent.logsumexp(np.array([1.0, 2.0]), b=np.array([-1.0, 1.0]),
+    ...                              return_sign=True)
+    >>> round(float(value), 6), float(sign)
+    (1.541325, 1.0)
     """
-    return _softmax_family(x, axis, None, _MODES["logsumexp"])
+    if (type(axis) is int and b is None and keepdims is False and return_sign is False
+            and type(x) is np.ndarray and x.ndim > 1 and -x.ndim <= axis < x.ndim
+            and x.shape[axis]):
+        return _softmax_family(x, axis, None, _MODES["logsumexp"])
+    from ._logsumexp import logsumexp as general
+    return general(x, axis, b, keepdims, return_sign, _lse_last)
 
 
 @fill(rowwise=ROWWISE)
