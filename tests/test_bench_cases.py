@@ -18,6 +18,9 @@ def test_case_matches_reference(case):
     if case.grad:
         np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
         np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-7)
+    elif isinstance(got, tuple):                  # token_stats
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
     else:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
@@ -82,3 +85,23 @@ def test_module_command_info():
 
     out = subprocess.run([sys.executable, "-m", "xent", "info"], capture_output=True, text=True, check=True).stdout
     assert "OpenMP" in out and "SIMD variant" in out
+
+
+@pytest.mark.parametrize("case", _bench.CASES, ids=[c.name for c in _bench.CASES])
+def test_case_torch_peer_computes_the_same(case):
+    torch = pytest.importorskip("torch", reason="the PyTorch peer needs torch")
+    x, t = _bench.make_inputs(case, 64, 37, np.float64)
+    fn = _bench._torch_call(case, x, t)
+    got = _bench._xent_call(case, x, t, 1, np.empty_like(x) if case.writes_memory else None)()
+    peer = fn()
+    if case.func == "softmax":
+        np.testing.assert_allclose(got, peer.numpy(), rtol=1e-10)
+    elif case.grad:
+        np.testing.assert_allclose(got[1], peer.numpy(), rtol=1e-8, atol=1e-15)
+    elif isinstance(got, tuple):
+        for g, p in zip(got, peer):
+            np.testing.assert_allclose(g, p.numpy(), rtol=1e-10, atol=1e-15)
+    elif isinstance(peer, torch.Tensor):
+        np.testing.assert_allclose(got, peer.numpy(), rtol=1e-10)
+    else:
+        np.testing.assert_allclose(got, peer, rtol=1e-10)

@@ -52,6 +52,10 @@ class Case:
         return (self.reads + self.writes) * itemsize
 
 
+# The extras' options, as the cases pass them (a temperature that is not a
+# power of two, a Gemma-2-like cap, PaLM's z-loss weight).
+TEMPERATURE, SOFTCAP, Z_LOSS = 0.7, 30.0, 1e-4
+
 CASES = (
     Case("ce_index", "softmax_cross_entropy", "index", 1, 0),
     Case("ce_prob", "softmax_cross_entropy", "prob", 2, 0),
@@ -61,6 +65,20 @@ CASES = (
     Case("bce+grad", "sigmoid_binary_cross_entropy_with_grad", "binary", 2, 1, grad=True),
     Case("logsumexp", "logsumexp", "none", 1, 0),
     Case("softmax", "softmax", "none", 1, 1),
+    Case("token_stats", "token_stats", "index", 1, 0),
+    Case("ce_temperature", "softmax_cross_entropy", "index", 1, 0, {"temperature": TEMPERATURE}),
+    Case("ce_z_loss", "softmax_cross_entropy", "index", 1, 0, {"z_loss": Z_LOSS}),
+    Case("ce_softcap", "softmax_cross_entropy", "index", 1, 0, {"softcap": SOFTCAP}),
+    Case("ce_temperature+grad", "softmax_cross_entropy_with_grad", "index", 1, 1,
+         {"temperature": TEMPERATURE}, grad=True),
+    Case("ce_z_loss+grad", "softmax_cross_entropy_with_grad", "index", 1, 1, {"z_loss": Z_LOSS},
+         grad=True),
+    Case("ce_softcap+grad", "softmax_cross_entropy_with_grad", "index", 1, 1,
+         {"softcap": SOFTCAP}, grad=True),
+    Case("softmax_focal", "softmax_focal_loss", "index", 1, 0),
+    Case("softmax_focal+grad", "softmax_focal_loss_with_grad", "index", 1, 1, grad=True),
+    Case("sigmoid_focal", "sigmoid_focal_loss", "binary", 2, 0),
+    Case("sigmoid_focal+grad", "sigmoid_focal_loss_with_grad", "binary", 2, 1, grad=True),
 )
 
 # (rows, classes): ~64 MB of float32 logits each for --quick; the full run
@@ -135,6 +153,48 @@ def _ref_call(case, x, t):
     return lambda: fn(x, t, **case.kwargs)
 
 
+def _torch_loss(case, torch, F):
+    """The case's loss written in PyTorch ops, as its users write it."""
+    kw = case.kwargs
+    func = case.func.replace("_with_grad", "")
+    if func == "sigmoid_binary_cross_entropy":
+        return F.binary_cross_entropy_with_logits
+    if func == "sigmoid_focal_loss":           # torchvision.ops.sigmoid_focal_loss, alpha 0.25
+        def sigmoid_focal(x, t):
+            p = torch.sigmoid(x)
+            ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+            loss = ce * (1 - (p * t + (1 - p) * (1 - t))) ** 2
+            return ((0.25 * t + 0.75 * (1 - t)) * loss).mean()
+        return sigmoid_focal
+    if func == "softmax_focal_loss":           # gamma 2, alpha 1
+        def softmax_focal(x, y):
+            logp = F.log_softmax(x, dim=-1).gather(1, y[:, None])[:, 0]
+            return (-(1 - logp.exp()) ** 2 * logp).mean()
+        return softmax_focal
+
+    def cross_entropy(x, y):
+        if "temperature" in kw:
+            x = x / kw["temperature"]
+        if "softcap" in kw:
+            x = kw["softcap"] * torch.tanh(x / kw["softcap"])
+        loss = F.cross_entropy(x, y)
+        if "z_loss" in kw:
+            loss = loss + kw["z_loss"] * (torch.logsumexp(x, dim=-1) ** 2).mean()
+        return loss
+    return cross_entropy
+
+
+def _torch_token_stats(tx, ty):
+    """Per-token statistics as PyTorch users compute them: lse, entropy from
+    log_softmax, argmax, the target's log-probability and rank."""
+    import torch
+    lse = torch.logsumexp(tx, dim=-1)
+    logp = tx - lse[:, None]
+    entropy = -(logp.exp() * logp).sum(dim=-1)
+    target = tx.gather(1, ty[:, None])
+    return lse, entropy, tx.argmax(dim=-1), logp.gather(1, ty[:, None])[:, 0], (tx > target).sum(-1)
+
+
 def _torch_call(case, x, t):
     try:
         import torch
@@ -149,7 +209,12 @@ def _torch_call(case, x, t):
         return lambda: torch.logsumexp(tx, dim=-1)
     if case.func == "softmax":
         return lambda: torch.softmax(tx, dim=-1)
-    loss_fn = F.binary_cross_entropy_with_logits if case.target == "binary" else F.cross_entropy
+    if case.func == "token_stats":
+        def stats():
+            with torch.no_grad():
+                return _torch_token_stats(tx, tt)
+        return stats
+    loss_fn = _torch_loss(case, torch, F)
 
     if not case.grad:
         def run():
