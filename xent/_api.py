@@ -627,8 +627,8 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
     --------
     >>> import numpy as np, xent
     >>> x, t = np.array([3.0, -1.0, 0.5]), np.array([1.0, 0.0, 0.0])
-    >>> xent.sigmoid_focal_loss(x, t, reduction="none").round(6)
-    array([0.000027, 0.015293, 0.144451])
+    >>> round(xent.sigmoid_focal_loss(x, t, reduction="sum"), 6)
+    0.30008
     """
     return _sigmoid_focal(logits, target, alpha, gamma, reduction, n_threads, False, None)
 
@@ -662,7 +662,7 @@ def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduc
     >>> loss, grad = xent.sigmoid_focal_loss_with_grad(np.array([0.0]), np.array([1.0]),
     ...                                                 reduction="sum")
     >>> round(loss, 6), grad.round(6).tolist()
-    (0.043322, [-0.074826])
+    (0.043322, [-0.074572])
     """
     return _sigmoid_focal(logits, target, alpha, gamma, reduction, n_threads, True, grad_out)
 
@@ -720,7 +720,7 @@ def softmax_focal_loss(logits, target, *, alpha=None, gamma=2.0, axis=-1, weight
     >>> import numpy as np, xent
     >>> logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
     >>> xent.softmax_focal_loss(logits, np.array([0, 2]), reduction="none").round(6)
-    array([0.004277, 0.488272])
+    array([0.004144, 0.488272])
     """
     return _softmax_focal(logits, target, alpha, gamma, axis, weight, ignore_index, reduction,
                           n_threads, False, None)
