@@ -775,3 +775,767 @@ def _bce_exact(xb, tb, dtype_str, shape):
     x = np.frombuffer(xb, dtype=dtype_str).reshape(shape)
     t = np.frombuffer(tb, dtype=dtype_str).reshape(shape)
     return bce(x, t)
+
+
+# ==========================================================================
+# the newer row operations: token statistics, temperature / softcap / z-loss
+# on softmax cross-entropy, sigmoid and softmax focal losses
+# ==========================================================================
+#
+# The same oracle, extended.  What is new:
+#
+# * ``ExactRow.entropy()``: ``sum_c p_c (log S - d_c)``, every term >= 0, so
+#   a near-one-hot row's tiny entropy keeps its relative precision;
+# * ``MappedRow``: a row of logits that are a function of the float inputs
+#   (the capped logits ``c tanh(z / c)``), computed at the row's precision
+#   (and again at any higher one the guards ask for);
+# * ``ExactRow.ce_general(t, zeta)``: loss and gradient of cross-entropy
+#   plus a z-loss ``zeta lse^2``, on the distinct (logit, target) pairs as
+#   ``ce_prob``; the gradient ``(Q_{-j} + 2 zeta lse) E_j - q_j R_j`` over
+#   ``S`` is guarded, and its two parts (cross-entropy and z-loss) are
+#   returned too: where they have opposite signs the entry is a difference;
+# * ``ExactRow.focal(t, gamma)``: Keras's categorical focal loss
+#   ``-sum_c t_c (1 - p_c)^gamma log p_c`` and its gradient
+#   ``sum_c t_c K_c (softmax - onehot_c)``, ``K_c = (1 - p_c)^gamma
+#   (1 + gamma p_c rho_c)``, ``rho_c = -log p_c / (1 - p_c)``;
+# * ``sigmoid_focal(x, t, alpha, gammas)``: torchvision's focal loss,
+#   elementwise.
+
+#: The bounds of the focal losses: float64 is held to 64 ulp (and 64 eps for
+#: the gradients bounded absolutely), because the function itself amplifies
+#: the rounding of working-precision intermediates: ``(1 - p)^gamma`` carries
+#: ``gamma`` times the relative error of ``1 - p``.  float32 (computed in
+#: double) stays at 8.
+FOCAL_BOUND = {np.dtype(np.float32): 8.0, np.dtype(np.float64): 64.0}
+#: The propagated rounding of the capped logits ``z' = c tanh(z / c)``: each
+#: counted as this many ulps of the exact ``z'_c``.
+SOFTCAP_ZP_ULPS = 2.0
+
+TEMPERATURES = (0.5, 2.0, 0.25)       # powers of two: x / T = x * (1 / T) is exact
+SOFTCAPS = (30.0, 50.0)               # Gemma 2's final-logit and attention caps
+#: z-loss coefficients, exact in float32 (1e-4: PaLM's)
+Z_LOSSES = (float(np.float32(1e-4)), 0.25)
+FOCAL_GAMMAS = (0.0, 0.5, 2.0, 3.0)
+#: sigmoid focal: |x| on 0 and a log grid over [1e-10, 1e3] (4 points a
+#: decade), plus the confident logits 100, 150, ..., 1000, both signs
+FOCAL_TARGETS = (0.0, 0.3, 1.0)
+
+
+class MappedRow(ExactRow):
+    """ExactRow of the logits ``f(x)`` for float ``x`` and a strictly
+    increasing ``f`` (``f(x, prec)`` -> raw): ``f`` keeps the order and the
+    ties of ``x``, so the distinct values are those of ``x``.  ``f`` is
+    evaluated at the row's precision (plus a margin) and again at any higher
+    precision the guards ask for."""
+
+    def __init__(self, x, f, prec=PREC):
+        self.f = f
+        self.x = np.asarray(x)
+        self.prec = prec
+        values, self.inv = np.unique(self.x.astype(np.float64), return_inverse=True)
+        self.inv = self.inv.ravel()
+        counts = np.bincount(self.inv).tolist()
+        self.values = [f(_raw(v), prec + 32) for v in values.tolist()]
+        m = self.values[-1]
+        self.m = m
+        self.du = [libmp.mpf_sub(v, m) for v in self.values]            # exact
+        self.Eu = [libmp.mpf_exp(v, prec, RN) if v[1] else ONE for v in self.du]
+        self.k = counts[-1]
+        self.T = libmp.mpf_sum([libmp.mpf_mul(e, libmp.from_int(c))
+                                for e, c in zip(self.Eu[:-1], counts[:-1])], prec, RN)
+        self.S = libmp.mpf_add(libmp.from_int(self.k), self.T, prec, RN)
+        self.inv_S = libmp.mpf_div(ONE, self.S, prec, RN)
+        with mpmath.workprec(prec):
+            log_S = mpmath.log(self.k) + mpmath.log1p(_mpf(self.T) / self.k)
+        self.log_S = log_S._mpf_
+        self._higher = {}
+        self._softmax = None
+
+    def at(self, prec):
+        if prec <= self.prec:
+            return self
+        if prec not in self._higher:
+            self._higher[prec] = MappedRow(self.x, self.f, prec)
+        return self._higher[prec]
+
+
+def softcap_map(cap, temperature=1.0):
+    """``f`` of a MappedRow: ``x -> cap tanh((x / T) / cap)``, with ``x / T``
+    exact (a power-of-two temperature)."""
+    def f(r, prec):
+        with mpmath.workprec(prec):
+            z = _mpf(r) / mpmath.mpf(temperature)
+            return (mpmath.mpf(cap) * mpmath.tanh(z / mpmath.mpf(cap)))._mpf_
+    return f
+
+
+def _ordered_sum(parts, prec):
+    return libmp.mpf_sum(parts, prec, RN) if parts else ZERO
+
+
+def _entropy(self):
+    """Exact entropy of the row's softmax (a 1-element Exact):
+    ``sum_c p_c (log S - d_c)``, every term >= 0."""
+    counts = np.bincount(self.inv).tolist()
+    terms = [libmp.mpf_mul(libmp.mpf_mul(e, libmp.from_int(n)),
+                           libmp.mpf_sub(self.log_S, d), self.prec, RN)
+             for e, n, d in zip(self.Eu, counts, self.du)]
+    return Exact([libmp.mpf_mul(_ordered_sum(terms, self.prec), self.inv_S, self.prec, RN)])
+
+
+def _log_softmax_at(self, y):
+    """Exact ``log_softmax`` at ``y`` (a 1-element Exact)."""
+    return Exact([libmp.mpf_sub(self.d(y), self.log_S, self.prec, RN)])
+
+
+def _pairs(self, t64):
+    """The distinct (logit, target) pairs of a row: (representative entries,
+    each entry's pair, the pairs' counts)."""
+    keys = np.stack([self.inv, t64.view(np.int64)], axis=1)
+    _, first, pair_of, count = np.unique(keys, axis=0, return_index=True,
+                                         return_inverse=True, return_counts=True)
+    return first.tolist(), pair_of.ravel(), count.tolist()
+
+
+def _ce_general(self, t, zeta=0.0):
+    """Exact cross-entropy plus z-loss for float targets ``t`` (no
+    smoothing): ``sum_c t_c (log S - d_c) + zeta lse^2`` and its gradient
+    ``Q p - t + 2 zeta lse p``, each entry computed as
+    ``((Q_{-j} + 2 zeta lse) E_j - t_j R_j) / S`` (guarded).  Returns
+    (loss, grad, parts) with ``parts`` a float64 array (2, C) of the
+    gradient's cross-entropy and z-loss parts (for judging cancellation)."""
+    t64 = np.asarray(t, dtype=np.float64).ravel()
+    t_sum = libmp.mpf_sum([_raw(v) for v in t64.tolist()])              # exact
+    reps, pair_of, count = _pairs(self, t64)
+    tr = [_raw(t64[j]) for j in reps]
+    z_r = _raw(zeta)
+
+    def compute(prec):
+        r = self.at(prec)
+        lse = libmp.mpf_add(r.m, r.log_S, prec, RN)
+        lost = _lost_bits(r.m, libmp.mpf_neg(r.log_S), lse) if zeta else 0
+        loss = _ordered_sum([libmp.mpf_mul(libmp.mpf_mul(q, libmp.from_int(n)),
+                                           libmp.mpf_sub(r.log_S, r.d(j)), prec, RN)
+                             for q, n, j in zip(tr, count, reps) if q[1]], prec)
+        zg = ZERO
+        if zeta:
+            loss = libmp.mpf_add(loss, libmp.mpf_mul(z_r, libmp.mpf_mul(lse, lse), prec, RN),
+                                 prec, RN)
+            zg = libmp.mpf_mul(libmp.mpf_shift(z_r, 1), lse, prec, RN)    # 2 zeta lse
+        grad, ce_part, z_part = [], [], []
+        for q, j in zip(tr, reps):
+            q_minus = libmp.mpf_sub(t_sum, q)                               # exact
+            coef = libmp.mpf_add(q_minus, zg, prec, RN)
+            lost = max(lost, _lost_bits(q_minus, libmp.mpf_neg(zg), coef))
+            a = libmp.mpf_mul(coef, r.E(j), prec, RN)
+            b = libmp.mpf_mul(q, r.R(j), prec, RN) if q[1] else ZERO
+            num = libmp.mpf_sub(a, b, prec, RN)
+            lost = max(lost, _lost_bits(a, b, num))
+            grad.append(libmp.mpf_mul(num, r.inv_S, prec, RN))
+            if zeta:
+                ce = libmp.mpf_mul(libmp.mpf_sub(libmp.mpf_mul(q_minus, r.E(j), prec, RN), b,
+                                                 prec, RN), r.inv_S, prec, RN)
+                ce_part.append(libmp.to_float(ce, rnd=RN))
+                z_part.append(libmp.to_float(libmp.mpf_mul(zg, libmp.mpf_mul(r.E(j), r.inv_S,
+                                                                            prec, RN), prec, RN),
+                                             rnd=RN))
+        return (loss, grad, ce_part, z_part), lost
+
+    loss, grad, ce_part, z_part = _with_guard(compute)
+    parts = None
+    if zeta:
+        parts = np.array([ce_part, z_part], dtype=np.float64)[:, pair_of]
+    return Exact([loss]), Exact(grad).take(pair_of), parts
+
+
+def _focal(self, t, gamma):
+    """Exact softmax focal loss ``-sum_c t_c (1 - p_c)^gamma log p_c`` for
+    float targets ``t`` (one-hot for class indices) and its gradient
+    ``M p_j - t_j K_j`` (``M = sum_c t_c K_c``), each entry as
+    ``((M - t_j K_j) E_j - t_j K_j R_j) / S`` (guarded).  Returns (loss, grad,
+    M as a float)."""
+    t64 = np.asarray(t, dtype=np.float64).ravel()
+    reps, pair_of, count = _pairs(self, t64)
+    tr = [_raw(t64[j]) for j in reps]
+    g = mpmath.mpf(gamma)
+
+    def K_and_term(r, j, prec):
+        """(K_j, (1 - p_j)^gamma (-log p_j)) of entry j, raw."""
+        R, L = r.R(j), libmp.mpf_sub(r.log_S, r.d(j))     # 1 - p = R / S; -log p = L >= 0
+        with mpmath.workprec(prec):
+            if gamma == 0:
+                mod = mpmath.mpf(1)
+            elif _is_zero(R):
+                mod = mpmath.mpf(0)
+            else:
+                mod = mpmath.power(_mpf(R) * _mpf(r.inv_S), g)
+            if gamma == 0:
+                K = mod
+            elif _is_zero(R):
+                K = mpmath.mpf(0)
+            else:   # 1 + gamma p rho = 1 + gamma E_j L / R
+                K = mod * (1 + g * _mpf(r.E(j)) * _mpf(L) / _mpf(R))
+            term = mod * _mpf(L)
+        return K._mpf_, term._mpf_
+
+    def compute(prec):
+        r = self.at(prec)
+        Ks, loss_terms = [], []
+        for q, n, j in zip(tr, count, reps):
+            if q[1]:
+                K, term = K_and_term(r, j, prec)
+                Ks.append(libmp.mpf_mul(q, K, prec, RN))
+                loss_terms.append(libmp.mpf_mul(libmp.mpf_mul(q, libmp.from_int(n)), term,
+                                                prec, RN))
+            else:
+                Ks.append(ZERO)
+        M = _ordered_sum([libmp.mpf_mul(k, libmp.from_int(n)) for k, n in zip(Ks, count)], prec)
+        loss = _ordered_sum(loss_terms, prec)
+        grad, lost = [], 0
+        for tk, j in zip(Ks, reps):
+            m_minus = libmp.mpf_sub(M, tk, prec, RN)
+            lost = max(lost, _lost_bits(M, tk, m_minus))
+            a = libmp.mpf_mul(m_minus, r.E(j), prec, RN)
+            b = libmp.mpf_mul(tk, r.R(j), prec, RN) if tk[1] else ZERO
+            num = libmp.mpf_sub(a, b, prec, RN)
+            lost = max(lost, _lost_bits(a, b, num))
+            grad.append(libmp.mpf_mul(num, r.inv_S, prec, RN))
+        return (loss, grad, M), lost
+
+    loss, grad, M = _with_guard(compute)
+    return Exact([loss]), Exact(grad).take(pair_of), libmp.to_float(M, rnd=RN)
+
+
+ExactRow.entropy = _entropy
+ExactRow.log_softmax_at = _log_softmax_at
+ExactRow.ce_general = _ce_general
+ExactRow.focal = _focal
+
+
+def shift_exact(e, k):
+    """``e * 2**k`` (an exact scaling), as a new Exact."""
+    out = Exact([])
+    out.hi, out.lo = np.ldexp(e.hi, k), np.ldexp(e.lo, k)
+    out.small = {i: libmp.mpf_shift(r, k) for i, r in e.small.items()}
+    if k < 0:               # entries that fall below 2**-1000: keep them raw
+        fell = np.nonzero((np.abs(out.hi) < _SMALL) & (out.hi != 0))[0]
+        for i in fell.tolist():
+            if i not in out.small:
+                raw = libmp.mpf_add(_raw(e.hi.flat[i]), _raw(e.lo.flat[i]))
+                out.small[i] = libmp.mpf_shift(raw, k)
+    for i, r in out.small.items():
+        out.hi.flat[i] = libmp.to_float(r, rnd=RN)
+        out.lo.flat[i] = libmp.to_float(libmp.mpf_sub(r, _raw(out.hi.flat[i])), rnd=RN) \
+            if out.hi.flat[i] else 0.0
+    return out
+
+
+def scale_exact(e, factors, prec=PREC):
+    """``e * factors`` entrywise, factors raw mpf (no cancellation: a
+    relative error of 2**-100 or so)."""
+    vals = [libmp.mpf_mul(libmp.mpf_add(_raw(h), _raw(lo)) if i not in e.small else e.small[i],
+                          f, prec, RN)
+            for i, (h, lo, f) in enumerate(zip(e.hi.ravel().tolist(), e.lo.ravel().tolist(),
+                                                factors))]
+    return Exact(vals, e.shape)
+
+
+def ulp_of(values, dtype):
+    """The ulp of float64 ``values`` in ``dtype`` (floored at the ulp of the
+    smallest normal number)."""
+    p, minexp = _precision(dtype)
+    _, e = np.frexp(np.abs(np.asarray(values, dtype=np.float64)))
+    e = np.maximum(np.where(values == 0, minexp + 1, e), minexp + 1)
+    return np.ldexp(1.0, e - p)
+
+
+# --------------------------------------------------------------------------
+# sigmoid focal loss, elementwise
+# --------------------------------------------------------------------------
+
+def sigmoid_focal(x, t, alpha, gammas):
+    """Exact (loss, grad, scale) of torchvision's sigmoid focal loss for each
+    gamma in ``gammas``: dicts gamma -> Exact (the shape of ``x``), and the
+    gradient's scale ``a_t (1 - p_t)^gamma (|p - t| + gamma ce r |1 - 2t|)``
+    (float64; the sum of the magnitudes of its parts).
+
+    ``p = sigmoid(x)``, ``ce = t softplus(-x) + (1 - t) softplus(x)``,
+    ``1 - p_t = p (1 - t) + (1 - p) t``, ``a_t = alpha t + (1 - alpha)(1 - t)``
+    (1 when alpha is None); loss ``a_t ce (1 - p_t)^gamma``, gradient
+    ``a_t (1 - p_t)^gamma [(p - t) + gamma ce r (1 - 2t)]`` with
+    ``r = p (1 - p) / (1 - p_t)``.  The bracket (a difference for soft
+    targets) is guarded."""
+    x, t = np.asarray(x), np.asarray(t)
+    out = {g: ([], [], []) for g in gammas}
+    for xv, tv in zip(x.ravel().tolist(), t.ravel().tolist()):
+        xm, tm = _mpf(_raw(xv)), _mpf(_raw(tv))
+
+        def compute(prec):
+            with mpmath.workprec(prec):
+                a = mpmath.fsub(1, tm, exact=True)
+                e = mpmath.exp(-abs(xm))
+                lg = mpmath.log1p(e)
+                sp, sn = max(xm, 0) + lg, max(-xm, 0) + lg     # softplus(x), softplus(-x)
+                big, small = 1 / (1 + e), e / (1 + e)
+                p, pn = (big, small) if xm >= 0 else (small, big)   # p, 1 - p
+                ce = a * sp + tm * sn
+                q = p * a + pn * tm                              # 1 - p_t > 0
+                r = p * pn / q
+                at = 1 if alpha is None else (alpha * tm + (1 - mpmath.mpf(alpha)) * a)
+                # p - t: -(1 - p) and p for the hard targets, no cancellation
+                d = -pn if tv == 1.0 else (p if tv == 0.0 else p - tm)
+                lost = _lost_bits(p._mpf_, tm._mpf_, d._mpf_) if tv not in (0.0, 1.0) else 0
+                res = {}
+                for g in gammas:
+                    mod = mpmath.mpf(1) if g == 0 else mpmath.power(q, g)
+                    second = g * ce * r * (1 - 2 * tm)
+                    br = d + second
+                    lost = max(lost, _lost_bits(d._mpf_, (second * -1)._mpf_, br._mpf_))
+                    res[g] = ((at * ce * mod)._mpf_, (at * mod * br)._mpf_,
+                              float(abs(at * mod) * (abs(d) + abs(second))))
+            return res, lost
+
+        res = _with_guard(compute)
+        for g in gammas:
+            out[g][0].append(res[g][0])
+            out[g][1].append(res[g][1])
+            out[g][2].append(res[g][2])
+    return ({g: Exact(v[0], x.shape) for g, v in out.items()},
+            {g: Exact(v[1], x.shape) for g, v in out.items()},
+            {g: np.array(v[2]).reshape(x.shape) for g, v in out.items()})
+
+
+def focal_grid(dtype):
+    """(x, t) of the sigmoid focal stratum: x in 0, +-logspace(-10, 3) (4
+    points a decade) and +-100, 150, ..., 1000, each against the targets 0,
+    0.3, 1."""
+    mags = np.union1d(np.logspace(-10, 3, 53), np.arange(100.0, 1001.0, 50.0))
+    x = np.concatenate([-mags[::-1], [0.0], mags]).astype(dtype)
+    t = np.array(FOCAL_TARGETS, dtype=dtype)
+    return np.repeat(x[None, :], t.size, axis=0), np.repeat(t[:, None], x.size, axis=1)
+
+
+# --------------------------------------------------------------------------
+# strata of the new row operations
+# --------------------------------------------------------------------------
+
+def near_one_hot_rows(dtype, C, seed=0):
+    """Confidently right rows whose entropy is tiny: every other class
+    ``gap`` below the max, gaps from 16 to 740 (the entropy from ~1e-6 down
+    to below the smallest normal number), the target at the max."""
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng([seed, C, dtype.itemsize, 7])
+    rows = []
+    for gap in np.geomspace(16.0, 740.0, 12).tolist():
+        v = -gap - rng.uniform(0.0, 1.0, C)
+        y = int(rng.integers(C))
+        v[y] = 0.0
+        x = dyadic(v + _offsets(rng), dtype)
+        rows.append(Row("near-one-hot", gap, x, y,
+                        f"near_one_hot_rows(np.{dtype.name}, {C}, seed={seed})[{len(rows)}]"))
+    return rows
+
+
+def masked_rows(dtype, C, seed=0):
+    """The softmax rows of ``C`` classes with about a third of the entries
+    (never the target, never all of the row) set to ``-inf``, a mask."""
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng([seed, C, dtype.itemsize, 11])
+    rows = []
+    for row in softmax_rows(dtype, C, seed):
+        x = row.x.copy()
+        mask = rng.random(C) < 1 / 3
+        mask[row.y] = False
+        x[mask] = -np.inf
+        r = Row(row.kind, row.gap, x, row.y, f"masked_rows(np.{dtype.name}, {C}, seed={seed})"
+                                             f"[{len(rows)}]")
+        rows.append(r)
+    return rows
+
+
+def spread_rows(dtype, C, seed=0, scale=90.0):
+    """Random rows spread over [-scale, scale] (the range of a soft cap, both
+    of its branches: |z / c| below and above 1/4), one a draw of each of 12."""
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng([seed, C, dtype.itemsize, 13])
+    rows = []
+    for s in np.geomspace(0.25, scale, 12).tolist():
+        x = dyadic(rng.uniform(-s, s, C), dtype)
+        rows.append(Row("spread", s, x, int(rng.integers(C)),
+                        f"spread_rows(np.{dtype.name}, {C}, seed={seed})[{len(rows)}]"))
+    return rows
+
+
+def capped_logit_grid(dtype, cap):
+    """Logits whose capped value ``c tanh(x / c)`` is far enough from 0 that
+    the loss of the row ``[x, 0]`` at the other class is that capped value
+    itself (the ``log1p(exp(-|z'|))`` below half an ulp): |z'| from 17
+    (float32) or 37 (float64) up to the cap, both signs; dyadic."""
+    dtype = np.dtype(dtype)
+    lo = 17.0 if dtype == np.float32 else 37.0
+    if cap <= lo * 1.05:
+        return np.empty(0, dtype)
+    zp = np.linspace(lo, cap * (1 - 1e-3), 60)
+    u = np.arctanh(zp / cap)                    # x = c atanh(z' / c)
+    mags = np.concatenate([cap * u, cap * np.geomspace(u[-1], 30.0, 12)])
+    return np.concatenate([-mags[::-1], mags]).astype(dtype)
+
+
+# --------------------------------------------------------------------------
+# measurement of the new row operations
+# --------------------------------------------------------------------------
+
+class Judged(Measured):
+    """Measured with its own bound (the focal losses' 64 ulp in float64) and
+    a description of the row's parameters for the report."""
+
+    def __init__(self, kernel, dtype, quantity, unit, bound=None):
+        super().__init__(kernel, dtype, quantity, unit)
+        self._bound = bound
+
+    @property
+    def bound(self):
+        return self._bound if self._bound is not None else super().bound
+
+
+class Case:
+    """A row (or an element grid's row) with what else it was run with, for
+    the reports."""
+
+    def __init__(self, row, extra):
+        self.row, self.extra = row, extra
+        self.kind = row.kind
+
+    def describe(self):
+        return f"{self.extra}; {self.row.describe()}"
+
+
+def judge(got, exact, dtype, unit="ulp", abs_scale=None, tol=None, soft=None):
+    """Errors of ``got`` in units of the bound:
+
+    * ``"ulp"``: ulps of the exact value;
+    * ``"eps"``: ``|got - exact| / (eps * abs_scale)`` (absolute; the scale
+      floored at the smallest normal number, as ulps are);
+    * ``"ulp|eps"``: ulps, except at the entries where ``soft`` is true (a
+      difference of two parts), where the smaller of the two measures counts.
+
+    ``tol`` (absolute, per entry) is an allowance subtracted from the error
+    first: the propagated rounding of an intermediate (the capped logits)."""
+    dtype = np.dtype(dtype)
+    tol = None if tol is None else np.asarray(tol, dtype=np.float64).reshape(exact.shape)
+    e_ulp = None
+    if unit in ("ulp", "ulp|eps"):
+        e_ulp = ulp_errors(got, exact, dtype)
+        if tol is not None:
+            e_ulp = np.maximum(0.0, e_ulp - np.ldexp(tol, -ulp_exponent(exact, dtype)))
+        if unit == "ulp":
+            return e_ulp
+    info = np.finfo(dtype)
+    scale = np.maximum(np.broadcast_to(np.asarray(abs_scale, dtype=np.float64), exact.shape),
+                       float(info.tiny))
+    e_abs = abs_errors_eps(got, exact, dtype)
+    if tol is not None:
+        e_abs = np.maximum(0.0, e_abs - tol / float(info.eps))
+    e_abs = e_abs / scale
+    if unit == "eps":
+        return e_abs
+    soft = np.broadcast_to(np.asarray(soft, dtype=bool), exact.shape)
+    return np.where(soft, np.minimum(e_ulp, e_abs), e_ulp)
+
+
+def _row_cache(row):
+    return row.__dict__.setdefault("_exact_extras", {})
+
+
+def _pow2(T):
+    k = math.log2(T)
+    assert k == int(k), "temperatures must be powers of two (x / T exact)"
+    return int(k)
+
+
+# ---- token statistics ------------------------------------------------------
+
+def exact_stats(row, temperature=1.0):
+    """The oracle's (lse, entropy, logprob at the target) of a row, of
+    ``x / T``; ``-inf`` entries (masks) left out."""
+    key = ("stats", temperature)
+    cache = _row_cache(row)
+    if key not in cache:
+        x = np.ldexp(row.x.astype(np.float64), -_pow2(temperature))
+        keep = np.isfinite(x)
+        er = exact_row(x[keep])
+        y = int(np.sum(keep[:row.y]))
+        cache[key] = (er.logsumexp(), er.entropy(), er.log_softmax_at(y))
+    return cache[key]
+
+
+def measure_token_stats(dtype, rows, temperature=1.0):
+    """``xent.token_stats`` on rows of one C: {"lse", "entropy", "logprob":
+    Judged} (ulps; the float32 / float64 bound)."""
+    import xent
+
+    dtype = np.dtype(dtype)
+    X = np.stack([r.x for r in rows]).astype(dtype)
+    y = np.array([r.y for r in rows], dtype=np.int64)
+    st = xent.token_stats(X, y, temperature=temperature)
+    extra = f"token_stats, temperature={temperature:g}"
+    out = {q: Judged("token_stats", dtype, q, "ulp") for q in ("lse", "entropy", "logprob")}
+    for i, row in enumerate(rows):
+        case = Case(row, extra)
+        for q, ex_v in zip(("lse", "entropy", "logprob"), exact_stats(row, temperature)):
+            got = getattr(st, q)[i]
+            out[q].add(case, ulp_errors(got, ex_v, dtype), got, ex_v)
+    return out
+
+
+# ---- softmax cross-entropy with temperature, softcap, z-loss ---------------
+
+#: target kinds of the extras: class indices, and probabilities
+CE_TARGETS = ("index", "one-hot", "unnormalised")
+
+
+def extras_targets(kind, row, dtype):
+    """The float targets of a row (one-hot for class indices)."""
+    if kind in ("index", "one-hot"):
+        t = np.zeros(row.C, dtype=dtype)
+        t[row.y] = 1
+        return t
+    rng = np.random.default_rng([row.C, row.y, int(row.gap * 1024) % 2**31, 5])
+    return targets(kind, row, dtype, rng)
+
+
+def _sech2_over_T(z, cap, temperature, prec=PREC):
+    """sech^2(z / cap) / T for each float z (raw)."""
+    out = {}
+    with mpmath.workprec(prec):
+        for v in np.unique(z).tolist():
+            out[v] = (mpmath.sech(mpmath.mpf(v) / mpmath.mpf(cap)) ** 2
+                      / mpmath.mpf(temperature))._mpf_
+    return [out[v] for v in z.tolist()]
+
+
+def exact_ce_extras(row, kind, temperature=1.0, softcap=None, z_loss=0.0, u_ulps=0.0):
+    """The oracle of ``softmax_cross_entropy(_with_grad)`` with the extras,
+    for one row: a dict with ``loss``, ``grad`` (Exact), the gradient's
+    judgement (``unit``, ``abs_scale``, ``soft``) and, with a softcap, the
+    allowances ``loss_tol`` / ``grad_tol`` for the rounding of the capped
+    logits (``SOFTCAP_ZP_ULPS`` ulps of each ``z'_c``, propagated to first
+    order)."""
+    key = ("ce", kind, temperature, softcap, z_loss, u_ulps)
+    cache = _row_cache(row)
+    if key in cache:
+        return cache[key]
+    dtype = row.x.dtype
+    z = np.ldexp(row.x.astype(np.float64), -_pow2(temperature))           # exact
+    if softcap is None:
+        er = exact_row(z)
+    else:
+        mkey = ("mapped", temperature, softcap)
+        if mkey not in cache:
+            cache[mkey] = MappedRow(z, softcap_map(softcap))
+        er = cache[mkey]
+    t = extras_targets(kind, row, dtype)
+    loss, gz, parts = er.ce_general(t, z_loss)
+    Q = float(np.sum(t, dtype=np.float64))
+    lse = float(er.logsumexp().hi[0]) if (z_loss or softcap) else 0.0
+    if softcap is None:
+        chain = np.full(row.C, 2.0 ** -_pow2(temperature))
+        grad = shift_exact(gz, -_pow2(temperature))
+    else:
+        factors = _sech2_over_T(z, softcap, temperature)
+        chain = np.array([libmp.to_float(f, rnd=RN) for f in factors])
+        grad = scale_exact(gz, factors)
+    res = {"loss": loss, "grad": grad, "loss_tol": None, "grad_tol": None, "soft": None}
+    mass = Q + 2.0 * z_loss * abs(lse)
+    if kind in ("index", "one-hot"):
+        if z_loss:
+            # the cross-entropy and z-loss parts of opposite signs: a difference
+            res["unit"] = "ulp|eps"
+            res["soft"] = (parts[0] * parts[1]) < 0
+            res["abs_scale"] = (np.abs(parts[0]) + np.abs(parts[1])) * chain
+        else:
+            res["unit"], res["abs_scale"] = "ulp", None
+    else:
+        res["unit"], res["abs_scale"] = "eps", mass * chain
+    if softcap is not None:
+        zp = np.array([libmp.to_float(er.values[i], rnd=RN) for i in er.inv.tolist()])
+        u = SOFTCAP_ZP_ULPS * ulp_of(zp, dtype)
+        g = gz.hi                                   # d loss / d z'
+        p = er.softmax().hi
+        res["loss_tol"] = np.array([np.sum(np.abs(g) * u)])
+        pu = float(np.sum(p * u))
+        # d g_j / d z'_c = (Q + 2 zeta lse) p_j (delta_jc - p_c) + 2 zeta p_j p_c
+        first = abs(Q + 2.0 * z_loss * lse) * p * ((1 - p) * u + (pu - p * u))
+        res["grad_tol"] = chain * (first + 2.0 * z_loss * p * pu)
+        if u_ulps:
+            # the argument u = z / c of sech^2 formed in working precision:
+            # d sech^2(u) / du = -2 tanh(u) sech^2(u)
+            u = z / softcap
+            res["grad_tol"] = res["grad_tol"] + (np.abs(g) * chain * 2.0 * np.abs(np.tanh(u))
+                                                 * u_ulps * ulp_of(u, dtype))
+    cache[key] = res
+    return res
+
+
+def extras_name(temperature=1.0, softcap=None, z_loss=0.0):
+    parts = []
+    if temperature != 1.0:
+        parts.append(f"temperature={temperature:g}")
+    if softcap is not None:
+        parts.append(f"softcap={softcap:g}")
+    if z_loss:
+        parts.append(f"z_loss={z_loss:.4g}")
+    return ", ".join(parts)
+
+
+def measure_ce_extras(dtype, rows, kind, temperature=1.0, softcap=None, z_loss=0.0, u_ulps=0.0):
+    """``softmax_cross_entropy(_with_grad)`` with the extras on rows of one
+    C: {"loss", "grad": Judged}."""
+    import xent
+
+    dtype = np.dtype(dtype)
+    X = np.stack([r.x for r in rows]).astype(dtype)
+    kw = dict(temperature=temperature, softcap=softcap, z_loss=z_loss)
+    if kind == "index":
+        target = np.array([r.y for r in rows], dtype=np.int64)
+    else:
+        target = np.stack([extras_targets(kind, r, dtype) for r in rows])
+    loss = xent.softmax_cross_entropy(X, target, reduction="none", **kw)
+    _, grad = xent.softmax_cross_entropy_with_grad(X, target, reduction="sum", **kw)
+    name = f"ce-{kind} ({extras_name(**kw)})"
+    tol_note = " beyond z' rounding" if softcap is not None else ""
+    out = {"loss": Judged(name, dtype, "loss", "ulp" + tol_note), "grad": None}
+    for i, row in enumerate(rows):
+        ex_ = exact_ce_extras(row, kind, u_ulps=u_ulps, **kw)
+        t = target[i] if kind != "index" else f"class {row.y}"
+        case = Case(row, f"softmax_cross_entropy {extras_name(**kw)}, target "
+                         f"{t.tolist() if hasattr(t, 'tolist') and row.C <= 10 else t if kind == 'index' else kind}")
+        if out["grad"] is None:
+            unit = {"ulp": "ulp", "eps": "eps per unit of gradient mass",
+                    "ulp|eps": "ulp (eps of its parts where they cancel)"}[ex_["unit"]]
+            out["grad"] = Judged(name, dtype, "grad", unit + tol_note)
+        out["loss"].add(case, judge(loss[i], ex_["loss"], dtype, tol=ex_["loss_tol"]),
+                        loss[i], ex_["loss"])
+        out["grad"].add(case, judge(grad[i], ex_["grad"], dtype, ex_["unit"], ex_["abs_scale"],
+                                    ex_["grad_tol"], ex_["soft"]), grad[i], ex_["grad"])
+    return out
+
+
+def exact_capped(x, cap):
+    """The exact loss of the rows ``[x, 0]`` with the target at the other
+    class than x: ``|z'| + log1p(exp(-|z'|))``, ``z' = c tanh(x / c)``."""
+    vals = []
+    for v in np.asarray(x, dtype=np.float64).tolist():
+        with mpmath.workprec(PREC):
+            zp = abs(mpmath.mpf(cap) * mpmath.tanh(mpmath.mpf(v) / mpmath.mpf(cap)))
+            vals.append((zp + mpmath.log1p(mpmath.exp(-zp)))._mpf_)
+    return Exact(vals)
+
+
+@lru_cache(maxsize=16)
+def _capped_cached(xb, dtype_str, cap):
+    return exact_capped(np.frombuffer(xb, dtype=dtype_str), cap)
+
+
+def measure_capped_logits(dtype, cap):
+    """xent's capped logits, through the loss of the rows ``[x, 0]`` at the
+    class other than x: ``|z'| + log1p(exp(-|z'|))``, where the log1p is
+    below half an ulp of ``|z'|`` (``capped_logit_grid``), so the loss is
+    xent's capped logit itself (its magnitude) rounded: a Judged in ulps."""
+    import xent
+
+    dtype = np.dtype(dtype)
+    x = capped_logit_grid(dtype, cap)
+    X = np.stack([x, np.zeros_like(x)], axis=1)
+    y = (x > 0).astype(np.int64)
+    loss = xent.softmax_cross_entropy(X, y, softcap=cap, reduction="none")
+    exact = _capped_cached(x.tobytes(), dtype.str, cap)
+    m = Judged(f"capped logits (softcap={cap:g})", dtype, "|z'|", "ulp")
+    grid = BceRow(x, np.zeros_like(x))
+    grid.kind = "capped"
+    grid.describe = lambda: (f"rows [x, 0] with softcap={cap:g}, x from {x[:1]!r} to {x[-1:]!r}")
+    m.add(grid, ulp_errors(loss, exact, dtype), loss, exact)
+    return m
+
+
+# ---- focal losses ------------------------------------------------------------
+
+def exact_softmax_focal(row, kind, gamma, alpha=None):
+    """The oracle of ``softmax_focal_loss(_with_grad)`` for one row: (loss,
+    grad, gradient mass |alpha| M, M = sum_c t_c K_c)."""
+    key = ("focal", kind, gamma)
+    cache = _row_cache(row)
+    if key not in cache:
+        cache[key] = exact_row(row.x).focal(extras_targets(kind, row, row.x.dtype), gamma)
+    loss, grad, M = cache[key]
+    if alpha is not None:
+        k = _pow2(alpha)                         # alpha a power of two: exact scaling
+        loss, grad = shift_exact(loss, k), shift_exact(grad, k)
+        M = M * alpha
+    return loss, grad, M
+
+
+def measure_softmax_focal(dtype, rows, kind, gamma, alpha=None):
+    """``softmax_focal_loss(_with_grad)`` on rows of one C: {"loss", "grad":
+    Judged}, held to FOCAL_BOUND; soft targets' gradients absolutely, eps per
+    unit of the gradient's mass ``|alpha| sum_c t_c K_c``."""
+    import xent
+
+    dtype = np.dtype(dtype)
+    X = np.stack([r.x for r in rows]).astype(dtype)
+    if kind == "index":
+        target = np.array([r.y for r in rows], dtype=np.int64)
+    else:
+        target = np.stack([extras_targets(kind, r, dtype) for r in rows])
+    kw = dict(gamma=gamma, alpha=alpha)
+    loss = xent.softmax_focal_loss(X, target, reduction="none", **kw)
+    _, grad = xent.softmax_focal_loss_with_grad(X, target, reduction="sum", **kw)
+    bound = FOCAL_BOUND[dtype]
+    name = f"softmax-focal-{kind} (gamma={gamma:g}" + (f", alpha={alpha:g})" if alpha else ")")
+    soft = kind not in ("index", "one-hot")
+    out = {"loss": Judged(name, dtype, "loss", "ulp", bound),
+           "grad": Judged(name, dtype, "grad", "eps per unit of gradient mass" if soft else "ulp",
+                          bound)}
+    for i, row in enumerate(rows):
+        ex_loss, ex_grad, mass = exact_softmax_focal(row, kind, gamma, alpha)
+        case = Case(row, f"softmax_focal_loss gamma={gamma:g}, alpha={alpha}, {kind} target")
+        out["loss"].add(case, ulp_errors(loss[i], ex_loss, dtype), loss[i], ex_loss)
+        if soft:
+            err = judge(grad[i], ex_grad, dtype, "eps", mass)
+        else:
+            err = ulp_errors(grad[i], ex_grad, dtype)
+        out["grad"].add(case, err, grad[i], ex_grad)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _sigmoid_focal_cached(dtype_str, alpha):
+    x, t = focal_grid(np.dtype(dtype_str))
+    return sigmoid_focal(x, t, alpha, FOCAL_GAMMAS)
+
+
+def measure_sigmoid_focal(dtype, gamma, alpha=0.25):
+    """``sigmoid_focal_loss(_with_grad)`` on the focal grid: {"loss" (ulp),
+    "grad" (eps, absolute, as BCE's), "grad-ulp" (ulps)}, held to
+    FOCAL_BOUND; the tests hold the hard targets' gradients in ulps too."""
+    import xent
+
+    dtype = np.dtype(dtype)
+    x, t = focal_grid(dtype)
+    kw = dict(gamma=gamma, alpha=alpha)
+    loss = xent.sigmoid_focal_loss(x, t, reduction="none", **kw)
+    _, grad = xent.sigmoid_focal_loss_with_grad(x, t, reduction="sum", **kw)
+    ex_loss, ex_grad, _ = _sigmoid_focal_cached(dtype.str, alpha)
+    ex_loss, ex_grad = ex_loss[gamma], ex_grad[gamma]
+    bound = FOCAL_BOUND[dtype]
+    name = f"sigmoid-focal (gamma={gamma:g}, alpha={alpha})"
+    out = {"loss": Judged(name, dtype, "loss", "ulp", bound),
+           "grad": Judged(name, dtype, "grad", "eps", bound),
+           "grad-ulp": Judged(name, dtype, "grad", "ulp", bound)}
+    for i in range(x.shape[0]):
+        row = BceRow(x[i], t[i])
+        el, eg = ex_loss.row(i), ex_grad.row(i)
+        out["loss"].add(row, ulp_errors(loss[i], el, dtype), loss[i], el)
+        out["grad"].add(row, abs_errors_eps(grad[i], eg, dtype), grad[i], eg)
+        out["grad-ulp"].add(row, ulp_errors(grad[i], eg, dtype), grad[i], eg)
+    return out

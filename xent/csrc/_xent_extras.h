@@ -5,16 +5,19 @@
  * alone).  A part of the body (_xent_body.h).
  */
 
-/* tanh and sech^2 in T, from e = exp(-2|u|) (exp_neg, about 1 ulp):
+/* tanh and sech^2 in T, from e = exp(-2|u|) (about 1 ulp):
  * tanh = (1 - e) / (1 + e), where 1 - e loses at most 1.5 bits for
  * |u| >= 1/4, and below 1/4 the odd Taylor series (to u^13 for float, u^25
  * for double: the next term is below half an ulp of u there); sech^2 =
  * 4 e / (1 + e)^2 has no cancellation anywhere, so the gradient's factor
- * keeps its relative precision where tanh is near 1.  About 2 ulp each. */
+ * keeps its relative precision where tanh is near 1.  About 2 ulp each.
+ * tanh takes exp_fast (clamped at exp(-80) for float, where tanh is 1
+ * to float's precision; exp(-700) for double); sech^2 exp_neg, whose tiny
+ * values keep their relative precision. */
 XENT_INLINE T N(tanh_t)(T u)
 {
     const T a = u < 0 ? -u : u;
-    const T e = N(exp_neg)((T)-2 * a);
+    const T e = N(exp_fast)((T)-2 * a);
     const T z = u * u;
 #if XT_FLOAT
     T p = 3.592128036572481016925e-03f;
@@ -98,41 +101,68 @@ static void N(cap_grad)(const T* x, const T* g, T* out, ptrdiff_t n, double inv_
  * sum_j exp(x_j - m) (m - x_j), the entropy's terms, never negative (a -inf
  * mask contributes 0, not 0 * inf), and gives the first index of m
  * (*first; n when there is none) and how many x_j > v (*above: the rank of
- * the target's logit v).  The sum in double lanes over sub-blocks of
- * XT_PROB_SUB, Kahan across them, as prob_row; float's exponential
- * corrected for the rounding of x - m (exp_diff).  first_above: the same
+ * the target's logit v).  Each term in T, summed in double lanes over
+ * sub-blocks of XT_ENT_SUB entries (32-bit index and count there: half the
+ * vectors of 64-bit ones), Kahan across them.  Float: a sub-block with a
+ * term below exp(XT_FAR), near float's subnormals, is summed again with
+ * double exponentials, as the row statistics are.  first_above: the same
  * without the sum (the logits as given, when the sum is over transformed
  * ones). */
-#if XT_FLOAT
-#define XT_ENT_EXP(xv) ((double)N(exp_diff)(xv, m))
-#else
-#define XT_ENT_EXP(xv) N(exp_neg)((xv) - m)
-#endif
+#define XT_ENT_SUB 1024
 #define XT_ENT_LOOP(TERM)                                                                     \
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_PROB_SUB) {                                       \
-        const ptrdiff_t ns = n - j0 < XT_PROB_SUB ? n - j0 : XT_PROB_SUB;                     \
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_ENT_SUB) {                                        \
+        const int32_t ns = (int32_t)(n - j0 < XT_ENT_SUB ? n - j0 : XT_ENT_SUB);              \
         const T* xs = x + j0;                                                                 \
         double acc = 0.0;                                                                     \
-        _Pragma("omp simd reduction(+ : acc, k) reduction(min : f)")                          \
-        for (ptrdiff_t j = 0; j < ns; j++) {                                                  \
-            const int64_t at = xs[j] == m ? (int64_t)(j0 + j) : (int64_t)n;                   \
-            f = at < f ? at : f;                                                              \
-            k += xs[j] > v;                                                                   \
+        int32_t kk = 0, ff = ns, far = 0;                                                     \
+        _Pragma("omp simd reduction(+ : acc, kk) reduction(min : ff) reduction(| : far)")     \
+        for (int32_t j = 0; j < ns; j++) {                                                    \
+            const int32_t at = xs[j] == m ? j : ns;                                           \
+            ff = at < ff ? at : ff;                                                           \
+            kk += xs[j] > v;                                                                  \
             TERM                                                                              \
         }                                                                                     \
+        XT_ENT_FAR                                                                            \
         xent_kahan_add(&s, &c, acc);                                                          \
+        k += kk;                                                                              \
+        if (f == n && ff < ns)                                                                \
+            f = j0 + ff;                                                                      \
     }
+#if XT_FLOAT
+#define XT_ENT_FAR                                                                            \
+    if (far) {                                                                                \
+        acc = 0.0;                                                                            \
+        _Pragma("omp simd reduction(+ : acc)")                                                \
+        for (int32_t j = 0; j < ns; j++) {                                                    \
+            const double d = (double)m - (double)xs[j];                                       \
+            acc += d < INFINITY ? XT_EXP_WIDE(-d) * d : 0.0;                                  \
+        }                                                                                     \
+    }
+#else
+#define XT_ENT_FAR (void)far;
+#endif
+/* float: exp_fast (no subnormal results: those sub-blocks are summed
+ * again); double: exp_neg */
+#if XT_FLOAT
+#define XT_ENT_EXP(d) N(exp_fast)(d)
+#else
+#define XT_ENT_EXP(d) N(exp_neg)(d)
+#endif
 static double N(ent_row)(const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above)
 {
     double s = 0.0, c = 0.0;
     int64_t k = 0, f = n;
-    XT_ENT_LOOP(const double d = (double)m - (double)xs[j];
-                const double e = XT_ENT_EXP(xs[j]);
-                acc += d < INFINITY ? e * d : 0.0;)
+    XT_ENT_LOOP(const T d = m - xs[j];
+                const T term = XT_ENT_EXP(-d) * d;
+                acc += d < (T)INFINITY ? (double)term : 0.0;
+                far |= d > -(T)XT_FAR && d < (T)INFINITY;)
     *first = f;
     *above = k;
     return s - c;
 }
+#undef XT_ENT_FAR
+#undef XT_ENT_EXP
+#define XT_ENT_FAR (void)far;
 
 static void N(first_above)(const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above)
 {
@@ -142,5 +172,6 @@ static void N(first_above)(const T* x, ptrdiff_t n, T m, T v, int64_t* first, in
     *first = f;
     *above = k;
 }
+#undef XT_ENT_FAR
 #undef XT_ENT_LOOP
-#undef XT_ENT_EXP
+#undef XT_ENT_SUB
