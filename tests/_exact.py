@@ -1167,14 +1167,12 @@ def spread_rows(dtype, C, seed=0, scale=90.0):
 
 
 def capped_logit_grid(dtype, cap):
-    """Logits whose capped value ``c tanh(x / c)`` is far enough from 0 that
-    the loss of the row ``[x, 0]`` at the other class is that capped value
-    itself (the ``log1p(exp(-|z'|))`` below half an ulp): |z'| from 17
-    (float32) or 37 (float64) up to the cap, both signs; dyadic."""
+    """Logits whose capped value ``z' = c tanh(x / c)`` is far enough from 0
+    that the loss of the row ``[x, 0]`` at the other class,
+    ``|z'| + log1p(exp(-|z'|))``, is ``|z'|`` plus less than 1e-7 of it:
+    |z'| from 17 up to the cap (x up to 30 c), both signs."""
     dtype = np.dtype(dtype)
-    lo = 17.0 if dtype == np.float32 else 37.0
-    if cap <= lo * 1.05:
-        return np.empty(0, dtype)
+    lo = 17.0
     zp = np.linspace(lo, cap * (1 - 1e-3), 60)
     u = np.arctanh(zp / cap)                    # x = c atanh(z' / c)
     mags = np.concatenate([cap * u, cap * np.geomspace(u[-1], 30.0, 12)])
@@ -1359,13 +1357,20 @@ def exact_ce_extras(row, kind, temperature=1.0, softcap=None, z_loss=0.0, u_ulps
         res["unit"], res["abs_scale"] = "eps", mass * chain
     if softcap is not None:
         zp = np.array([libmp.to_float(er.values[i], rnd=RN) for i in er.inv.tolist()])
-        u = SOFTCAP_ZP_ULPS * ulp_of(zp, dtype)
+        dp = np.array([libmp.to_float(er.du[i], rnd=RN) for i in er.inv.tolist()])
+        # z'_c (SOFTCAP_ZP_ULPS ulps), then z'_c - max(z') rounded (half an ulp)
+        u = SOFTCAP_ZP_ULPS * ulp_of(zp, dtype) + 0.5 * ulp_of(dp, dtype) * (dp != 0)
         g = gz.hi                                   # d loss / d z'
         p = er.softmax().hi
         res["loss_tol"] = np.array([np.sum(np.abs(g) * u)])
         pu = float(np.sum(p * u))
+        # 1 - p_j and sum_{c != j} p_c u_c, without cancellation where p_j > 1/2
+        one_minus, others = 1.0 - p, pu - p * u
+        for j in np.nonzero(p > 0.5)[0].tolist():
+            one_minus[j] = libmp.to_float(libmp.mpf_mul(er.R(j), er.inv_S), rnd=RN)
+            others[j] = float(np.sum(np.delete(p * u, j)))
         # d g_j / d z'_c = (Q + 2 zeta lse) p_j (delta_jc - p_c) + 2 zeta p_j p_c
-        first = abs(Q + 2.0 * z_loss * lse) * p * ((1 - p) * u + (pu - p * u))
+        first = abs(Q + 2.0 * z_loss * lse) * p * (one_minus * u + others)
         res["grad_tol"] = chain * (first + 2.0 * z_loss * p * pu)
         if u_ulps:
             # the argument u = z / c of sech^2 formed in working precision:
@@ -1439,9 +1444,11 @@ def _capped_cached(xb, dtype_str, cap):
 
 def measure_capped_logits(dtype, cap):
     """xent's capped logits, through the loss of the rows ``[x, 0]`` at the
-    class other than x: ``|z'| + log1p(exp(-|z'|))``, where the log1p is
-    below half an ulp of ``|z'|`` (``capped_logit_grid``), so the loss is
-    xent's capped logit itself (its magnitude) rounded: a Judged in ulps."""
+    class other than x: ``|z'| + log1p(exp(-|z'|))`` with the log1p below
+    1e-7 of ``|z'|`` (``capped_logit_grid``; below half an ulp from
+    ``|z'| = 17`` in float32 and 37 in float64), so that the loss's error is
+    that of xent's capped logit, within the half ulp of the loss's own
+    rounding: a Judged in ulps."""
     import xent
 
     dtype = np.dtype(dtype)

@@ -27,7 +27,8 @@
  *   _xent_half.h       float16 conversion (from_half, to_half)
  *   _xent_extras.h     temperature and soft-cap transforms, the token
  *                      statistics' row sweeps (cap_map, cap_grad, ent_row,
- *                      first_above)
+ *                      first_above), the float sigmoid focal loss
+ *                      (sfocal_rows)
  * A part undoes its own macros at its end; _xent_math.h's, which the later
  * parts use, are undone here, for the next instantiation.
  */

@@ -2,7 +2,8 @@
  * logits divided by a temperature, then soft-capped), cap_grad (the chain
  * rule back through both), ent_row (the entropy's terms, the argmax and the
  * target's rank in one sweep) and first_above (the argmax and the rank
- * alone).  A part of the body (_xent_body.h).
+ * alone); and sfocal_rows, the sigmoid focal loss of float logits.  A part
+ * of the body (_xent_body.h).
  */
 
 /* tanh and sech^2 in T, from e = exp(-2|u|) (about 1 ulp):
@@ -175,3 +176,68 @@ static void N(first_above)(const T* x, ptrdiff_t n, T m, T v, int64_t* first, in
 #undef XT_ENT_FAR
 #undef XT_ENT_LOOP
 #undef XT_ENT_SUB
+
+#if XT_FLOAT
+/* torchvision's sigmoid focal loss over n float32 elements, in double (the
+ * double body's exp_neg, log1p_unit, log1p_tail: instantiated first), in
+ * the variant's vectors; the formulas of tile_sfocal (_xent_tiles_body.h),
+ * which runs float64 logits with libm's pow:
+ *   l = a_t ce (1 - p_t)^g,  dl/dx = a_t (1 - p_t)^g [(p - t) + g ce r (1 - 2t)].
+ * (1 - p_t)^g = exp(g log(1 - p_t)) in double: its rounding, times
+ * g |log(1 - p_t)|, stays far below float's ulp for any float logit.
+ * Losses (rounded to float) are summed in double per XT_BCE_CHUNK, the
+ * chunks Kahan-added.  loss / grad may be NULL. */
+#define XT_D(name) XENT_CAT3(name, f64, XENT_ISA)
+typedef struct { double v, g; } N(sfocal_t);
+XENT_INLINE N(sfocal_t) N(sfocal_elem)(double xv, double tv, double al, int use_a, double g)
+{
+    const double ax = xv < 0 ? -xv : xv;
+    const double e = XT_D(exp_neg)(-ax);
+    const XENT_CAT3(log1p_t, f64, XENT_ISA) l = XT_D(log1p_unit)(e);
+    const double sp = (xv > 0 ? xv : 0.0) + l.v;       /* softplus(x) = -log(1 - p) */
+    const double sn = (xv < 0 ? -xv : 0.0) + l.v;      /* softplus(-x) = -log p */
+    const double p = xv >= 0 ? l.inv_u : e * l.inv_u;
+    const double pn = xv >= 0 ? e * l.inv_u : l.inv_u;
+    const double ce = (tv != 0.0 ? tv * sn : 0.0) + (tv != 1.0 ? (1.0 - tv) * sp : 0.0);
+    const double qs = p * (1.0 - tv) + pn * tv;
+    const double lq = tv == 1.0 ? -sp : (tv == 0.0 ? -sn : XT_D(log1p_tail)(qs - 1.0, qs, 0.0));
+    const double r = tv == 1.0 ? p : (tv == 0.0 ? pn : (p * pn) / qs);
+    const double mod = g == 0.0 ? 1.0 : XT_D(exp_neg)(g * lq);
+    const double at = use_a ? al * tv + (1.0 - al) * (1.0 - tv) : 1.0;
+    const double pmt = tv == 1.0 ? -pn : (tv == 0.0 ? p : p - tv);
+    const double gv = pmt + (g != 0.0 && r != 0.0 ? g * ce * r * (1.0 - 2.0 * tv) : 0.0);
+    N(sfocal_t) out = {at != 0.0 && ce != 0.0 ? at * ce * mod : 0.0, at != 0.0 ? at * mod * gv : 0.0};
+    return out;
+}
+
+#define XT_SFOCAL_LOOP(STORE)                                                                 \
+    _Pragma("omp simd reduction(+ : acc)")                                                    \
+    for (ptrdiff_t j = j0; j < j1; j++) {                                                     \
+        const N(sfocal_t) o = N(sfocal_elem)((double)x[j], (double)t[j], al, use_a, g);       \
+        const float v = (float)o.v;                                                           \
+        acc += (double)v;                                                                     \
+        STORE                                                                                 \
+    }
+static double N(sfocal_rows)(const float* x, const float* t, ptrdiff_t n, double al, int use_a,
+                             double g, float* loss, float* grad, double scale)
+{
+    double s = 0.0, c = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
+        const ptrdiff_t j1 = n - j0 < XT_BCE_CHUNK ? n : j0 + XT_BCE_CHUNK;
+        double acc = 0.0;
+        if (loss && grad) {
+            XT_SFOCAL_LOOP(loss[j] = v; grad[j] = (float)(scale * o.g);)
+        } else if (grad) {
+            XT_SFOCAL_LOOP(grad[j] = (float)(scale * o.g);)
+        } else if (loss) {
+            XT_SFOCAL_LOOP(loss[j] = v;)
+        } else {
+            XT_SFOCAL_LOOP((void)0;)
+        }
+        xent_kahan_add(&s, &c, acc);
+    }
+    return s - c;
+}
+#undef XT_SFOCAL_LOOP
+#undef XT_D
+#endif

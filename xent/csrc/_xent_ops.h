@@ -44,7 +44,8 @@
     XV(f32, to_half, (const float* f, uint16_t* h, ptrdiff_t n), (f, h, n))                        \
     XV(f32, from_bf16, (const uint16_t* h, float* f, ptrdiff_t n), (h, f, n))                      \
     XV(f32, to_bf16, (const float* f, uint16_t* h, ptrdiff_t n), (f, h, n))                        \
-    X(f32, int, count_labels, (const int64_t* y, ptrdiff_t n, int64_t C, int has_ignore, int64_t ignore, int64_t* kept), (y, n, C, has_ignore, ignore, kept))
+    X(f32, int, count_labels, (const int64_t* y, ptrdiff_t n, int64_t C, int has_ignore, int64_t ignore, int64_t* kept), (y, n, C, has_ignore, ignore, kept)) \
+    X(f32, double, sfocal_rows, (const float* x, const float* t, ptrdiff_t n, double al, int use_a, double g, float* loss, float* grad, double scale), (x, t, n, al, use_a, g, loss, grad, scale))
 
 /* The row operations, one line each: X(OP, op) names XENT_OP_<OP>, the
  * function tile_<op> of _xent_tiles_body.h that runs it over a tile, and

@@ -554,7 +554,9 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
 }
 
 /* Sigmoid focal loss (torchvision's sigmoid_focal_loss) over the elements
- * [r0, r1), in double, from e = exp(-|x|):
+ * [r0, r1), in double, from e = exp(-|x|) (float logits: sfocal_rows, the
+ * same formulas in the SIMD variants' vectors; double ones here, with
+ * libm's pow):
  *   l = a_t ce (1 - p_t)^g,  ce = t softplus(-x) + (1 - t) softplus(x),
  *   1 - p_t = p (1 - t) + (1 - p) t (sigmoid(-x) or sigmoid(x) for t in
  *   {1, 0}: to an ulp at any x, so pow keeps it; see tile_focal),
@@ -571,6 +573,10 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
     xent_acc num = {0.0, 0.0};
     (void)t;
     (void)x0;
+#if XTS_FLOAT
+    (void)num;
+    return xent_sfocal_rows_f32(xt, tg, r1 - r0, al, c->mode, g, loss, gt, scale);
+#else
     for (ptrdiff_t j = 0; j < r1 - r0; j++) {
         const double x = xt[j], tv = tg[j];
         const double e = exp(-fabs(x)), l1 = log1p(e);
@@ -606,6 +612,7 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
         }
     }
     return xent_acc_value(&num);
+#endif
 }
 
 /* Class indices checked and the "mean" denominator: the tile's first bad
