@@ -56,9 +56,11 @@ Which path a call takes (xent_plan; ``xent._dispatch.path`` reports it):
 5. Column split: class-index CE and the softmax primitives with
    n_threads > 1, N < n_threads, C >= XENT_SPLIT_MIN_C; row_stats' blocks as
    (row, chunk) units over all threads, then the outputs a chunk at a time.
-6. 16-bit logits: each tile is widened into a float32 buffer of its
-   thread, the float32 tile runs there in place, a gradient / softmax is
-   narrowed back (bitwise the float32 kernels on x.astype(float32)); no split.
+6. Prepared tiles (16-bit logits, a temperature, a soft cap): each tile is
+   widened and transformed (cap_map) into a buffer of its thread, the row
+   operation runs there in place, a gradient is carried back (cap_grad) and
+   a 16-bit one narrowed (bitwise the float32 kernels on x.astype(float32));
+   no split.
 Tiles are xent_tile_units(op, C) rows (one once C >= XENT_TILE_ELEMS): a
 serial loop for one thread or one tile, else a dynamic ``prange``.  BCE cuts
 the flat array into element tiles of XENT_TILE_ELEMS: one bce_seg in
@@ -123,9 +125,18 @@ threads) or tools/row_stats_bench.c (build line in its header; ``avx512
   16 all gain 14 %: logsumexp 262144 x 10 from L3, one AVX-512 core, medians
   of 12 alternated runs); XT_BCE_AHEAD = 8 KiB (1 GB, 2 threads: ~36 -> ~30
   cycles per 16 elements per core, noisy).
-* 16-bit buffers, ``xent_tile_units(op, C) * C`` floats per thread (128 KiB for
-  C <= 32768): no float32 copy of the array; 262144 x 1000 class-index loss
-  650 -> 90 ms against converting it first.
+* Prepared-tile buffers, ``xent_buffer_elems`` of the compute type per
+  thread (one tile, 128 KiB of float32 for C <= 32768; two for transformed
+  16-bit logits): no float32 copy of the array; 262144 x 1000 class-index
+  loss 650 -> 90 ms against converting it first.  A transform costs a sweep
+  of the tile through L2: temperature, C = 1000, one AVX-512 core, 0.11 ns
+  per element against 0.22 for the row statistics; the soft cap's tanh 0.45
+  (tools/extras_bench.c, ``avx512``).
+* Temperature as x times fl(1/T): a division cost 0.6 cycles per float
+  (AVX-512), more than the row statistics.
+* ent_row (token statistics): one sweep for the entropy's terms, the argmax
+  and the rank, 32-bit index and count per 1024 entries: 0.60 -> 0.39 ns
+  per element (tools/extras_bench.c, AVX-512, one core, C = 1000 from L2).
 """
 
 from cython.parallel cimport prange, threadid
@@ -298,8 +309,8 @@ def plan(int op, int dt, Py_ssize_t n, Py_ssize_t C, double eps, int n_threads):
 # one thread or one tile, else handed out dynamically to the team (a tile's
 # result does not depend on the thread that runs it, and on a shared machine
 # one thread is often slower than the others for a while).  Each tile's
-# partial sum has its own slot; the slots are added in tile order.  16-bit
-# logits get a float32 buffer of one tile per thread.
+# partial sum has its own slot; the slots are added in tile order.  Prepared
+# tiles (16-bit, temperature, soft cap) get a buffer per thread.
 # ---------------------------------------------------------------------------
 cdef double _sum_in_order(const double* parts, Py_ssize_t n) noexcept nogil:
     cdef xent_acc acc
