@@ -263,14 +263,18 @@ def test_logprob_is_minus_the_loss_bitwise(rng, dtype, shape, temperature):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("temperature", [0.25, 0.5, 2.0, 4.0])
-def test_power_of_two_temperature_is_the_loss_of_the_scaled_logits(rng, dtype, temperature):
+@pytest.mark.parametrize("temperature", [0.25, 0.5, 2.0, 4.0, 0.7, 3.0])
+def test_temperature_is_the_loss_of_the_logits_times_its_reciprocal(rng, dtype, temperature):
     x = logits_for(rng, (30, 200), dtype)
     y = labels_for(rng, (30, 200))
+    # the reciprocal rounded to the logits' dtype: x / T exactly for a power of two
+    k = dtype(1.0 / temperature)
     got = xent.softmax_cross_entropy_with_grad(x, y, temperature=temperature, reduction="none")
-    plain = xent.softmax_cross_entropy_with_grad(x / dtype(temperature), y, reduction="none")
+    plain = xent.softmax_cross_entropy_with_grad(x * k, y, reduction="none")
     np.testing.assert_array_equal(got[0], plain[0])
-    np.testing.assert_array_equal(got[1], (plain[1] / dtype(temperature)).astype(dtype))
+    np.testing.assert_array_equal(got[1], (plain[1].astype(np.float64) * float(k)).astype(dtype))
+    if temperature in (0.25, 0.5, 2.0, 4.0):
+        np.testing.assert_array_equal(x * k, x / dtype(temperature))
 
 
 def test_any_temperature_is_within_an_ulp_of_the_scaled_logits(rng):
@@ -462,6 +466,22 @@ def test_token_stats_errors():
         xent.token_stats(X, temperature=0)
     with pytest.raises(ValueError, match=r"^`logits` must have at least one class"):
         xent.token_stats(np.zeros((3, 0)))
+
+
+@pytest.mark.parametrize("dtype, name, value", [
+    (np.float32, "temperature", 1e-300), (np.float32, "temperature", 1e300),
+    (np.float32, "softcap", 1e39), (np.float64, "softcap", 1e-309), (np.float16, "temperature", 1e-39),
+])
+def test_temperature_and_softcap_must_fit_the_compute_dtype(dtype, name, value):
+    # the logits are multiplied by the reciprocal rounded to the compute dtype:
+    # it, and the value itself, must be finite and nonzero there
+    x = np.zeros((3, 4), dtype)
+    cdt = "float64" if dtype == np.float64 else "float32"
+    with pytest.raises(ValueError, match=rf"^`{name}` must be between .* for {cdt} logits .*; got "):
+        xent.softmax_cross_entropy(x, Y, **{name: value})
+    if name == "temperature":
+        with pytest.raises(ValueError, match=rf"^`{name}` must be between "):
+            xent.token_stats(x, temperature=value)
 
 
 def test_focal_target_errors():

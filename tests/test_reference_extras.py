@@ -18,7 +18,7 @@ specifies, through
   ``return_sign`` and special values;
 * central finite differences in float64 for every gradient;
 * identities: ``gamma = 0`` focal == (alpha times) BCE / CE, a temperature is
-  bitwise the plain loss on ``logits / T``, a huge softcap is the plain loss,
+  bitwise the plain loss on ``logits * (1/T)``, a huge softcap is the plain loss,
   ``logprob == -CE``, ``rank == 0`` iff the target is a row max.
 """
 
@@ -281,13 +281,13 @@ def test_ce_extras_grad_finite_differences(rng, probs, reduction):
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32])
 @pytest.mark.parametrize("probs", [False, True], ids=["indices", "probs"])
 def test_temperature_is_plain_loss_on_scaled_logits_bitwise(rng, dtype, probs):
-    """temperature=T is bitwise the plain loss on z = logits / T rounded once in
-    the compute dtype (float32 for float16)."""
+    """temperature=T is bitwise the plain loss on z = logits * (1/T), the
+    reciprocal rounded to the compute dtype (float32 for float16)."""
     x, target = _ce_case(rng, n=7, c=6, probs=probs)
     x = (x * 4).astype(dtype)
     cdt = np.float64 if dtype in (np.float64, np.int32) else np.float32
     for T in (0.3, 0.7, 2.5, 1e3):
-        z = x.astype(cdt) / np.dtype(cdt).type(T)
+        z = x.astype(cdt) * np.dtype(cdt).type(1.0 / T)
         for reduction in ("none", "sum", "mean"):
             for kw in (dict(), dict(label_smoothing=0.1, weight=np.arange(1.0, 7.0))):
                 got = ref.softmax_cross_entropy(x, target, temperature=T, reduction=reduction,

@@ -195,8 +195,9 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     label_smoothing : float in [0, 1], default 0
         PyTorch's: ``eps/C`` of the target mass is spread over all classes.
     temperature : float > 0, default 1
-        The logits are divided by it first (one rounding in the compute
-        dtype, as ``logits / temperature`` in NumPy).
+        The logits are scaled by it first: multiplied by ``1 / temperature``
+        rounded to the compute dtype (exactly ``logits / temperature`` for a
+        power of two, else within an ulp of it).
     softcap : float > 0, optional
         Then soft-capped: ``softcap * tanh(logits / softcap)`` (Gemma 2);
         ``-inf`` logits stay masks.
@@ -232,11 +233,12 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     ignored (class indices, as PyTorch) or by ``sum_i s_i`` (probabilities);
     with a zero denominator the mean is ``nan``.
 
-    With `temperature`, `softcap` and `z_loss`, in that order: ``z = x / T``
-    (rounded once), ``z' = c tanh(z / c)`` (in float64, rounded once; ``-inf``
-    stays ``-inf``, ``+inf`` gives ``c``), the loss above on ``z'``, plus
-    ``s_i z_loss lse(z'_i)^2`` per kept row.  So ``temperature=T`` gives
-    exactly the loss of ``logits / T``.
+    With `temperature`, `softcap` and `z_loss`, in that order:
+    ``z = x * fl(1 / T)`` (the reciprocal rounded to the compute dtype),
+    ``z' = c tanh(z / c)`` (rounded once; ``-inf`` stays ``-inf``, ``+inf``
+    gives ``c``), the loss above on ``z'``, plus ``s_i z_loss lse(z'_i)^2`` per
+    kept row.  So ``temperature=T`` gives exactly the loss of
+    ``logits * fl(1 / T)``, which is ``logits / T`` for a power of two.
 
     Stability: ``lse(x) = m + log1p(sum_{x_j < m} exp(x_j - m) + ties - 1)``
     with ``m = max(x)``, so no exp overflows and a tiny loss (a confident,
@@ -519,7 +521,7 @@ def token_stats(logits, target=None, *, axis=-1, temperature=1.0, ignore_index=N
     axis : int, default -1
         The class axis.
     temperature : float > 0, default 1
-        ``lse``, ``entropy`` and ``logprob`` are those of ``logits / temperature``
+        ``lse``, ``entropy`` and ``logprob`` are those of the scaled logits
         (one rounding, as in :func:`softmax_cross_entropy`).
     ignore_index : int, optional
         Rows whose target equals it get ``logprob`` 0 and ``rank`` -1 (their

@@ -181,6 +181,17 @@ def check_nonnegative(value, name):
     return v
 
 
+def check_scale(value, name, cdt):
+    """A temperature or soft cap the kernels can take in `cdt`: it and its
+    reciprocal finite and nonzero there (the logits are multiplied by the
+    reciprocal, rounded to `cdt`)."""
+    big = float(np.finfo(cdt).max)
+    if not 1.0 / big <= value <= big:
+        raise ValueError(f"`{name}` must be between {1.0 / big:.3g} and {big:.3g} for {cdt} "
+                         f"logits (it and its reciprocal are taken in {cdt}); got {value!r}.")
+    return value
+
+
 def check_alpha(alpha):
     """None (no alpha term) or a finite number: (on, value)."""
     if alpha is None:
@@ -432,7 +443,8 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
     scale = 1.0
     if reduction == "mean":
         scale = 1.0 / den if den != 0 else 0.0
-    options = dict(temperature=temperature, softcap=softcap, z_loss=z_loss)
+    options = dict(temperature=check_scale(temperature, "temperature", cdt),
+                   softcap=check_scale(softcap, "softcap", cdt) if softcap else 0.0, z_loss=z_loss)
     kernels = ("index", "prob")
     if focal is not None:
         options = dict(alpha=focal[0], gamma=focal[1])
@@ -479,6 +491,7 @@ def token_stats(logits, target, axis, temperature, ignore_index, nt):
     if n_classes == 0:
         raise ValueError(f"`logits` must have at least one class; axis {ax} of shape {x.shape} has length 0.")
     sample_shape = x.shape[:ax] + x.shape[ax + 1:]
+    check_scale(temperature, "temperature", cdt)
     y = None
     has_ignore, ignore = check_ignore_index(ignore_index)
     if target is not None:

@@ -190,9 +190,10 @@ def _check_gamma(gamma):
 
 
 def _temperature(x, t):
-    """``x / T`` with ONE rounding in the dtype of ``x`` (the compute dtype):
-    float32 divides by ``np.float32(T)``.  ``T == 1`` returns ``x`` itself."""
-    return x if t == 1 else x / x.dtype.type(t)
+    """``x`` times the reciprocal of ``T`` rounded to the dtype of ``x`` (the
+    compute dtype), ``x * dtype(1 / T)``: exactly ``x / T`` when ``T`` is a
+    power of two, else within an ulp of it.  ``T == 1`` returns ``x`` itself."""
+    return x if t == 1 else x * x.dtype.type(1.0 / t)
 
 
 def _softcap(z, c):
@@ -299,7 +300,7 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
         s = np.broadcast_to(np.asarray(sample_weight, dtype=cdt), batch_shape).reshape(n)
 
     with np.errstate(all="ignore"):
-        # z = x / T, then z' = c tanh(z / c); the loss is the plain one on z'.
+        # z = x * (1/T), then z' = c tanh(z / c); the loss is the plain one on z'.
         x = _temperature(x, temp)
         if cap is not None:
             x, u = _softcap(x, cap)
@@ -365,9 +366,9 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
         # chain rule: d z'/dz = 1 - tanh(z/c)^2 = sech(z/c)^2, dz/dx = 1/T
         if cap is not None:
             dcap = np.where(np.isnan(u), 0, _sech2(u))  # NaN rows: grad is NaN or 0 already
-            grad = (grad.astype(np.float64) * dcap / float(cdt.type(temp))).astype(cdt)
+            grad = (grad.astype(np.float64) * dcap * float(cdt.type(1.0 / temp))).astype(cdt)
         elif temp != 1:
-            grad = (grad / cdt.type(temp)).astype(cdt)
+            grad = (grad.astype(np.float64) * float(cdt.type(1.0 / temp))).astype(cdt)
     grad = _from_rows(grad.astype(_grad_dtype(logits.dtype)), moved_shape, axis)
     return value, grad
 
@@ -394,8 +395,9 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     label_smoothing : float in [0, 1]
         ``eps``, spread as ``eps / C`` over all classes.
     temperature : float, finite > 0, default 1
-        ``T``: the logits are divided by it first, ``z = x / T`` (one rounding
-        in the compute dtype).
+        ``T``: the logits are scaled by it first, ``z = x * dtype(1 / T)``
+        (the reciprocal rounded to the compute dtype: ``x / T`` exactly for
+        a power of two).
     softcap : float, finite > 0, optional
         ``c``: then ``z' = c tanh(z / c)`` (in float64, rounded once); ``-inf``
         stays ``-inf``, ``+inf`` gives ``c``.
@@ -420,7 +422,7 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
     ``l_i = sum_c w_c t'_c (lse(z'_i) - z'_ic) + z_loss lse(z'_i)^2``;
     mean = ``sum_i s_i l_i / sum_i s_i``.  A zero denominator gives ``nan``.
     ``temperature=T`` gives bitwise the loss of the plain function on
-    ``x / T``.
+    ``x * dtype(1 / T)``.
     """
     return _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
                        label_smoothing, temperature, softcap, z_loss, reduction,
@@ -448,7 +450,7 @@ def softmax_cross_entropy_with_grad(logits, target, *, axis=-1, weight=None,
     + 2 z_loss lse(z'_i) softmax(z'_i))`` with ``q`` the effective target
     weights (``q = w t'`` for probabilities) and ``D`` the mean's denominator
     (1 for ``"sum"`` and ``"none"``); then the chain rule through softcap and
-    temperature, ``grad_i = g_i * (1 - tanh(z_i / c)^2) / T``, with
+    temperature, ``grad_i = g_i * (1 - tanh(z_i / c)^2) * dtype(1 / T)``, with
     ``1 - tanh^2`` computed as ``sech^2`` (no cancellation).  Ignored rows, and
     all rows when ``D == 0``, get 0.
     """
@@ -885,8 +887,9 @@ def token_stats(logits, target=None, *, axis=-1, temperature=1.0, ignore_index=N
     axis : int
         The class axis.
     temperature : float, finite > 0, default 1
-        ``T``: the statistics of ``z = x / T`` (one rounding in the compute
-        dtype); ``argmax`` and ``rank`` use the logits as given.
+        ``T``: the statistics of ``z = x * dtype(1 / T)`` (the reciprocal
+        rounded to the compute dtype); ``argmax`` and ``rank`` use the logits
+        as given.
     ignore_index : int, optional
         Rows with this label get ``logprob`` 0 and ``rank`` -1.
     n_threads : ignored
