@@ -1001,7 +1001,9 @@ def _weighted_lse_rows(z, w):
     m0 = np.where(finite, m, 0)
     at_max = (z == m0[:, None]) & finite[:, None]
     big_m = np.where(at_max, w, 0).sum(axis=1)
-    rest = np.where(at_max | ~include, 0, w * np.exp(z - m0[:, None])).sum(axis=1)
+    # an infinite weight keeps its term infinite where exp(z - m) underflows
+    terms = np.where(np.isinf(w) & (z > -np.inf), w, w * np.exp(z - m0[:, None]))
+    rest = np.where(at_max | ~include, 0, terms).sum(axis=1)
     s = rest / big_m
     # log|1 + s|: log1p(s) for s >= -1, log1p(-s - 2) = log(-(1 + s)) below
     log_1ps = np.where(s >= -1, np.log1p(s), np.log1p(-s - 2))
