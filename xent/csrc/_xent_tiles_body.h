@@ -519,6 +519,9 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
             }
         } else {
             const T* tr = tg + i * C;
+            /* 1 - p at a max entry: the others' share, (sum - 1) / sum, from
+             * the statistics' sum below the max (no cancellation) */
+            const double q_top = (st.s + (st.ties - 1.0)) / total;
             xent_acc lacc = {0.0, 0.0}, kacc = {0.0, 0.0};
             for (ptrdiff_t j = 0; j < C; j++) {
                 const double wt = a * (double)tr[j] * (w ? (double)w[j] : 1.0);
@@ -526,7 +529,7 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
                     continue;
                 const double d = st.m - (double)xr[j];
                 const double p = exp(-d) / total;
-                const double q = d == 0.0 ? (total - 1.0) / total : 1.0 - p;
+                const double q = d == 0.0 ? q_top : 1.0 - p;
                 const double nlp = d + ls, mod = TS(focal_mod)(q, g);
                 if (nlp != 0.0)
                     xent_acc_add(&lacc, wt * mod * nlp);
@@ -534,6 +537,9 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
             }
             li = xent_acc_value(&lacc);
             if (gr) {
+                /* g_j = p_j (K - k_j) - k_j (1 - p_j), k_j = w_j t_j K_j and
+                 * K = sum_c k_c: for a one-hot target K - k_j is exactly 0 at
+                 * the target, whose entry -k_j (1 - p_j) does not cancel */
                 const double ksum = xent_acc_value(&kacc);
                 for (ptrdiff_t j = 0; j < C; j++) {
                     const double d = st.m - (double)xr[j];
@@ -541,8 +547,9 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
                     const double wt = a * (double)tr[j] * (w ? (double)w[j] : 1.0);
                     double gj = p * ksum;
                     if (wt != 0.0) {
-                        const double q = d == 0.0 ? (total - 1.0) / total : 1.0 - p;
-                        gj = gj - wt * TS(focal_k)(p, q, d + ls, TS(focal_mod)(q, g), g);
+                        const double q = d == 0.0 ? q_top : 1.0 - p;
+                        const double kj = wt * TS(focal_k)(p, q, d + ls, TS(focal_mod)(q, g), g);
+                        gj = p * (ksum - kj) - kj * q;
                     }
                     gr[j] = (T)(scale * gj);
                 }
