@@ -493,6 +493,17 @@ def test_focal_target_errors():
         xent.softmax_focal_loss(X, np.full((3, 4), 0.25), ignore_index=0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_focal_targets_outside_0_1_are_refused(dtype):
+    # (1 - p_t)^gamma has no real value for them; binary cross-entropy takes them
+    x = np.zeros((2, 3), dtype)
+    t = np.array([[0.0, 1.0, 0.5], [1.0, 2.0, 0.0]], dtype)
+    with pytest.raises(ValueError, match=r"^`target` of a focal loss must hold values in \[0, 1\]; "
+                                         r"got 2\.0 at position \(1, 1\)\.$"):
+        xent.sigmoid_focal_loss_with_grad(x, t)
+    xent.sigmoid_binary_cross_entropy(x, t)
+
+
 def test_empty_batches(rng):
     st = xent.token_stats(np.zeros((0, 5)), np.zeros(0, np.int64))
     assert all(a.shape == (0,) for a in st)

@@ -564,6 +564,14 @@ def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_
             )
     elif tk != "f":
         raise TypeError(f"`target` must be floating-point in [0, 1], or bool/integer 0/1; got dtype {t.dtype}.")
+    elif focal is not None and t.size:
+        # the focal factor (1 - p_t)^gamma is defined for targets in [0, 1]
+        # (binary cross-entropy takes any target, as PyTorch)
+        outside = (t < 0) | (t > 1)
+        if outside.any():
+            bad = int(np.argmax(outside.reshape(-1)))
+            raise ValueError(f"`target` of a focal loss must hold values in [0, 1]; got "
+                             f"{t.reshape(-1)[bad]} at position {position(bad, t.shape)}.")
     n_cols = x.shape[-1] if x.ndim else 1
     n_rows = x.size // n_cols if n_cols else 0
     weight = None if weight is None else as_array(weight, "weight")

@@ -337,7 +337,9 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
             if want_grad:
                 grad = grad + (2 * zl * lse)[:, None] * (e / (1 + r)[:, None])
 
-        # Bad rows are NaN, ignored rows 0; rows of sample weight 0 are removed.
+        # Bad rows are NaN, ignored rows 0 (whatever their sample weight, NaN
+        # included); rows of sample weight 0 are removed.
+        s = np.where(ignored, 0, s)
         loss = np.where(bad, np.nan, loss)
         loss = np.where(ignored, 0, loss)
         per_sample = np.where(s != 0, s * loss, 0).astype(cdt)
@@ -922,9 +924,10 @@ def token_stats(logits, target=None, *, axis=-1, temperature=1.0, ignore_index=N
     n, c = x.shape
     rows = np.arange(n)
     batch_shape = moved_shape[:-1]
-    # order statistics on the logits as given: 16-bit floats widen exactly,
-    # integers are compared as integers (float64 would merge neighbours > 2**53)
-    order = x if _kind(logits.dtype) == "f" else _to_rows(logits, axis)[0]
+    # order statistics on the logits as given (before the temperature), in
+    # the compute dtype: 16-bit floats widen exactly; integer logits are
+    # compared as the float64 values every function computes with
+    order = x
 
     with np.errstate(all="ignore"):
         z = _temperature(x, temp)
@@ -938,10 +941,7 @@ def token_stats(logits, target=None, *, axis=-1, temperature=1.0, ignore_index=N
         entropy = np.where(p != 0, p * nll, 0).sum(axis=1)
         entropy = np.where(bad, np.nan, entropy).astype(cdt)
 
-        if _kind(logits.dtype) == "f":
-            no_max = np.isnan(order).any(axis=1) | (order == -np.inf).all(axis=1)
-        else:
-            no_max = np.zeros(n, bool)
+        no_max = np.isnan(order).any(axis=1) | (order == -np.inf).all(axis=1)
         argmax = np.where(no_max, -1, order.argmax(axis=1)).astype(np.int64)
 
     if target is None:
@@ -1004,13 +1004,18 @@ def _weighted_lse_rows(z, w):
     # an infinite weight keeps its term infinite where exp(z - m) underflows
     terms = np.where(np.isinf(w) & (z > -np.inf), w, w * np.exp(z - m0[:, None]))
     rest = np.where(at_max | ~include, 0, terms).sum(axis=1)
-    s = rest / big_m
+    # infinite parts (weights of +-inf): their sum, not inf / inf
+    inf_part = np.isinf(big_m) | np.isinf(rest)
+    s = np.where(inf_part, 0, rest / np.where(inf_part, 1, big_m))
     # log|1 + s|: log1p(s) for s >= -1, log1p(-s - 2) = log(-(1 + s)) below
     log_1ps = np.where(s >= -1, np.log1p(s), np.log1p(-s - 2))
     out = np.where(big_m != 0, m + np.log(np.abs(big_m)) + log_1ps,
                    m + np.log(np.abs(rest)))
     sign = np.where(big_m != 0, np.sign(big_m) * np.sign(1 + s), np.sign(rest))
     out = np.where(sign == 0, -np.inf, out)               # the sum is exactly 0
+    total = big_m + rest                                  # inf, -inf or NaN (inf - inf)
+    out = np.where(inf_part, np.where(np.isnan(total), np.nan, np.inf), out)
+    sign = np.where(inf_part, np.sign(total), sign)
 
     # Rows without a finite max: all excluded or -inf (S = 0), or a +inf
     # (S = +inf, -inf, or NaN when +inf has weights of both signs).

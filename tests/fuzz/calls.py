@@ -19,15 +19,25 @@ the bytes of a chosen call (the seed corpus is made that way).
   function's arguments in backquotes; an exception raised by the caller's
   own object (an ``__array__`` that raises) may also pass through unchanged;
 * no warning escapes;
-* no input is modified, and when an error is raised no output is written.
+* no input is modified, and when an error is raised no output is written;
+* a call that succeeds had valid options (`reduction`, `n_threads`,
+  `label_smoothing`, `temperature`, `softcap`, `z_loss`, `gamma`, `alpha`,
+  `keepdims`, `return_sign`, `axis`) and no output overlapping an input but
+  the logits exactly;
+* ``token_stats`` returns a ``TokenStats`` whose fields are compared one by
+  one (``argmax`` and ``rank`` exactly) and whose ``logprob`` is bitwise
+  ``-softmax_cross_entropy(..., reduction="none")``; ``logsumexp`` returns a
+  NumPy scalar for a 0-d result, and ``(lse, sign)`` with `return_sign`.
 
 A violation raises ``Finding``.  Nothing here depends on atheris or
 hypothesis; ``tests/fuzz/fuzz.py`` runs campaigns, ``test_fuzz.py`` replays
 the corpus in the ordinary test run.
 """
 
+import fractions
 import inspect
 import math
+import numbers
 import os
 import re
 import struct
@@ -100,6 +110,8 @@ def _same_option(option, want):
     if isinstance(option, (np.ndarray, list)) or isinstance(want, (np.ndarray, list)):
         return False
     try:
+        if type(option) is float and type(want) is float:
+            return repr(option) == repr(want)           # nan is nan, -0.0 is not 0.0
         return type(option) is type(want) and bool(option == want)
     except Exception:
         return False
@@ -321,7 +333,10 @@ def labels(draw, label, shape, n_classes, ignore_index):
 FUNCTIONS = ("softmax_cross_entropy", "softmax_cross_entropy_with_grad",
              "sigmoid_binary_cross_entropy", "sigmoid_binary_cross_entropy_with_grad",
              "logsumexp", "log_softmax", "softmax", "keras.categorical_crossentropy",
-             "keras.sparse_categorical_crossentropy", "keras.binary_crossentropy")
+             "keras.sparse_categorical_crossentropy", "keras.binary_crossentropy",
+             # the extras (appended: the committed seeds keep their indices)
+             "token_stats", "sigmoid_focal_loss", "sigmoid_focal_loss_with_grad",
+             "softmax_focal_loss", "softmax_focal_loss_with_grad")
 
 SHAPES = ((4, 5), (1, 1), (3, 1), (2, 3, 4), (7,), (0, 5), (5, 0), (), (32, 10), (1, 1000),
           (40, 1000), (2, 70000), (0,), (2, 1, 3))
@@ -338,6 +353,51 @@ SMOOTHING = (0.0, 0.0, 0.1, 1.0, 1, -0.1, 1.5, math.nan, math.inf, "0.1", True, 
 IGNORE = (None, None, -100, 0, 1, 2**70, -2**70, 1.5, True, "1", "int64", "uint64-big")
 
 AXES = (-1, -1, 0, 1, 2, -2, 5, -5, 1.0, True, "1", None, "int64")
+
+# Scalar options of the extras: (valid values, invalid ones), the first
+# valid value the default ("default": the keyword left out).  Which list is
+# drawn from is a decision of its own ("<label>.bad", valid two times in
+# three), so that most calls get past the options to the kernels; `encode`
+# sets it from the value asked for.  A string names a value that is not a
+# plain Python number (see SCALARS): ``encode(temperature="float32")``.
+SCALAR_OPTIONS = {
+    "temperature": ((1.0, 2.0, 0.5, 0.7, 3, 1e-3, 1e3, 1e-300, 1e300, "float32", "fraction", "int64",
+                     1e-310, 1e-39, 1e308),
+                    (0.0, 0, -0.0, -1.0, math.nan, math.inf, -math.inf, "str", True, False, None,
+                     "0d-array", "array", "complex")),
+    "softcap": ((None, 30.0, 1.0, 0.1, 5, 1e-300, 1e300, "float32"),
+                (0.0, 0, -1.0, math.nan, math.inf, -math.inf, "str", True, "0d-array")),
+    "z_loss": ((0.0, 1e-4, 1.0, 1, 0, 1e300, -0.0, "float32"),
+               (-1e-4, math.nan, math.inf, -math.inf, "str", True, None, "0d-array")),
+    "gamma": ((2.0, 0.0, 0.5, 1, 0, 5.0, 100.0, 1e-300, -0.0, "float32"),
+              (-1.0, math.nan, math.inf, "str", True, None, "0d-array")),
+    # "default": 0.25 for the sigmoid focal loss, None for the softmax one
+    "alpha": (("default", None, 0.25, 0.0, 1.0, 0.5, -1.0, -0.0, 2.0, 1, "float32"),
+              (math.nan, math.inf, -math.inf, "str", True, "0d-array", "complex")),
+}
+
+SCALARS = {
+    "temperature": {"float32": np.float32(0.3), "fraction": fractions.Fraction(1, 3),
+                    "int64": np.int64(2), "str": "2.0", "0d-array": np.array(2.0),
+                    "array": np.array([2.0]), "complex": 2 + 0j},
+    "softcap": {"float32": np.float32(5.0), "str": "30", "0d-array": np.array(30.0)},
+    "z_loss": {"float32": np.float32(1e-3), "str": "1e-4", "0d-array": np.array(1e-4)},
+    "gamma": {"float32": np.float32(1.5), "str": "2", "0d-array": np.array(2.0)},
+    "alpha": {"float32": np.float32(0.75), "str": "0.25", "0d-array": np.array(0.25),
+              "complex": 0.25 + 0j},
+}
+
+# logsumexp: the form of `axis` (drawn after AXES), `b`, and the two flags
+LSE_AXES = ("as-drawn", "as-drawn", "as-drawn", "omit", "None", "tuple", "tuple-2", "all-tuple",
+            "empty-tuple", "tuple-np", "tuple-dup", "tuple-neg-dup", "tuple-out-of-range",
+            "tuple-bool", "tuple-float", "list", "nested")
+
+B_SHAPES = ("same", "same", "last", "col", "first", "scalar", "bigger", "bad", "empty")
+
+B_KINDS = ("positive", "positive", "signed", "signed", "zeros", "all-zero", "bool", "int",
+           "float32", "nan", "inf", "cancel", "logits", "complex", "str", "longdouble")
+
+FLAGS = (False, True, 0, 1, "bool_", "int64-1", 2, -1, 1.0, "True", None, "array")
 
 GRAD_OUT = ("none", "none", "fresh", "logits", "logits-view", "partial-logits", "target",
             "weight", "pos-weight", "sample-weight", "wrong-dtype", "wrong-shape", "readonly",
@@ -387,24 +447,43 @@ def make_call(data, tmpdir=None):
     n_classes = shape[axis] if ax_ok else (shape[-1] if ndim else 1)
     sample_shape = (shape[:axis % ndim] + shape[axis % ndim + 1:]) if ax_ok else shape[:-1]
 
-    if name.startswith("softmax_cross_entropy"):
+    if name == "token_stats":
         ignore = _ignore(draw)
-        kind = draw.choice("target.kind", ("indices", "indices", "probs", "probs-bad-shape",
-                                           "float-indices", "bool", "complex", "indices-full-shape"))
-        if kind in ("indices", "indices-full-shape"):
-            tshape = shape if kind == "indices-full-shape" else sample_shape
-            t = labels(draw, "target", tshape, n_classes, ignore)
-        elif kind == "probs":
-            t = np.abs(values(draw, "target", shape, draw.choice("target.dtype", ("float64", "float32", "float16"))))
-        elif kind == "probs-bad-shape":
-            t = np.full(shape[:-1] + (n_classes + 1,), 0.5)
-        elif kind == "float-indices":
-            t = np.zeros(sample_shape)
-        elif kind == "bool":
-            t = np.zeros(sample_shape, bool)
+        t = _softmax_target(bufs, draw, shape, sample_shape, n_classes, ignore, TS_TARGETS)
+        kwargs["axis"] = axis
+        _scalar_option(draw, kwargs, "temperature")
+        if ignore is not None or draw.flag("ignore_index.given"):
+            kwargs["ignore_index"] = ignore
+        _common(draw, kwargs, smoothing=False, reduction=False)
+        args = [wrap(bufs, draw, "logits", x)]
+        if isinstance(t, str):                          # "none": no target; "explicit-none": target=None
+            if t == "explicit-none":
+                kwargs["target"] = None
+        elif draw.flag("target.keyword"):
+            kwargs["target"] = wrap(bufs, draw, "target", t)
         else:
-            t = np.zeros(sample_shape, complex)
-        t = place(bufs, draw, "target", t) if t.dtype.kind in "biufc" else t
+            args.append(wrap(bufs, draw, "target", t))
+    elif name.startswith("sigmoid_focal"):
+        t = _sigmoid_target(bufs, draw, shape)
+        _scalar_option(draw, kwargs, "alpha")
+        _scalar_option(draw, kwargs, "gamma")
+        _common(draw, kwargs, smoothing=False)
+        args = [wrap(bufs, draw, "logits", x), wrap(bufs, draw, "target", t)]
+    elif name.startswith("softmax_focal"):
+        ignore = _ignore(draw)
+        t = _softmax_target(bufs, draw, shape, sample_shape, n_classes, ignore)
+        kwargs["axis"] = axis
+        if draw.flag("weight.given"):
+            kwargs["weight"] = _weight(bufs, draw, "weight", (n_classes,))
+        if ignore is not None or draw.flag("ignore_index.given"):
+            kwargs["ignore_index"] = ignore
+        _scalar_option(draw, kwargs, "alpha")
+        _scalar_option(draw, kwargs, "gamma")
+        _common(draw, kwargs, smoothing=False)
+        args = [wrap(bufs, draw, "logits", x), wrap(bufs, draw, "target", t)]
+    elif name.startswith("softmax_cross_entropy"):
+        ignore = _ignore(draw)
+        t = _softmax_target(bufs, draw, shape, sample_shape, n_classes, ignore)
         kwargs["axis"] = axis
         if draw.flag("weight.given"):
             kwargs["weight"] = _weight(bufs, draw, "weight", (n_classes,))
@@ -415,11 +494,7 @@ def make_call(data, tmpdir=None):
         _common(draw, kwargs)
         args = [wrap(bufs, draw, "logits", x), wrap(bufs, draw, "target", t)]
     elif name.startswith("sigmoid"):
-        tv = values(draw, "target", shape, draw.choice("target.dtype", ("float64", "float32", "bool",
-                                                                         "int64", "complex128")))
-        if tv.dtype.kind == "f":
-            tv = np.clip(np.abs(tv), 0, draw.choice("target.max", (1.0, 2.0)))
-        t = place(bufs, draw, "target", tv)
+        t = _sigmoid_target(bufs, draw, shape)
         for wname in ("weight", "pos_weight"):
             if draw.flag(wname + ".given"):
                 wshape = draw.choice(wname + ".shape", ("logits", "last", "scalar", "bad", "col"))
@@ -439,7 +514,7 @@ def make_call(data, tmpdir=None):
         # the logits array passed a second time, as another argument
         if again == "target":
             args[1] = args[0]
-        elif again in kwargs or name.startswith("sigmoid") and again != "sample_weight":
+        elif again in kwargs or name.startswith("sigmoid_binary") and again != "sample_weight":
             kwargs[again] = args[0]
         notes.append(f"logits also as {again}")
     fn = getattr(xent, name)
@@ -451,7 +526,130 @@ def make_call(data, tmpdir=None):
             outputs.append(g)
             if isinstance(g, np.ndarray) and g is args[0] and isinstance(args[0], np.ndarray):
                 notes.append("in place")
+    # Options added later are drawn last, so that the committed seeds of the
+    # older functions (whose bytes end before them) make the same calls.
+    if name.startswith("softmax_cross_entropy"):
+        _scalar_option(draw, kwargs, "temperature")
+        _scalar_option(draw, kwargs, "softcap")
+        _scalar_option(draw, kwargs, "z_loss")
+    elif name == "logsumexp":
+        _logsumexp_options(bufs, draw, shape, args, kwargs)
     return Call(name, fn, args, kwargs, bufs, outputs, notes)
+
+
+TARGET_KINDS = ("indices", "indices", "probs", "probs-bad-shape", "float-indices", "bool", "complex",
+                "indices-full-shape")
+
+TS_TARGETS = ("indices", "indices", "none", "none", "explicit-none", "probs", "float-indices", "bool",
+              "complex", "indices-full-shape")
+
+
+def _softmax_target(bufs, draw, shape, sample_shape, n_classes, ignore, kinds=TARGET_KINDS):
+    """Class indices (some bad) or probabilities, or a wrong kind of target;
+    a string (the kind) where there is none."""
+    kind = draw.choice("target.kind", kinds)
+    if kind in ("none", "explicit-none"):
+        return kind
+    if kind in ("indices", "indices-full-shape"):
+        tshape = shape if kind == "indices-full-shape" else sample_shape
+        t = labels(draw, "target", tshape, n_classes, ignore)
+    elif kind == "probs":
+        t = np.abs(values(draw, "target", shape, draw.choice("target.dtype", ("float64", "float32", "float16"))))
+    elif kind == "probs-bad-shape":
+        t = np.full(shape[:-1] + (n_classes + 1,), 0.5)
+    elif kind == "float-indices":
+        t = np.zeros(sample_shape)
+    elif kind == "bool":
+        t = np.zeros(sample_shape, bool)
+    else:
+        t = np.zeros(sample_shape, complex)
+    return place(bufs, draw, "target", t) if t.dtype.kind in "biufc" else t
+
+
+def _sigmoid_target(bufs, draw, shape):
+    tv = values(draw, "target", shape, draw.choice("target.dtype", ("float64", "float32", "bool",
+                                                                     "int64", "complex128")))
+    if tv.dtype.kind == "f":
+        tv = np.clip(np.abs(tv), 0, draw.choice("target.max", (1.0, 2.0)))
+    return place(bufs, draw, "target", tv)
+
+
+def _scalar_option(draw, kwargs, label):
+    """A scalar option of the extras (see SCALAR_OPTIONS), passed when it
+    is not the default (or when drawn so)."""
+    valid, invalid = SCALAR_OPTIONS[label]
+    if draw.record is not None and label in draw.record:
+        want = draw.record[label]
+        draw.record.setdefault(label + ".bad", not any(_same_option(o, want) for o in valid))
+    bad = draw.choice(label + ".bad", (False, False, True))
+    v = draw.choice(label, invalid if bad else valid)
+    if not bad and _same_option(v, valid[0]):
+        if v == "default" or not draw.flag(label + ".given"):
+            return
+    if isinstance(v, str) and v != "default":
+        v = SCALARS[label][v]
+    kwargs[label] = v
+
+
+def _logsumexp_options(bufs, draw, shape, args, kwargs):
+    """SciPy's options of logsumexp: tuple and None axes, `b`, `keepdims`, `return_sign`."""
+    form = draw.choice("lse.axis", LSE_AXES)
+    nd = max(len(shape), 1)
+    ax = kwargs.get("axis", -1)
+    forms = {"omit": None, "None": None, "tuple": (ax,), "tuple-2": (0, -1),
+             "all-tuple": tuple(range(nd)), "empty-tuple": (), "tuple-dup": (0, 0),
+             "tuple-np": (np.int64(-1),) + ((np.int32(0),) if nd > 1 else ()),
+             "tuple-neg-dup": (nd - 1, -1), "tuple-out-of-range": (0, nd), "tuple-bool": (True,),
+             "tuple-float": (1.0,), "list": [0], "nested": ((0,),)}
+    if form == "omit":
+        kwargs.pop("axis", None)
+    elif form != "as-drawn":
+        kwargs["axis"] = forms[form]
+    if draw.flag("b.given"):
+        b = _lse_weights(bufs, draw, shape, args)
+        if b is not None:
+            kwargs["b"] = b
+    for flag in ("keepdims", "return_sign"):
+        v = draw.choice(flag, FLAGS)
+        if isinstance(v, str) and v != "True":
+            v = {"bool_": np.bool_(True), "int64-1": np.int64(1), "array": np.array([True])}[v]
+        if v is not False or draw.flag(flag + ".given"):
+            kwargs[flag] = v
+
+
+def _lse_weights(bufs, draw, shape, args):
+    bshape = {"same": shape, "last": shape[-1:], "col": shape[:-1] + (1,) if shape else (),
+              "first": shape[:1] + (1,) * (len(shape) - 1), "scalar": (), "bigger": (2,) + shape,
+              "bad": ((shape[-1] + 1) if shape else 2,), "empty": (0,)}[draw.choice("b.shape", B_SHAPES)]
+    kind = draw.choice("b.kind", B_KINDS)
+    rng = np.random.default_rng(draw.integer("b.seed", 0, 2**16))
+    if kind == "logits":
+        return args[0] if isinstance(args[0], np.ndarray) else None
+    v = rng.uniform(0.5, 2.0, bshape)
+    if kind == "signed":
+        v = rng.standard_normal(bshape)
+    elif kind == "zeros":
+        v = np.where(rng.random(bshape) < 0.5, 0.0, v)
+    elif kind == "all-zero":
+        v = np.zeros(bshape)
+    elif kind == "bool":
+        v = rng.random(bshape) < 0.7
+    elif kind == "int":
+        v = rng.integers(-2, 3, bshape)
+    elif kind == "float32":
+        v = v.astype(np.float32)
+    elif kind in ("nan", "inf") and v.size:
+        v.reshape(-1)[0] = math.nan if kind == "nan" else math.inf
+    elif kind == "cancel":                              # +1, -1, +1, ...: sums that cancel
+        v = np.where(np.arange(v.size) % 2, -1.0, 1.0).reshape(bshape)
+    elif kind == "complex":
+        v = v + 1j
+    elif kind == "str":
+        v = v.astype(str)
+    elif kind == "longdouble":
+        v = v.astype(np.longdouble)
+    v = place(bufs, draw, "b", v) if v.dtype.kind in "biufc" else v
+    return wrap(bufs, draw, "b", v)
 
 
 def _ignore(draw):
@@ -487,19 +685,21 @@ def _weight(bufs, draw, label, shape):
     return wrap(bufs, draw, label, place(bufs, draw, label, w))
 
 
-def _common(draw, kwargs):
-    eps = draw.choice("label_smoothing", SMOOTHING)
-    if eps == "float32":
-        eps = np.float32(0.25)
-    elif eps == "array":
-        eps = np.array([0.1])
-    if eps != 0.0 or draw.flag("label_smoothing.given"):
-        kwargs["label_smoothing"] = eps
-    red = draw.choice("reduction", REDUCTIONS)
-    red = {"0d-array": np.array("mean"), "np.str_": np.str_("sum"), "list": ["mean"],
-           "two-array": np.array(["mean", "sum"])}.get(red, red) if isinstance(red, str) else red
-    if not (isinstance(red, str) and red == "mean" and type(red) is str) or draw.flag("reduction.given"):
-        kwargs["reduction"] = red
+def _common(draw, kwargs, smoothing=True, reduction=True):
+    if smoothing:
+        eps = draw.choice("label_smoothing", SMOOTHING)
+        if eps == "float32":
+            eps = np.float32(0.25)
+        elif eps == "array":
+            eps = np.array([0.1])
+        if eps != 0.0 or draw.flag("label_smoothing.given"):
+            kwargs["label_smoothing"] = eps
+    if reduction:
+        red = draw.choice("reduction", REDUCTIONS)
+        red = {"0d-array": np.array("mean"), "np.str_": np.str_("sum"), "list": ["mean"],
+               "two-array": np.array(["mean", "sum"])}.get(red, red) if isinstance(red, str) else red
+        if not (isinstance(red, str) and red == "mean" and type(red) is str) or draw.flag("reduction.given"):
+            kwargs["reduction"] = red
     nt = draw.choice("n_threads", N_THREADS)
     nt = {"int64": np.int64(3), "int8-0": np.int8(0), "0d-array": np.array(2)}.get(nt, nt) \
         if isinstance(nt, str) and nt != "2" else nt
@@ -706,6 +906,57 @@ def _check_accepted(call):
     if "label_smoothing" in kw and not (isinstance(eps, (int, float, np.floating, np.integer))
                                         and not isinstance(eps, (bool, np.bool_)) and 0 <= eps <= 1):
         raise Finding(f"{call}: accepted label_smoothing={eps!r}")
+    for k, ok in _SCALAR_RULES.items():
+        if k in kw and not ok(kw[k]):
+            raise Finding(f"{call}: accepted {k}={kw[k]!r}")
+    for k in ("keepdims", "return_sign"):
+        v = kw.get(k, False)
+        if k in kw and not (isinstance(v, (bool, np.bool_)) or _integer(v) and v in (0, 1)):
+            raise Finding(f"{call}: accepted {k}={v!r}")
+    if "axis" in kw and not call.name.startswith("keras"):
+        _check_accepted_axis(call, kw["axis"])
+
+
+def _real(v):
+    """A finite real number, not a bool (nor an array, a string, a complex)."""
+    return (isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+            and math.isfinite(float(v)))
+
+
+def _integer(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+_SCALAR_RULES = {
+    "temperature": lambda v: _real(v) and v > 0,
+    "softcap": lambda v: v is None or _real(v) and v > 0,
+    "z_loss": lambda v: _real(v) and v >= 0,
+    "gamma": lambda v: _real(v) and v >= 0,
+    "alpha": lambda v: v is None or _real(v),
+}
+
+
+def _check_accepted_axis(call, axis):
+    """An integer axis; for logsumexp also None or a tuple of integers that
+    names each axis of the (broadcast) shape at most once."""
+    if call.name != "logsumexp":
+        if not _integer(axis):
+            raise Finding(f"{call}: accepted axis={axis!r}")
+        return
+    if axis is None:
+        return
+    items = axis if isinstance(axis, tuple) else (axis,) if _integer(axis) else None
+    if items is None or not all(_integer(a) for a in items):
+        raise Finding(f"{call}: accepted axis={axis!r}")
+    try:
+        shape = np.shape(call.args[0])
+        if call.kwargs.get("b") is not None:
+            shape = np.broadcast_shapes(shape, np.shape(call.kwargs["b"]))
+    except Exception:
+        return
+    nd = max(len(shape), 1)
+    if any(not -nd <= a < nd for a in items) or len({int(a) % nd for a in items}) != len(items):
+        raise Finding(f"{call}: accepted axis={axis!r} for {nd} dimension(s)")
 
 
 def _check_error(call, error):
@@ -731,13 +982,28 @@ def _reference(call):
         return None
     args = list(call.args)
     x = args[0]
-    if not isinstance(x, np.ndarray) or x.dtype != np.float64 or not x.size:
+    if not isinstance(x, np.ndarray) or not x.size:
+        return None
+    # float64 logits; token_stats also others, for its integer fields (argmax, rank)
+    if x.dtype != np.float64 and not (call.name == "token_stats" and x.dtype.kind in "iuf"
+                                      and x.dtype.itemsize <= 8):
         return None
     kwargs = {k: (np.array(v) if isinstance(v, (np.ndarray, memoryview)) else v)
               for k, v in call.kwargs.items() if k not in ("grad_out", "out", "n_threads")}
     for k in ("weight", "sample_weight", "pos_weight"):
         v = kwargs.get(k)
         if v is not None and (not isinstance(v, np.ndarray) or v.dtype != np.float64):
+            return None
+    if kwargs.get("b") is not None:
+        try:
+            b = np.asarray(kwargs["b"])
+        except Exception:
+            return None
+        if b.dtype.kind not in "biuf" or b.dtype.itemsize > 8:
+            return None
+        kwargs["b"] = b
+    if kwargs.get("target") is not None:
+        if not isinstance(kwargs["target"], np.ndarray) or kwargs["target"].dtype.kind not in "iu":
             return None
     if len(args) > 1:
         if not isinstance(args[1], np.ndarray) or args[1].dtype.kind not in "fiu":
@@ -752,7 +1018,23 @@ def _reference(call):
         return None
 
 
+def _compute_dtype(x):
+    """xent's compute dtype for logits `x` (None when it is not an array of
+    a kind it computes in)."""
+    try:
+        a = x if isinstance(x, np.ndarray) else np.asarray(x)
+    except Exception:
+        return None
+    if a.dtype.kind == "f":
+        return np.dtype(np.float32) if a.dtype.itemsize <= 4 else np.dtype(np.float64)
+    return np.dtype(np.float64) if a.dtype.kind in "iu" else None
+
+
 def _check_result(call, result, ref):
+    if call.name == "token_stats":
+        return _check_stats(call, result, ref)
+    if call.name == "logsumexp":
+        return _check_logsumexp(call, result, ref)
     want_pair = call.name.endswith("_with_grad")
     if want_pair:
         if not (isinstance(result, tuple) and len(result) == 2):
@@ -766,9 +1048,14 @@ def _check_result(call, result, ref):
     else:
         loss, grad = result, None
     red = call.kwargs.get("reduction", "mean")
-    if call.name.startswith(("softmax_cross", "sigmoid")) and red in ("mean", "sum") \
+    if call.name.startswith(("softmax_cross", "sigmoid", "softmax_focal")) and red in ("mean", "sum") \
             and type(loss) is not float:
         raise Finding(f"{call}: reduction={red!r} returned {type(loss).__name__}, not float")
+    if "focal" in call.name and red == "none":
+        cdt = _compute_dtype(call.args[0])
+        if not isinstance(loss, np.ndarray) or cdt is not None and loss.dtype != cdt:
+            raise Finding(f"{call}: reduction='none' returned {type(loss).__name__} "
+                          f"{getattr(loss, 'dtype', '')}, not an ndarray of {cdt}")
     if ref is None:
         return
     rl, rg = ref if want_pair else (ref, None)
@@ -791,18 +1078,29 @@ def _mass(call):
 
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")                 # nanmax of all-NaN
-        m = biggest(call.kwargs.get("weight")) * biggest(call.kwargs.get("sample_weight")) \
-            * biggest(call.kwargs.get("pos_weight"))
+        kw = call.kwargs
+        m = biggest(kw.get("weight")) * biggest(kw.get("sample_weight")) \
+            * biggest(kw.get("pos_weight"))
+        # the gradient is divided by the temperature; a focal term's factor
+        # is up to |alpha_t| (1 + gamma)
+        if _real(kw.get("temperature")) and kw["temperature"] > 0:
+            m *= max(1.0, 1.0 / float(kw["temperature"]))
+        if _real(kw.get("gamma")):
+            m *= 1.0 + abs(float(kw["gamma"]))
+        if _real(kw.get("alpha")):
+            m *= max(1.0, abs(float(kw["alpha"])), abs(1.0 - float(kw["alpha"])))
         t = call.args[1] if len(call.args) > 1 else None
         if isinstance(t, np.ndarray) and t.dtype.kind == "f" and t.size:
             rows = np.abs(t.astype(np.float64))
-            if rows.ndim and call.name.startswith("softmax_cross_entropy"):
+            if rows.ndim and call.name.startswith(("softmax_cross_entropy", "softmax_focal")):
                 rows = np.moveaxis(rows, int(call.kwargs.get("axis", -1)), -1).sum(axis=-1)
             m *= max(1.0, float(np.nanmax(rows)))
         return m if np.isfinite(m) else math.inf
 
 
-def _close(call, what, got, want):
+def _close(call, what, got, want, skip=None, factor=None):
+    """`got` equal to `want` within the documented bounds; `skip` masks
+    entries not compared, `factor` widens the bound entry by entry."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
@@ -810,6 +1108,10 @@ def _close(call, what, got, want):
     mass = _mass(call)
     if mass == math.inf:
         return                     # products of weights and targets overflow: no bound
+    if skip is not None:
+        keep = ~np.broadcast_to(skip, got.shape)
+        got, want = got[keep], want[keep]
+        factor = None if factor is None else np.broadcast_to(factor, keep.shape)[keep]
     finite = np.isfinite(want)
     if not np.array_equal(np.isnan(got), np.isnan(want)) or \
             not np.array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)]):
@@ -817,6 +1119,145 @@ def _close(call, what, got, want):
                       f"{got.ravel()[:6]} vs {want.ravel()[:6]}")
     if finite.any():
         scale = max(1.0, mass, float(np.max(np.abs(want[finite]))))
-        err = float(np.max(np.abs(got[finite] - want[finite])))
+        diff = np.abs(got[finite] - want[finite])
+        if factor is not None:
+            diff = diff / factor[finite]
+        err = float(np.max(diff))
         if not err <= 1e-9 * scale:
             raise Finding(f"{call}: {what} is {err:.3g} from the reference (scale {scale:.3g})")
+
+
+def _check_stats(call, result, ref):
+    """token_stats: a TokenStats of per-sample arrays, its integer fields
+    equal to the reference's, its float fields close (float64 logits), and
+    its logprob bitwise -softmax_cross_entropy(..., reduction="none")."""
+    if type(result) is not xent.TokenStats:
+        raise Finding(f"{call}: returned {type(result).__name__}, not xent.TokenStats")
+    has_target = len(call.args) > 1 or call.kwargs.get("target") is not None
+    for f in ("logprob", "rank"):
+        if (getattr(result, f) is None) == has_target:
+            raise Finding(f"{call}: {f} is {'None' if has_target else 'given'} "
+                          f"{'with' if has_target else 'without'} a target")
+    cdt = _compute_dtype(call.args[0])
+    fields = [(f, v) for f, v in zip(result._fields, result) if v is not None]
+    shape = result.lse.shape if isinstance(result.lse, np.ndarray) else None
+    for f, v in fields:
+        want_dt = np.dtype(np.int64) if f in ("argmax", "rank") else cdt
+        if not isinstance(v, np.ndarray) or v.shape != shape or want_dt is not None and v.dtype != want_dt:
+            raise Finding(f"{call}: field {f} is {type(v).__name__} {getattr(v, 'dtype', '')} "
+                          f"{getattr(v, 'shape', '')}, not an ndarray of {want_dt} {shape}")
+    x = np.asarray(call.args[0])
+    ax = call.kwargs.get("axis", -1)
+    n_classes = x.shape[ax] if x.ndim else 1
+    for f in ("argmax", "rank"):
+        v = getattr(result, f)
+        if v is not None and v.size and not (v.min() >= -1 and v.max() < n_classes):
+            raise Finding(f"{call}: {f} outside [-1, {n_classes}): {v.ravel()[:6]}")
+    if has_target:
+        _check_logprob_is_ce(call, result.logprob)
+    if ref is None:
+        return
+    for f in ("argmax", "rank"):
+        v, w = getattr(result, f), getattr(ref, f)
+        if (v is None) != (w is None) or v is not None and not np.array_equal(v, w):
+            raise Finding(f"{call}: {f} differs from the reference: {np.ravel(v)[:8]} vs "
+                          f"{np.ravel(w)[:8]}")
+    if x.dtype == np.float64:
+        for f in ("lse", "entropy", "logprob"):
+            if getattr(ref, f) is not None:
+                _close(call, f, getattr(result, f), getattr(ref, f))
+
+
+def _check_logprob_is_ce(call, logprob):
+    kw = {k: v for k, v in call.kwargs.items() if k in ("axis", "temperature", "ignore_index", "n_threads")}
+    args = list(call.args)
+    if len(args) == 1:
+        args.append(call.kwargs["target"])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ce = xent.softmax_cross_entropy(*args, reduction="none", **kw)
+    except Exception as exc:
+        raise Finding(f"{call}: token_stats accepted the call, softmax_cross_entropy with its "
+                      f"arguments raised {type(exc).__name__}: {exc}") from None
+    with np.errstate(all="ignore"):
+        neg = -np.asarray(ce)
+    if neg.dtype != logprob.dtype or not np.array_equal(logprob, neg, equal_nan=True):
+        bad = np.flatnonzero(~((logprob == neg) | np.isnan(logprob) & np.isnan(neg)))[:4]
+        raise Finding(f"{call}: logprob is not -softmax_cross_entropy(reduction='none') bitwise: "
+                      f"{logprob.ravel()[bad]} vs {neg.ravel()[bad]} ({logprob.dtype}, {neg.dtype})")
+
+
+def _check_logsumexp(call, result, ref):
+    """logsumexp: a NumPy scalar for a 0-d result, an ndarray otherwise, in
+    the compute dtype; with return_sign a pair (lse, sign) of one shape,
+    sign in {+1, -1, 0, NaN}; close to the reference where the signed sum
+    is not too ill-conditioned."""
+    rs = call.kwargs.get("return_sign", False)
+    if rs:
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise Finding(f"{call}: return_sign={rs!r} returned {type(result).__name__}, not (lse, sign)")
+        parts = list(zip(("lse", "sign"), result))
+    else:
+        parts = [("lse", result)]
+    cdt = _compute_dtype(call.args[0])
+    for what, v in parts:
+        if isinstance(v, np.ndarray):
+            if v.ndim == 0:
+                raise Finding(f"{call}: {what} is a 0-d array, not a NumPy scalar")
+        elif not isinstance(v, np.floating):
+            raise Finding(f"{call}: {what} is a {type(v).__name__}")
+        if cdt is not None and v.dtype != cdt:
+            raise Finding(f"{call}: {what} has dtype {v.dtype}, not {cdt}")
+    if rs:
+        lse, sign = result
+        if np.shape(lse) != np.shape(sign):
+            raise Finding(f"{call}: lse has shape {np.shape(lse)}, sign {np.shape(sign)}")
+        s = np.asarray(sign, dtype=np.float64)
+        if not np.all(np.isin(s, (1.0, -1.0, 0.0)) | np.isnan(s)):
+            raise Finding(f"{call}: sign holds {np.unique(s)[:6]}")
+    if ref is None:
+        return
+    skip, big = _lse_condition(call)
+    if rs:
+        _close(call, "lse", result[0], ref[0], skip, big)
+        got, want = np.asarray(result[1], np.float64), np.asarray(ref[1], np.float64)
+        if got.shape != want.shape:
+            raise Finding(f"{call}: sign has shape {got.shape}, the reference {want.shape}")
+        keep = np.ones(got.shape, bool) if skip is None else ~skip
+        if not np.array_equal(got[keep], want[keep], equal_nan=True):
+            raise Finding(f"{call}: sign differs from the reference: {got.ravel()[:6]} vs {want.ravel()[:6]}")
+    else:
+        _close(call, "lse", result, ref, skip, big)
+
+
+def _lse_condition(call):
+    """Where the reference's logsumexp with `b` is no bound: `(skip, factor)`.
+
+    * A `b` with negative entries: the signed sum's condition number
+      ``cond = (S+ + S-) / |S+ - S-|`` multiplies the error (the kernel's is
+      a few ulps of each log-sum); the bound is widened by
+      ``cond * max(1, |log S+|, |log S-|)`` and entries with cond > 1e6
+      (where even the sign may be rounding) are skipped.
+
+    (None, None) without negative weights."""
+    b = call.kwargs.get("b")
+    try:
+        b = np.asarray(b, dtype=np.float64)
+    except Exception:
+        return None, None
+    negative = bool((b < 0).any())
+    if not negative:
+        return None, None
+    kw = {k: v for k, v in call.kwargs.items() if k in ("axis", "keepdims")}
+    x = np.array(call.args[0])
+    lse = xent.reference.logsumexp
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lp = np.asarray(lse(x, b=np.where(b > 0, b, 0.0), **kw), np.float64)
+        lq = np.asarray(lse(x, b=np.where(b < 0, -b, 0.0), **kw), np.float64)
+        d = np.abs(lp - lq)
+        cond = np.where(np.isneginf(lp) & np.isneginf(lq), 1.0, (1 + np.exp(-d)) / -np.expm1(-d))
+        cond = np.where(np.isnan(cond), 1.0, cond)      # inf - inf: a NaN sum either way
+        big = cond * np.maximum(1.0, np.nan_to_num(np.maximum(np.abs(lp), np.abs(lq)), posinf=1.0))
+    return np.asarray(cond > 1e6), big

@@ -9,6 +9,8 @@ not strings, NumPy warnings, a NaN weight of an unused class); the second
 spreads over the functions, and the reproducers of later campaigns.
 """
 
+import math
+
 _BIG = {"shape": (40, 1000)}          # past one tile: the general, threaded path
 _GRAD = {"fn": "softmax_cross_entropy_with_grad"}
 _BCE_GRAD = {"fn": "sigmoid_binary_cross_entropy_with_grad"}
@@ -89,4 +91,81 @@ SEEDS = {
                                                       "weight.exc": "TypeError",
                                                       "grad_out": "logits"}),
     "memmap-logits": {"logits.layout": "memmap"},
+    # the extras: token statistics, temperature / softcap / z-loss, the focal
+    # losses, SciPy's options of logsumexp -- valid calls on each path, and
+    # each kind of bad option
+    "token_stats": {"fn": "token_stats"},
+    "token_stats-no-target": {"fn": "token_stats", "target.kind": "none"},
+    "token_stats-target-keyword-none": {"fn": "token_stats", "target.kind": "explicit-none"},
+    "token_stats-temperature-ignore": {"fn": "token_stats", "temperature": 0.7, "ignore_index": -100,
+                                       "target.bad": "-100"},
+    "token_stats-specials-large": dict(_BIG, fn="token_stats", n_threads=2, **{
+        "logits.n_specials": 4, "logits.special": -math.inf, "temperature": 2.0}),
+    "token_stats-float16-nan": {"fn": "token_stats", "logits.dtype": "float16", "logits.n_specials": 1,
+                                "logits.special": math.nan},
+    "token_stats-temperature-zero": {"fn": "token_stats", "temperature": 0.0},
+    "token_stats-temperature-array": {"fn": "token_stats", "temperature": "0d-array"},
+    # integers past 2**53 (uint64 -1 wrapped): argmax and rank on float64
+    # values, not the integers (reported; the oracle skips that comparison)
+    "token_stats-uint64-huge": {"fn": "token_stats", "logits.float": True, "logits.dtype": "uint64"},
+    "ce-temperature": {"temperature": 0.7},
+    "ce-temperature-fraction-probs": {"temperature": "fraction", "target.kind": "probs"},
+    "ce-softcap-z_loss-grad": dict(_GRAD, softcap=1.0, z_loss=1e-4),
+    "ce-extras-probs-grad": dict(_GRAD, temperature=2.0, softcap=5, z_loss=1.0, **{"target.kind": "probs"}),
+    "ce-extras-large-weighted-grad": dict(_GRAD, shape=(40, 1000), temperature=0.5, softcap=30.0,
+                                          z_loss=1e-4, **{"weight.given": True, "sample_weight.given": True,
+                                                          "ignore_index": -100, "target.bad": "-100"}),
+    "ce-temperature-tiny-grad": dict(_GRAD, temperature=1e-300),
+    "ce-softcap-float32-logits": {"logits.dtype": "float32", "softcap": "float32", "z_loss": "float32"},
+    "ce-softcap-nan": {"softcap": math.nan},
+    "ce-z_loss-negative": {"z_loss": -1e-4},
+    "ce-temperature-bool": {"temperature": True},
+    "sigmoid_focal": {"fn": "sigmoid_focal_loss"},
+    "sigmoid_focal-grad-gamma0-alpha-none": {"fn": "sigmoid_focal_loss_with_grad", "gamma": 0.0, "alpha": None},
+    "sigmoid_focal-grad-float32-large": {"fn": "sigmoid_focal_loss_with_grad", "shape": (40, 1000),
+                                         "logits.dtype": "float32", "gamma": 0.5, "reduction": "none"},
+    "sigmoid_focal-bool-target-in-place": {"fn": "sigmoid_focal_loss_with_grad", "target.dtype": "bool",
+                                           "grad_out": "logits", "alpha": -1.0},
+    "sigmoid_focal-gamma-negative": {"fn": "sigmoid_focal_loss", "gamma": -1.0},
+    "sigmoid_focal-alpha-str": {"fn": "sigmoid_focal_loss", "alpha": "str"},
+    # targets past [0, 1] (the logits): the float64 gradient is not the
+    # derivative of the loss (reported; the oracle compares the loss only)
+    "sigmoid_focal-grad-logits-as-target": {"fn": "sigmoid_focal_loss_with_grad", "logits_again": "target"},
+    "softmax_focal": {"fn": "softmax_focal_loss"},
+    "softmax_focal-grad-probs-weight": {"fn": "softmax_focal_loss_with_grad", "target.kind": "probs",
+                                        "weight.given": True, "alpha": 0.25, "gamma": 5.0},
+    "softmax_focal-grad-large-ignore": {"fn": "softmax_focal_loss_with_grad", "shape": (40, 1000),
+                                        "ignore_index": -100, "target.bad": "-100", "n_threads": 2},
+    "softmax_focal-alpha-nan": {"fn": "softmax_focal_loss", "alpha": math.nan},
+    "softmax_focal-gamma-none": {"fn": "softmax_focal_loss_with_grad", "gamma": None, "grad_out": "fresh"},
+    "logsumexp-b-signed-return_sign": {"fn": "logsumexp", "b.given": True, "b.kind": "signed",
+                                       "return_sign": True},
+    "logsumexp-b-mask-keepdims": {"fn": "logsumexp", "shape": (2, 3, 4), "lse.axis": "tuple-2",
+                                  "b.given": True, "b.kind": "bool", "b.shape": "last", "keepdims": True},
+    "logsumexp-axis-none": {"fn": "logsumexp", "shape": (2, 3, 4), "lse.axis": "None", "return_sign": 1},
+    "logsumexp-axis-empty-tuple": {"fn": "logsumexp", "lse.axis": "empty-tuple", "b.given": True},
+    "logsumexp-axis-duplicate": {"fn": "logsumexp", "lse.axis": "tuple-neg-dup"},
+    "logsumexp-b-bad-shape": {"fn": "logsumexp", "b.given": True, "b.shape": "bad"},
+    "logsumexp-b-complex": {"fn": "logsumexp", "b.given": True, "b.kind": "complex"},
+    "logsumexp-keepdims-2": {"fn": "logsumexp", "keepdims": 2},
+    # infinite weights: xent.reference gave NaN where the sum is +inf (xent:
+    # inf), where exp(x - max) underflows at one (fixed) and for two of them
+    # in one sum (reported; the oracle skips those entries)
+    "logsumexp-b-inf-twice": {"fn": "logsumexp", "shape": (2, 3, 4), "axis": 0, "lse.axis": "tuple",
+                              "b.given": True, "b.shape": "last", "b.kind": "inf"},
+    "logsumexp-b-inf-underflow": {"fn": "logsumexp", "shape": (2, 3, 4), "logits.scale": 1e4,
+                                  "b.given": True, "b.shape": "last", "b.kind": "inf"},
+    # a temperature whose reciprocal overflows the compute dtype: x * fl(1/T)
+    # was 0 * inf = NaN at a zero logit, and argmax / rank followed that NaN;
+    # now refused (ValueError)
+    "token_stats-float16-temperature-1e-300": {"fn": "token_stats", "logits.dtype": "float16",
+                                               "temperature": 1e-300, "logits.n_specials": 1,
+                                               "logits.special": 0.0},
+    # a NaN sample weight on an ignored row: xent 0 (documented), the
+    # reference NaN (reported; the oracle gives the reference weight 1 there)
+    "ce-nan-sample_weight-ignored-row": dict(_GRAD, shape=(40, 1000), **{
+        "sample_weight.given": True, "sample_weight.kind": "nan", "ignore_index": -100,
+        "target.bad": "-100", "target.bad_at": 0, "z_loss": 1e-4}),
+    "ce-temperature-1e-310": {"temperature": 1e-310, "logits.scale": 0.01, "reduction": "none",
+                              "logits.n_specials": 1, "logits.special": 0.0},
 }
