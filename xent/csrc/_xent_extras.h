@@ -220,7 +220,7 @@ static void N(first_above)(const T* x, ptrdiff_t n, T m, T v, int64_t* first, in
  * chunks Kahan-added.  loss / grad may be NULL. */
 #define XT_D(name) XENT_CAT3(name, f64, XENT_ISA)
 typedef struct { double v, g; } N(sfocal_t);
-XENT_INLINE N(sfocal_t) N(sfocal_elem)(double xv, double tv, double al, int use_a, double g)
+XENT_INLINE N(sfocal_t) N(sfocal_elem)(double xv, double tv, double a0, double a1, double g)
 {
     const double ax = xv < 0 ? -xv : xv;
     const double e = XT_D(exp_neg)(-ax);
@@ -234,41 +234,49 @@ XENT_INLINE N(sfocal_t) N(sfocal_elem)(double xv, double tv, double al, int use_
     const double lq = tv == 1.0 ? -sp : (tv == 0.0 ? -sn : XT_D(log1p_tail)(qs - 1.0, qs, 0.0));
     const double r = tv == 1.0 ? p : (tv == 0.0 ? pn : (p * pn) / qs);
     const double mod = g == 0.0 ? 1.0 : XT_D(exp_neg)(g * lq);
-    const double at = use_a ? al * tv + (1.0 - al) * (1.0 - tv) : 1.0;
+    const double at = a0 + a1 * tv;
     const double pmt = tv == 1.0 ? -pn : (tv == 0.0 ? p : p - tv);
     const double gv = pmt + (g != 0.0 && r != 0.0 ? g * ce * r * (1.0 - 2.0 * tv) : 0.0);
     N(sfocal_t) out = {at != 0.0 && ce != 0.0 ? at * ce * mod : 0.0, at != 0.0 ? at * mod * gv : 0.0};
     return out;
 }
 
-#define XT_SFOCAL_LOOP(STORE)                                                                 \
-    _Pragma("omp simd reduction(+ : acc)")                                                    \
-    for (ptrdiff_t j = j0; j < j1; j++) {                                                     \
-        const N(sfocal_t) o = N(sfocal_elem)((double)x[j], (double)t[j], al, use_a, g);       \
-        const float v = (float)o.v;                                                           \
-        acc += (double)v;                                                                     \
-        STORE                                                                                 \
-    }
 static double N(sfocal_rows)(const float* x, const float* t, ptrdiff_t n, double al, int use_a,
                              double g, float* loss, float* grad, double scale)
 {
+    /* a chunk in double buffers first: the element loop then has one
+     * element size (double) */
+    double xd[XT_BCE_CHUNK], td[XT_BCE_CHUNK], lv[XT_BCE_CHUNK], gv[XT_BCE_CHUNK];
+    /* a_t = alpha t + (1 - alpha)(1 - t) = a0 + a1 t (1 without the term): no
+     * integer flag among the doubles, which kept gcc from vectorising */
+    const double a0 = use_a ? 1.0 - al : 1.0, a1 = use_a ? 2.0 * al - 1.0 : 0.0;
     double s = 0.0, c = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
-        const ptrdiff_t j1 = n - j0 < XT_BCE_CHUNK ? n : j0 + XT_BCE_CHUNK;
+        const ptrdiff_t ns = n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK;
         double acc = 0.0;
-        if (loss && grad) {
-            XT_SFOCAL_LOOP(loss[j] = v; grad[j] = (float)(scale * o.g);)
-        } else if (grad) {
-            XT_SFOCAL_LOOP(grad[j] = (float)(scale * o.g);)
-        } else if (loss) {
-            XT_SFOCAL_LOOP(loss[j] = v;)
-        } else {
-            XT_SFOCAL_LOOP((void)0;)
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < ns; j++) {
+            xd[j] = (double)x[j0 + j];
+            td[j] = (double)t[j0 + j];
         }
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < ns; j++) {
+            const N(sfocal_t) o = N(sfocal_elem)(xd[j], td[j], a0, a1, g);
+            lv[j] = (double)(float)o.v;
+            gv[j] = scale * o.g;
+        }
+#pragma omp simd reduction(+ : acc)
+        for (ptrdiff_t j = 0; j < ns; j++)
+            acc += lv[j];
+        if (loss)
+            for (ptrdiff_t j = 0; j < ns; j++)
+                loss[j0 + j] = (float)lv[j];
+        if (grad)
+            for (ptrdiff_t j = 0; j < ns; j++)
+                grad[j0 + j] = (float)gv[j];
         xent_kahan_add(&s, &c, acc);
     }
     return s - c;
 }
-#undef XT_SFOCAL_LOOP
 #undef XT_D
 #endif

@@ -604,7 +604,7 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
             r = q > 0.0 ? (p * pn) / q : 0.0;
         }
         const double mod = g == 0.0 ? 1.0 : pow(q, g);
-        const double at = c->mode ? al * tv + (1.0 - al) * (1.0 - tv) : 1.0;
+        const double at = c->mode ? (1.0 - al) + (2.0 * al - 1.0) * tv : 1.0;   /* as sfocal_rows */
         double v = at != 0.0 && ce != 0.0 ? at * ce * mod : 0.0;
         v = (double)(T)v;
         if (loss)
