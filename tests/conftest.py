@@ -105,3 +105,30 @@ def oversubscribe(monkeypatch):
     import xent._validate
 
     monkeypatch.setattr(xent._validate, "thread_limit", lambda: 64)
+
+
+def simd_variants():
+    """The SIMD variants this CPU runs in this build ([None] without run-time
+    dispatch)."""
+    try:
+        from xent import _config
+        return list(_config.variants_supported())
+    except (ImportError, AttributeError):      # a build without run-time dispatch
+        return [None]
+
+
+@pytest.fixture(params=simd_variants(), ids=lambda v: v or "default")
+def isa(request):
+    """Run the test on one SIMD variant, then restore the one in use (the
+    accuracy tests measure each)."""
+    if request.param is None:
+        yield None
+        return
+    from xent import _config
+    before = _config.simd_variant()
+    _config.select_isa(request.param)
+    assert _config.simd_variant() == request.param
+    try:
+        yield request.param
+    finally:
+        _config.select_isa(before)

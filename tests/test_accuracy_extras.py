@@ -92,32 +92,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _exact as ex  # noqa: E402
 
 
-# --------------------------------------------------------------------------
-# SIMD variants: each is measured (as in test_accuracy.py)
-# --------------------------------------------------------------------------
-
-def _variants():
-    try:
-        from xent import _config
-        return list(_config.variants_supported())
-    except (ImportError, AttributeError):      # a build without run-time dispatch
-        return [None]
-
-
-@pytest.fixture(params=_variants(), ids=lambda v: v or "default")
-def isa(request):
-    """Run the test on one SIMD variant, then restore the one in use."""
-    if request.param is None:
-        yield None
-        return
-    from xent import _config
-    before = _config.simd_variant()
-    _config.select_isa(request.param)
-    assert _config.simd_variant() == request.param
-    try:
-        yield request.param
-    finally:
-        _config.select_isa(before)
+# Every test that takes the `isa` fixture (conftest.py) runs on each SIMD
+# variant this CPU runs.
 
 
 DTYPES = [np.float32, np.float64]

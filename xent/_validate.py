@@ -369,11 +369,9 @@ def _result(call, reduction, den, loss_shape, moved_shape, axis, gdt, grad_out, 
     return call
 
 
-def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, reduction, nt,
-               want_grad, grad_out, temperature=1.0, softcap=0.0, z_loss=0.0, focal=None):
-    """The record of a softmax cross-entropy call (`eps`, `reduction`, `nt`
-    and the options after them already checked), its labels checked.
-    ``focal=(alpha, gamma)`` makes it the softmax focal loss's."""
+def class_logits(logits, axis):
+    """Logits with a class axis: (array, compute dtype, axis >= 0, C, the
+    per-sample shape)."""
     x = as_array(logits, "logits")
     cdt = compute_dtype(x, "logits")
     if x.ndim == 0:
@@ -382,7 +380,15 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
     n_classes = x.shape[ax]
     if n_classes == 0:
         raise ValueError(f"`logits` must have at least one class; axis {ax} of shape {x.shape} has length 0.")
-    sample_shape = x.shape[:ax] + x.shape[ax + 1:]
+    return x, cdt, ax, n_classes, x.shape[:ax] + x.shape[ax + 1:]
+
+
+def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, reduction, nt,
+               want_grad, grad_out, temperature=1.0, softcap=0.0, z_loss=0.0, focal=None):
+    """The record of a softmax cross-entropy call (`eps`, `reduction`, `nt`
+    and the options after them already checked), its labels checked.
+    ``focal=(alpha, gamma)`` makes it the softmax focal loss's."""
+    x, cdt, ax, n_classes, sample_shape = class_logits(logits, axis)
 
     t = as_array(target, "target")
     tk = kind(t.dtype)
@@ -482,15 +488,7 @@ def class_indices(t, n_classes, ignore_index, cdt, nt, w=None, sw=None):
 def token_stats(logits, target, axis, temperature, ignore_index, nt):
     """The record of a token_stats call (`temperature`, `nt` already
     checked) with its output arrays, its labels checked."""
-    x = as_array(logits, "logits")
-    cdt = compute_dtype(x, "logits")
-    if x.ndim == 0:
-        raise ValueError("`logits` must have at least one dimension (the classes); got a 0-d array.")
-    ax = check_axis(axis, x.ndim)
-    n_classes = x.shape[ax]
-    if n_classes == 0:
-        raise ValueError(f"`logits` must have at least one class; axis {ax} of shape {x.shape} has length 0.")
-    sample_shape = x.shape[:ax] + x.shape[ax + 1:]
+    x, cdt, ax, n_classes, sample_shape = class_logits(logits, axis)
     check_scale(temperature, "temperature", cdt)
     y = None
     has_ignore, ignore = check_ignore_index(ignore_index)

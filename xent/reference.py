@@ -166,6 +166,24 @@ def _check_labels(labels, c, ignore_index):
     return y, ignored
 
 
+def _check_index_shape(target, batch_shape):
+    if target.shape != batch_shape:
+        raise ValueError(f"target: expected shape {batch_shape} (logits without "
+                         f"axis) for class indices, got {target.shape}")
+
+
+def _probability_target(target, logits, batch_shape, ignore_index, axis, cdt):
+    """Probability targets checked (shape, no ignore_index) as (N, C) rows of ``cdt``."""
+    if ignore_index is not None:
+        raise ValueError("ignore_index: only valid with class-index targets")
+    if target.shape != logits.shape:
+        if target.shape == batch_shape:
+            raise TypeError("target: class indices must be integers; use "
+                            "target.astype(np.int64)")
+        raise ValueError(f"target: expected shape {logits.shape}, got {target.shape}")
+    return _to_rows(target.astype(cdt), axis)[0]
+
+
 def _check_extras(temperature, softcap, z_loss):
     """The cross-entropy extras as floats: ``(T, c or None, z_loss)``."""
     t = float(temperature)
@@ -307,21 +325,12 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index,
         shifted, e, r, top, bad = _softmax_parts(x)
 
         if target.dtype.kind in "iu":
-            if target.shape != batch_shape:
-                raise ValueError(f"target: expected shape {batch_shape} (logits without "
-                                 f"axis) for class indices, got {target.shape}")
+            _check_index_shape(target, batch_shape)
             loss, grad, ignored, w_y = _class_index_rows(
                 shifted, e, r, top, target.reshape(n), w, eps, ignore_index, want_grad)
             counted = np.where(ignored, 0, w_y)        # mean: divide by sum s_i w_{y_i}
         elif _kind(target.dtype) == "f":
-            if ignore_index is not None:
-                raise ValueError("ignore_index: only valid with class-index targets")
-            if target.shape != logits.shape:
-                if target.shape == batch_shape:
-                    raise TypeError("target: class indices must be integers; use "
-                                    "target.astype(np.int64)")
-                raise ValueError(f"target: expected shape {logits.shape}, got {target.shape}")
-            t, _ = _to_rows(target.astype(cdt), axis)
+            t = _probability_target(target, logits, batch_shape, ignore_index, axis, cdt)
             loss, grad = _probability_rows(shifted, e, r, top, t, w, eps, want_grad)
             ignored = np.zeros(n, bool)
             counted = np.ones(n, cdt)                  # mean: divide by sum s_i
@@ -751,9 +760,7 @@ def _softmax_focal(logits, target, alpha, gamma, axis, weight, ignore_index, red
         nll = np.log1p(r)[:, None] - shifted             # -log p = lse - x >= 0
 
         if target.dtype.kind in "iu":
-            if target.shape != batch_shape:
-                raise ValueError(f"target: expected shape {batch_shape} (logits without "
-                                 f"axis) for class indices, got {target.shape}")
+            _check_index_shape(target, batch_shape)
             y, ignored = _check_labels(target.reshape(n), c, ignore_index)
             w_y = w[y]
             loss, k = _focal_terms(a * w_y, p[rows, y], q[rows, y], nll[rows, y], g)
@@ -762,14 +769,7 @@ def _softmax_focal(logits, target, alpha, gamma, axis, weight, ignore_index, red
                 grad[rows, y] = -k * q[rows, y]          # K (p_y - 1), without cancellation
             counted = np.where(ignored, 0, w_y)          # mean: sum of w_{y_i}, kept rows
         elif _kind(target.dtype) == "f":
-            if ignore_index is not None:
-                raise ValueError("ignore_index: only valid with class-index targets")
-            if target.shape != logits.shape:
-                if target.shape == batch_shape:
-                    raise TypeError("target: class indices must be integers; use "
-                                    "target.astype(np.int64)")
-                raise ValueError(f"target: expected shape {logits.shape}, got {target.shape}")
-            t, _ = _to_rows(target.astype(cdt), axis)
+            t = _probability_target(target, logits, batch_shape, ignore_index, axis, cdt)
             terms, k = _focal_terms(a * (w * t), p, q, nll, g)
             loss = terms.sum(axis=1)
             if want_grad:
