@@ -719,7 +719,7 @@ def add_arguments(p):
     quick = ", ".join(f"{r}x{c}" for r, c in QUICK_SHAPES)
     full = ", ".join(f"{r}x{c}" for r, c in FULL_SHAPES)
     p.add_argument("--quick", action="store_true",
-                   help=f"arrays of about 64 MB ({quick}), about a minute, instead of the full "
+                   help=f"arrays of about 64 MB ({quick}), a few minutes, instead of the full "
                         f"sizes ({full}: up to 1 GB of logits, several minutes and about 4 GB "
                         "of memory)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
