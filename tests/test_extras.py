@@ -504,6 +504,17 @@ def test_sigmoid_focal_targets_outside_0_1_are_refused(dtype):
     xent.sigmoid_binary_cross_entropy(x, t)
 
 
+def test_zero_alpha_t_removes_the_element_even_at_a_nan_logit():
+    # alpha = 0 with a target of 1: alpha_t = 0, the element contributes
+    # nothing (found by the fuzz campaign: the reference gave NaN)
+    x = np.array([np.nan, 0.5, -1.0])
+    t = np.array([1.0, 0.0, 1.0])
+    for fn in (xent.sigmoid_focal_loss_with_grad, ref.sigmoid_focal_loss_with_grad):
+        loss, grad = fn(x, t, alpha=0.0, reduction="none")
+        assert loss[0] == 0.0 and grad[0] == 0.0 and loss[2] == 0.0
+        assert loss[1] > 0.0
+
+
 def test_empty_batches(rng):
     st = xent.token_stats(np.zeros((0, 5)), np.zeros(0, np.int64))
     assert all(a.shape == (0,) for a in st)

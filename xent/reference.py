@@ -636,7 +636,10 @@ def _sigmoid_focal(logits, target, alpha, gamma, reduction, want_grad):
         u = p * neg + p_neg * t
         coef = u ** g
         if alpha is not None and alpha >= 0:
-            coef = (alpha * t + (1 - alpha) * neg) * coef
+            # an alpha_t of exactly 0 removes the element, as a BCE weight of
+            # 0 does (even at a NaN logit)
+            a_t = alpha * t + (1 - alpha) * neg
+            coef = np.where(a_t != 0, a_t * coef, 0)
         loss = np.where(coef != 0, coef * ce, 0).astype(cdt)
         value, _ = _reduce_rows(loss, reduction, np.ones(loss.size))
         if not want_grad:

@@ -128,9 +128,14 @@ SEEDS = {
                                            "grad_out": "logits", "alpha": -1.0},
     "sigmoid_focal-gamma-negative": {"fn": "sigmoid_focal_loss", "gamma": -1.0},
     "sigmoid_focal-alpha-str": {"fn": "sigmoid_focal_loss", "alpha": "str"},
-    # targets past [0, 1] (the logits): the float64 gradient is not the
-    # derivative of the loss (reported; the oracle compares the loss only)
+    # targets past [0, 1] (the logits): refused, naming `target`
     "sigmoid_focal-grad-logits-as-target": {"fn": "sigmoid_focal_loss_with_grad", "logits_again": "target"},
+    # alpha = 0 and a target of 1 make alpha_t exactly 0: the element is
+    # removed even at a NaN logit (the reference gave NaN)
+    "sigmoid_focal-alpha0-nan-logit": {"fn": "sigmoid_focal_loss_with_grad", "alpha": 0.0,
+                                       "logits.n_specials": 1, "logits.special_at": 0,
+                                       "logits.special": math.nan, "target.dtype": "float64",
+                                       "target.scale": 1e4},
     "softmax_focal": {"fn": "softmax_focal_loss"},
     "softmax_focal-grad-probs-weight": {"fn": "softmax_focal_loss_with_grad", "target.kind": "probs",
                                         "weight.given": True, "alpha": 0.25, "gamma": 5.0},
