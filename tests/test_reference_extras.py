@@ -3,8 +3,8 @@
 No xent kernel is called here: this file holds the NumPy reference of the
 extras -- ``temperature`` / ``softcap`` / ``z_loss`` of the softmax
 cross-entropy, ``token_stats``, the sigmoid and softmax focal losses and
-SciPy's options of ``logsumexp`` -- to what ``notes/extras_semantics.md``
-specifies, through
+SciPy's options of ``logsumexp`` -- to the semantics the user guide
+states (docs/guide/semantics.rst), through
 
 * mpmath at 40 digits: losses, statistics and (by ``mp.diff``) gradients,
   including rows where a naive formula cancels (near-one-hot rows, large
@@ -105,7 +105,7 @@ def mp_lse(z):
 
 
 def mp_transform(row, temperature=1.0, softcap=None, dtype=np.float64):
-    """The logits after temperature (rounded in ``dtype`` as the contract says)
+    """The logits after temperature (rounded in ``dtype``, as xent documents)
     and softcap (exact here; the reference rounds it once)."""
     z = np.asarray(row, dtype=dtype) / np.dtype(dtype).type(temperature)
     z = mp_row(z)
@@ -214,7 +214,7 @@ def test_ce_extras_vs_mpmath(rng, extras, probs):
 def torch_ce_extras(x, target, *, weight=None, sample_weight=None, ignore_index=None,
                     label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0,
                     reduction="mean"):
-    """The contract's loss in torch ops (float64): (value, autograd gradient)."""
+    """The documented loss in torch ops (float64): (value, autograd gradient)."""
     torch = torch_or_skip()
     F = torch.nn.functional
     tx = torch.tensor(x, requires_grad=True)
@@ -249,7 +249,7 @@ def torch_ce_extras(x, target, *, weight=None, sample_weight=None, ignore_index=
 @pytest.mark.parametrize("probs", [False, True], ids=["indices", "probs"])
 @pytest.mark.parametrize("extras", EXTRAS, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 def test_ce_extras_vs_torch(rng, extras, probs, reduction):
-    """Loss and autograd gradient of the contract written in torch, with class and
+    """Loss and autograd gradient of the documented formula written in torch, with class and
     sample weights, ignore_index (and a sample weight of 0)."""
     x, target = _ce_case(rng, n=6, probs=probs)
     kw = dict(extras, weight=rng.uniform(0.5, 2.0, 5),

@@ -37,8 +37,8 @@ Choices where PyTorch offers no guidance (the kernels must make the same):
   (the mathematical value, as PyTorch); the gradient stays finite.
 
 The extras (``temperature`` / ``softcap`` / ``z_loss``, :func:`token_stats`,
-the focal losses, SciPy's options of :func:`logsumexp`) follow the contract
-of ``notes/extras_semantics.md``; each docstring's Notes give the formula.
+the focal losses, SciPy's options of :func:`logsumexp`) follow the semantics
+page of the user guide; each docstring's Notes give the formula.
 """
 
 import math

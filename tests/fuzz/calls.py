@@ -878,7 +878,7 @@ def _as_input(v):
 
 
 def _check_accepted(call):
-    """A call that succeeded had arguments the contract accepts: an output
+    """A call that succeeded had arguments xent documents as valid: an output
     overlaps no input but the logits exactly (in place), and `reduction`,
     `n_threads` and `label_smoothing` are valid."""
     inputs = [("logits" if i == 0 else f"argument {i}", a) for i, a in enumerate(call.args)]
