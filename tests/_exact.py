@@ -251,9 +251,10 @@ class ExactRow:
         values, self.inv = np.unique(self.x.astype(np.float64), return_inverse=True)
         self.inv = self.inv.ravel()
         counts = np.bincount(self.inv).tolist()
-        m = _raw(values[-1])
+        self.values = self._raw_values(values.tolist(), prec)
+        m = self.values[-1]
         self.m = m
-        self.du = [libmp.mpf_sub(_raw(v), m) for v in values.tolist()]   # x - max(x), exact
+        self.du = [libmp.mpf_sub(v, m) for v in self.values]             # x - max(x), exact
         self.Eu = [libmp.mpf_exp(v, prec, RN) if v[1] else ONE for v in self.du]
         self.k = counts[-1]                                               # ties at the max
         self.T = libmp.mpf_sum([libmp.mpf_mul(e, libmp.from_int(c))
@@ -266,6 +267,10 @@ class ExactRow:
         self.log_S = log_S._mpf_
         self._higher = {}
         self._softmax = None
+
+    def _raw_values(self, values, prec):
+        """The row's distinct values, exactly (MappedRow: their images)."""
+        return [_raw(v) for v in values]
 
     @property
     def C(self):
@@ -835,26 +840,10 @@ class MappedRow(ExactRow):
 
     def __init__(self, x, f, prec=PREC):
         self.f = f
-        self.x = np.asarray(x)
-        self.prec = prec
-        values, self.inv = np.unique(self.x.astype(np.float64), return_inverse=True)
-        self.inv = self.inv.ravel()
-        counts = np.bincount(self.inv).tolist()
-        self.values = [f(_raw(v), prec + 32) for v in values.tolist()]
-        m = self.values[-1]
-        self.m = m
-        self.du = [libmp.mpf_sub(v, m) for v in self.values]            # exact
-        self.Eu = [libmp.mpf_exp(v, prec, RN) if v[1] else ONE for v in self.du]
-        self.k = counts[-1]
-        self.T = libmp.mpf_sum([libmp.mpf_mul(e, libmp.from_int(c))
-                                for e, c in zip(self.Eu[:-1], counts[:-1])], prec, RN)
-        self.S = libmp.mpf_add(libmp.from_int(self.k), self.T, prec, RN)
-        self.inv_S = libmp.mpf_div(ONE, self.S, prec, RN)
-        with mpmath.workprec(prec):
-            log_S = mpmath.log(self.k) + mpmath.log1p(_mpf(self.T) / self.k)
-        self.log_S = log_S._mpf_
-        self._higher = {}
-        self._softmax = None
+        super().__init__(x, prec)
+
+    def _raw_values(self, values, prec):
+        return [self.f(_raw(v), prec + 32) for v in values]
 
     def at(self, prec):
         if prec <= self.prec:
