@@ -59,17 +59,19 @@ class Call:
 
     ``kernel`` names the row operation (``"index"``, ``"prob"``, ``"bce"``,
     ``"softmax"``, ``"keras"``, ``"labels"``, ``"stats"``, ``"focal"``,
-    ``"sfocal"``); ``x`` is the ``(n, C)`` logits
-    (BCE: the flat logits, rows of the last axis, ``C`` long); ``loss`` and
+    ``"sfocal"``, ``"div"``); ``x`` is the ``(n, C)`` logits
+    (BCE: the flat logits, rows of the last axis, ``C`` long), ``second``
+    the divergences' target logits, of ``x``'s shape and storage; ``loss`` and
     ``out`` are the outputs the kernel writes (per row and per entry).  The
     options a kernel does not use keep the class defaults below.  The
     caller may add what it needs to shape the results (xent._validate)."""
 
-    x = target = labels = weight = sample_weight = weight2 = pos_weight2 = None
+    x = second = target = labels = weight = sample_weight = weight2 = pos_weight2 = None
     loss = out = entropy = logprob = argmax = rank = None
     has_ignore = False
     ignore = mode = 0
     eps = lo = hi = softcap = z_loss = alpha = gamma = 0.0
+    beta = 0.5
     scale = temperature = 1.0
 
     def __init__(self, kernel, n, C, dtype, n_threads, **options):

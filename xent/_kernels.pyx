@@ -225,6 +225,7 @@ cdef extern from "_xent_tiles.h" nogil:
         Py_ssize_t n
         Py_ssize_t C
         const void* x
+        const void* z
         const void* t
         const int64_t* y
         const void* w
@@ -244,6 +245,7 @@ cdef extern from "_xent_tiles.h" nogil:
         double zl
         double alpha
         double gamma
+        double beta
         void* loss
         void* ent
         void* lp
@@ -502,6 +504,7 @@ def run(object call):
     c.n = call.n
     c.C = call.C
     c.x = _address(call.x, PyBUF_C_CONTIGUOUS)
+    c.z = _address(call.second, PyBUF_C_CONTIGUOUS)
     c.t = _address(call.target, PyBUF_C_CONTIGUOUS)
     c.y = <const int64_t*>_address(call.labels, PyBUF_C_CONTIGUOUS)
     c.w = _address(call.weight, PyBUF_C_CONTIGUOUS)
@@ -520,6 +523,7 @@ def run(object call):
     c.zl = call.z_loss
     c.alpha = call.alpha
     c.gamma = call.gamma
+    c.beta = call.beta
     c.loss = _address(call.loss, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
     c.ent = _address(call.entropy, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
     c.lp = _address(call.logprob, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)

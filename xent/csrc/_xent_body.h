@@ -29,6 +29,8 @@
  *                      statistics' row sweeps (cap_map, cap_grad, ent_row,
  *                      first_above), the float sigmoid focal loss
  *                      (sfocal_rows)
+ *   _xent_div.h        KL and Jensen-Shannon divergences between two rows
+ *                      (kl_sums, div_delta, kl_grad, js_sums, js_grad)
  * A part undoes its own macros at its end; _xent_math.h's, which the later
  * parts use, are undone here, for the next instantiation.
  */
@@ -40,6 +42,7 @@
 #include "_xent_labels.h"
 #include "_xent_half.h"
 #include "_xent_extras.h"
+#include "_xent_div.h"
 
 #undef XT_MANT
 #undef XT_BIAS

@@ -37,7 +37,12 @@
     XV(S, cap_map, (const T* x, T* out, ptrdiff_t n, double inv_temp, double cap), (x, out, n, inv_temp, cap)) \
     XV(S, cap_grad, (const T* x, const T* g, T* out, ptrdiff_t n, double inv_temp, double cap), (x, g, out, n, inv_temp, cap)) \
     X(S, double, ent_row, (const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above), (x, n, m, v, first, above)) \
-    XV(S, first_above, (const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above), (x, n, m, v, first, above))
+    XV(S, first_above, (const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above), (x, n, m, v, first, above)) \
+    XV(S, kl_sums, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double* out), (xa, xb, n, ma, mb, d, out)) \
+    XV(S, div_delta, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double* out), (xa, xb, n, ma, mb, d, out)) \
+    XV(S, kl_grad, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d, double k, double kl, int rev), (xa, xb, g, n, ma, mb, d, k, kl, rev)) \
+    XV(S, js_sums, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double b, double* out), (xa, xb, n, ma, mb, d, b, out)) \
+    XV(S, js_grad, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d, double b, double k, double K), (xa, xb, g, n, ma, mb, d, b, k, K))
 
 #define XENT_PLAIN_OPS(X, XV)                                                                      \
     XV(f32, from_half, (const uint16_t* h, float* f, ptrdiff_t n), (h, f, n))                      \
@@ -60,7 +65,8 @@
     X(LABELS, labels)    \
     X(STATS, stats)      \
     X(FOCAL, focal)      \
-    X(SFOCAL, sfocal)
+    X(SFOCAL, sfocal)    \
+    X(DIV, div)
 
 /* Every op of the list, for each type: what the table and the wrappers run over. */
 #define XENT_ALL_OPS(X, XV)                                                                        \

@@ -62,6 +62,7 @@ typedef struct {
     ptrdiff_t n;                /* rows (BCE: elements) */
     ptrdiff_t C;                /* their length (BCE: the last axis) */
     const void* x;              /* logits (Keras: probabilities), n x C */
+    const void* z;              /* divergences: the second (target) logits, as x */
     const void* t;              /* probability / BCE / Keras targets, of the compute type */
     const int64_t* y;           /* class indices */
     const void* w;              /* class weight (C,), compute type */
@@ -69,7 +70,8 @@ typedef struct {
     xent_bcast wb, pb;          /* BCE weight and pos_weight, broadcast views */
     int has_ignore;
     int64_t ignore;
-    int mode;                   /* softmax: 0 lse, 1 log_softmax, 2 softmax; Keras: 0, 1, 2 */
+    int mode;                   /* softmax: 0 lse, 1 log_softmax, 2 softmax; Keras: 0, 1, 2;
+                                   divergences: 0 KL, 1 reverse KL, 2 Jensen-Shannon */
     double eps;                 /* label smoothing */
     double wsum;                /* sum_c w_c (C without weights) */
     double scale;               /* the gradient's factor: 1 / denominator for "mean" */
@@ -77,6 +79,7 @@ typedef struct {
     double temp, cap;           /* the logits / temp, then cap tanh(. / cap) (cap 0: none) */
     double zl;                  /* z-loss: zl lse^2 per row */
     double alpha, gamma;        /* focal losses: alpha (mode 1: the alpha term is on), gamma */
+    double beta;                /* Jensen-Shannon's weight of the target distribution */
     void* loss;                 /* per-row (BCE: per-element) losses, lse, or NULL */
     void* ent;                  /* token statistics: entropy, target log-probability, */
     void* lp;                   /*   argmax and rank per row (NULL: not asked for) */
@@ -131,6 +134,20 @@ static inline int xent_row_is_nan(const xent_stats* st)
 static inline double xent_row_log_sum(const xent_stats* st)
 {
     return log1p(st->s + (st->ties - 1.0));
+}
+
+/* psi(e) = exp(e) - 1 - e >= 0, to full relative precision near 0 (its
+ * series there; the divergences' correction for a log-sum estimate off by e) */
+static inline double xent_psi(double e)
+{
+    if (!(fabs(e) < 0.5))
+        return expm1(e) - e;
+    double term = 0.5 * e * e, sum = 0.0;
+    for (int k = 3; k < 24; k++) {       /* |e|^k / k! below 2^-64 of the sum by k = 24 */
+        sum += term;
+        term *= e / k;
+    }
+    return sum;
 }
 
 static inline double xent_clip(double q, double lo, double hi)
@@ -209,14 +226,15 @@ static inline void xent_plan(xent_call* c, int n_threads)
 /* A prepared tile of T (float or double, suffix S): its logits `x` (as
  * given, of T) transformed into `zb`, the row operation run there (its
  * gradient in place), and the gradient carried back through the transform
- * into `out`. */
+ * into `out`.  `z`: the second logits of a two-stream op, already
+ * prepared. */
 #define XENT_PREPARED(T, S)                                                                       \
     static inline double xent_prepared_##S(const xent_call* c, ptrdiff_t t, ptrdiff_t r0,        \
-                                           ptrdiff_t r1, const T* x, T* zb, T* out)               \
+                                           ptrdiff_t r1, const T* x, T* zb, T* out, const T* z)   \
     {                                                                                             \
         const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);                                       \
         xent_cap_map_##S(x, zb, n, 1.0 / c->temp, c->cap);                                        \
-        double part = xent_tiles_##S[c->op](c, t, r0, r1, zb, x, out ? zb : NULL);                \
+        double part = xent_tiles_##S[c->op](c, t, r0, r1, zb, x, z, out ? zb : NULL);             \
         if (out)                                                                                  \
             xent_cap_grad_##S(x, zb, out, n, 1.0 / c->temp, c->cap);                              \
         return part;                                                                              \
@@ -227,12 +245,43 @@ XENT_PREPARED(double, f64)
 
 /* Elements of a thread's buffer (of the compute type) for a prepared tile:
  * one tile, two for 16-bit logits that are also transformed (widened, then
- * transformed). */
+ * transformed); and one more for the second logits of a two-stream op
+ * (widened and transformed in place). */
 static inline ptrdiff_t xent_buffer_elems(const xent_call* c)
 {
     ptrdiff_t one = xent_tile_units(c->op, c->C) * xent_unit_elems(c);
     int sixteen = c->dt == XENT_F16 || c->dt == XENT_BF16;
-    return sixteen && xent_transformed(c) ? 2 * one : one;
+    return (sixteen && xent_transformed(c) ? 2 * one : one) + (c->z ? one : 0);
+}
+
+/* The second logits of a two-stream op at element k, n of them, as the row
+ * operation sees them: as given, or transformed (a temperature) into the
+ * buffer `zb`; float ones, 16-bit ones widened there first. */
+static inline const double* xent_second_f64(const xent_call* c, ptrdiff_t k, ptrdiff_t n,
+                                            double* zb)
+{
+    const double* z = (const double*)c->z + k;
+    if (!c->prep)
+        return z;
+    xent_cap_map_f64(z, zb, n, 1.0 / c->temp, c->cap);
+    return zb;
+}
+
+static inline const float* xent_second_f32(const xent_call* c, ptrdiff_t k, ptrdiff_t n,
+                                           float* zb)
+{
+    if (c->dt == XENT_F16 || c->dt == XENT_BF16) {
+        (c->dt == XENT_BF16 ? xent_from_bf16_f32 : xent_from_half_f32)((const uint16_t*)c->z + k,
+                                                                       zb, n);
+        if (xent_transformed(c))
+            xent_cap_map_f32(zb, zb, n, 1.0 / c->temp, c->cap);
+        return zb;
+    }
+    const float* z = (const float*)c->z + k;
+    if (!c->prep)
+        return z;
+    xent_cap_map_f32(z, zb, n, 1.0 / c->temp, c->cap);
+    return zb;
 }
 
 /* Tile t: units [r0, r1).  `buf`: the running thread's buffer of
@@ -241,29 +290,35 @@ static inline double xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, pt
                                void* buf)
 {
     const ptrdiff_t k = r0 * xent_unit_elems(c);
+    const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);
+    const int sixteen = c->dt == XENT_F16 || c->dt == XENT_BF16;
+    /* the second logits' part of the buffer: after the first's */
+    const ptrdiff_t zoff = sixteen && xent_transformed(c) ? 2 * n : n;
     if (c->dt == XENT_F64) {
         const double* x = (const double*)c->x + k;
+        const double* z = c->z ? xent_second_f64(c, k, n, (double*)buf + zoff) : NULL;
         if (c->prep)
-            return xent_prepared_f64(c, t, r0, r1, x, (double*)buf, XENT_AT(c->out, double, k));
-        return xent_tiles_f64[c->op](c, t, r0, r1, x, x, XENT_AT(c->out, double, k));
+            return xent_prepared_f64(c, t, r0, r1, x, (double*)buf, XENT_AT(c->out, double, k), z);
+        return xent_tiles_f64[c->op](c, t, r0, r1, x, x, z, XENT_AT(c->out, double, k));
     }
     if (c->dt == XENT_F32) {
         const float* x = (const float*)c->x + k;
+        const float* z = c->z ? xent_second_f32(c, k, n, (float*)buf + zoff) : NULL;
         if (c->prep)
-            return xent_prepared_f32(c, t, r0, r1, x, (float*)buf, XENT_AT(c->out, float, k));
-        return xent_tiles_f32[c->op](c, t, r0, r1, x, x, XENT_AT(c->out, float, k));
+            return xent_prepared_f32(c, t, r0, r1, x, (float*)buf, XENT_AT(c->out, float, k), z);
+        return xent_tiles_f32[c->op](c, t, r0, r1, x, x, z, XENT_AT(c->out, float, k));
     }
     /* 16-bit: widened into the buffer, the float32 tile runs there, the
      * gradient is narrowed back (round to nearest even) */
-    const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);
     const int bf16 = c->dt == XENT_BF16;
     float* wide = (float*)buf;
     (bf16 ? xent_from_bf16_f32 : xent_from_half_f32)((const uint16_t*)c->x + k, wide, n);
+    const float* z = c->z ? xent_second_f32(c, k, n, wide + zoff) : NULL;
     double part;
     if (xent_transformed(c))
-        part = xent_prepared_f32(c, t, r0, r1, wide, wide + n, c->out ? wide : NULL);
+        part = xent_prepared_f32(c, t, r0, r1, wide, wide + n, c->out ? wide : NULL, z);
     else
-        part = xent_tiles_f32[c->op](c, t, r0, r1, wide, wide, c->out ? wide : NULL);
+        part = xent_tiles_f32[c->op](c, t, r0, r1, wide, wide, z, c->out ? wide : NULL);
     if (c->out)
         (bf16 ? xent_to_bf16_f32 : xent_to_half_f32)(wide, (uint16_t*)c->out + k, n);
     return part;

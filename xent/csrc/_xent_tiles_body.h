@@ -3,7 +3,9 @@
  * call (BCE: the elements [r0, r1)); `xt` points at row r0 of the logits (as
  * the row operation sees them: after a temperature and a soft cap), `x0` at
  * row r0 of the logits as given (the same unless transformed; the token
- * statistics' argmax and rank read them), and
+ * statistics' argmax and rank read them), `zt` at row r0 of the second
+ * logits of a two-stream op (the divergences' target, prepared as `xt`;
+ * NULL otherwise), and
  * `gt` at row r0 of the gradient / softmax output (NULL: none), every other
  * array of the call is indexed by the absolute row.  `gt` may be `xt` (in
  * place, and the 16-bit tiles): every entry of a row is read before its
@@ -99,7 +101,7 @@ static inline void TS(row_loss)(T* loss, ptrdiff_t i, double v, xent_acc* num)
  * Each row's gradient is scaled by scale * s_i (scale = 1/denominator for
  * "mean", 1 otherwise). */
 static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, const T* x0, T* gt)
+                             const T* xt, const T* x0, const T* zt, T* gt)
 {
     const ptrdiff_t C = c->C;
     const int64_t* y = c->y;
@@ -111,6 +113,7 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     const double spread = eps / (double)C;
     (void)t;
     (void)x0;
+    (void)zt;
     if (c->lanes)
         return TS(index_small)(xt, y + r0, r1 - r0, C, w, sw ? sw + r0 : NULL, c->has_ignore,
                                c->ignore, loss ? loss + r0 : NULL, gt, scale);
@@ -191,7 +194,7 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
  *   dl/dx = (sum_c q_c) softmax - q
  * A term with q_c == 0 contributes exactly 0 (no 0 * inf at a -inf mask). */
 static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                            const T* xt, const T* x0, T* gt)
+                            const T* xt, const T* x0, const T* zt, T* gt)
 {
     const ptrdiff_t C = c->C;
     const T* tg = (const T*)c->t;
@@ -203,6 +206,7 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
     const double spread = eps / (double)C;
     (void)t;
     (void)x0;
+    (void)zt;
     if (c->lanes)
         return TS(prob_small)(xt, tg + r0 * C, r1 - r0, C, w, sw ? sw + r0 : NULL, eps,
                               loss ? loss + r0 : NULL, gt, scale);
@@ -264,11 +268,12 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
  * logits, viewed as rows of C (the last axis) so that the weights can be
  * broadcast views (xent_bce_rows indexes them by the absolute position). */
 static double TS(tile_bce)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                           const T* xt, const T* x0, T* gt)
+                           const T* xt, const T* x0, const T* zt, T* gt)
 {
     T* loss = (T*)c->loss;
     (void)t;
     (void)x0;
+    (void)zt;
     return TS(bce_rows)(xt, (const T*)c->t + r0, c->wb, c->pb, r0, r1 - r0, c->C,
                         (T)(1.0 - c->eps), (T)(0.5 * c->eps), loss ? loss + r0 : NULL, gt,
                         (T)c->scale);
@@ -279,13 +284,14 @@ static double TS(tile_bce)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
  * -inf row has lse -inf, log_softmax and softmax NaN; a +inf gives lse +inf;
  * a NaN gives NaN. */
 static double TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                               const T* xt, const T* x0, T* gt)
+                               const T* xt, const T* x0, const T* zt, T* gt)
 {
     const ptrdiff_t C = c->C;
     const int mode = c->mode;
     T* lse = (T*)c->loss;
     (void)t;
     (void)x0;
+    (void)zt;
     if (c->lanes) {
         TS(softmax_small)(xt, r1 - r0, C, mode, mode == 0 ? lse + r0 : gt);
         return 0.0;
@@ -326,7 +332,7 @@ static double TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, pt
  * lo, hi are Keras's epsilon and 1 - epsilon rounded to the compute dtype.
  * Clipping passes NaN through (as np.clip); a row summing to 0 gives NaN. */
 static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, const T* x0, T* gt)
+                             const T* xt, const T* x0, const T* zt, T* gt)
 {
     const ptrdiff_t C = c->C;
     const int mode = c->mode;
@@ -338,6 +344,7 @@ static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     const double spread = mode == 0 ? c->eps / (double)C : 0.5 * c->eps;
     (void)t;
     (void)x0;
+    (void)zt;
     (void)gt;
     for (ptrdiff_t i = r0; i < r1; i++) {
         const T* pr = xt + (i - r0) * C;
@@ -385,7 +392,7 @@ static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
  * A row that is all -inf or holds a NaN: NaN floats, argmax and rank -1; a
  * +inf (no NaN): lse +inf, entropy and log-probability NaN. */
 static double TS(tile_stats)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, const T* x0, T* gt)
+                             const T* xt, const T* x0, const T* zt, T* gt)
 {
     const ptrdiff_t C = c->C;
     const int64_t* y = c->y;
@@ -397,6 +404,7 @@ static double TS(tile_stats)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     ptrdiff_t cached_from = -1;
     (void)t;
     (void)gt;
+    (void)zt;
     if (lp && c->lanes)
         TS(index_small)(xt, y + r0, r1 - r0, C, NULL, NULL, c->has_ignore, c->ignore, lp + r0,
                         NULL, 1.0);
@@ -473,7 +481,7 @@ static inline double TS(focal_k)(double p, double q, double nlp, double mod, dou
 }
 
 static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, const T* x0, T* gt)
+                             const T* xt, const T* x0, const T* zt, T* gt)
 {
     const ptrdiff_t C = c->C;
     const int64_t* y = c->y;
@@ -486,6 +494,7 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     ptrdiff_t cached_from = -1;
     (void)t;
     (void)x0;
+    (void)zt;
     for (ptrdiff_t i = r0; i < r1; i++) {
         const T* xr = xt + (i - r0) * C;
         T* gr = gt ? gt + (i - r0) * C : NULL;
@@ -572,7 +581,7 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
  *   r = p (1 - p) / (1 - p_t) in [0, 1] (p for t = 1, 1 - p for t = 0).
  * Terms with a zero coefficient contribute 0 (no 0 * inf at x = +-inf). */
 static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                              const T* xt, const T* x0, T* gt)
+                              const T* xt, const T* x0, const T* zt, T* gt)
 {
     const T* tg = (const T*)c->t + r0;
     T* loss = c->loss ? (T*)c->loss + r0 : NULL;
@@ -580,6 +589,7 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
     xent_acc num = {0.0, 0.0};
     (void)t;
     (void)x0;
+    (void)zt;
 #if XTS_FLOAT
     (void)num;
     return xent_sfocal_rows_f32(xt, tg, r1 - r0, al, c->mode, g, loss, gt, scale);
@@ -622,11 +632,105 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
 #endif
 }
 
+/* Divergences between the rows of the logits (`xt`, P) and of the second
+ * logits (`zt`, Q), both after the temperature; per row, times its sample
+ * weight s_i:
+ *   mode 0  KL(Q || P) = sum_j Q_j log(Q_j / P_j)   (distillation's)
+ *   mode 1  KL(P || Q)
+ *   mode 2  b KL(Q || M) + (1 - b) KL(P || M),  M = b Q + (1 - b) P
+ * and the gradient w.r.t. the logits P comes from, times scale s_i:
+ *   0: P - Q;  1: P (log(P/Q) - KL);  2: (1 - b) P (log(P/M) - KL(P || M)).
+ * KL: one sweep of both rows from their statistics (kl_sums), whose sum of
+ * terms that are never negative is exact up to psi(e), e the error of the
+ * statistics' log-sums (a second sweep from the corrected estimate where
+ * psi(e) is not negligible: near-identical rows).  JS: the log-sums'
+ * difference refined first (div_delta), then its sweep.  Removed rows (an
+ * ignored label, a weight of 0): 0 and a zero gradient, even if NaN.  A row
+ * of either that is all -inf, holds a +inf or a NaN: NaN and a NaN
+ * gradient; an infinite reverse KL has a NaN gradient too. */
+static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                           const T* xt, const T* x0, const T* zt, T* gt)
+{
+    const ptrdiff_t C = c->C;
+    const T* sw = (const T*)c->sw;
+    T* loss = (T*)c->loss;
+    const int mode = c->mode;
+    xent_acc num = {0.0, 0.0};
+    xent_stats cx[XENT_LANES], cz[XENT_LANES];
+    ptrdiff_t fx = -1, fz = -1;
+    (void)t;
+    (void)x0;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T* xr = xt + (i - r0) * C;
+        const T* zr = zt + (i - r0) * C;
+        T* gr = gt ? gt + (i - r0) * C : NULL;
+        const double si = sw ? (double)sw[i] : 1.0;
+        if ((c->y && c->has_ignore && c->y[i] == c->ignore) || si == 0.0) {
+            if (loss)
+                loss[i] = 0;
+            if (gr)
+                TS(fill)(gr, C, 0.0);
+            continue;
+        }
+        const xent_stats sx = TS(tile_row_stats)(c, xt, i, r0, r1, cx, &fx);
+        const xent_stats sz = TS(tile_row_stats)(c, zt, i, r0, r1, cz, &fz);
+        double li, out[3];
+        if (xent_row_is_nan(&sx) || xent_row_is_nan(&sz)) {
+            li = NAN;
+            if (gr)
+                TS(fill)(gr, C, NAN);
+        } else if (mode == 2) {
+            const double b = c->beta;
+            double d = xent_row_log_sum(&sx) - xent_row_log_sum(&sz);
+            TS(div_delta)(xr, zr, C, (T)sx.m, (T)sz.m, d, out);
+            d = d - log1p(out[1] / out[0]);
+            TS(js_sums)(xr, zr, C, (T)sx.m, (T)sz.m, d, b, out);
+            li = out[1] / out[0];
+            if (gr)
+                TS(js_grad)(xr, zr, gr, C, (T)sx.m, (T)sz.m, d, b,
+                            c->scale * si * (1.0 - b) / out[0], out[2] / out[0]);
+        } else {
+            /* A is the distribution that weighs the log-ratios */
+            const int rev = mode == 1;
+            const T* ar = rev ? xr : zr;
+            const T* br = rev ? zr : xr;
+            const T ma = (T)(rev ? sx.m : sz.m), mb = (T)(rev ? sz.m : sx.m);
+            double d = xent_row_log_sum(rev ? &sx : &sz) - xent_row_log_sum(rev ? &sz : &sx);
+            li = INFINITY;
+            for (int pass = 0; pass < 3; pass++) {
+                TS(kl_sums)(ar, br, C, ma, mb, d, out);
+                const double v = out[1] / out[0];
+                if (!(v < INFINITY))
+                    break;
+                const double e = log1p((out[1] + out[2]) / out[0]);
+                const double corr = xent_psi(e);
+                li = v - corr > 0.0 ? v - corr : 0.0;
+                d = d - e;
+                if (!(corr > v * 0x1p-20))
+                    break;
+            }
+            if (gr && li == INFINITY) {
+                if (rev) {
+                    TS(fill)(gr, C, NAN);
+                    gr = NULL;
+                } else {              /* the log-sums' difference without the sums' V and W */
+                    TS(div_delta)(ar, br, C, ma, mb, d, out);
+                    d = d - log1p(out[1] / out[0]);
+                }
+            }
+            if (gr)
+                TS(kl_grad)(ar, br, gr, C, ma, mb, d, c->scale * si / out[0], li, rev);
+        }
+        TS(row_loss)(loss, i, si * li, &num);
+    }
+    return xent_acc_value(&num);
+}
+
 /* Class indices checked and the "mean" denominator: the tile's first bad
  * position into bad[t] (-1: none), and sum_i s_i w_{y_i} over its kept rows
  * returned.  `w` and `sw` are of T; no logits are read. */
 static double TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                              const T* xt, const T* x0, T* gt)
+                              const T* xt, const T* x0, const T* zt, T* gt)
 {
     const int64_t* y = c->y;
     const T* w = (const T*)c->w;
@@ -636,6 +740,7 @@ static double TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
     int64_t kept = 0;
     (void)xt;
     (void)x0;
+    (void)zt;
     (void)gt;
     c->bad[t] = -1;
     /* Unweighted: the count of kept rows, an integer (exact in double: the
@@ -672,7 +777,7 @@ static double TS(wsum)(const T* w, ptrdiff_t C)
 
 #define XENT_TILE_ENTRY(OP, op) [XENT_OP_##OP] = TS(tile_##op),
 static double (*const TS(tiles)[])(const xent_call*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T*,
-                                   const T*, T*) = {XENT_TILE_OPS(XENT_TILE_ENTRY)};
+                                   const T*, const T*, T*) = {XENT_TILE_OPS(XENT_TILE_ENTRY)};
 #undef XENT_TILE_ENTRY
 
 /* A row's job for the split's last phase: columns [c0, c1) of row i. */
