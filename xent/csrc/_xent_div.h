@@ -66,7 +66,7 @@ XENT_INLINE double N(div_p)(double s)
  * loses at most 0.7 bits there). */
 XENT_INLINE double N(div_expm1)(double s)
 {
-    const int near = s >= -1.0 && s <= 1.0;
+    const int near = fabs(s) <= 1.0;           /* false for NaN */
     const double sn = near ? s : 0.0;
     const double series = sn + sn * sn * N(div_p)(sn);
     return near ? series : XT_DEXP(s) - 1.0;
@@ -86,7 +86,7 @@ XENT_INLINE double N(div_log)(double x)
  * float).  Outside that interval u - log1p(u) loses under 2 bits. */
 XENT_INLINE double N(div_chi)(double u)
 {
-    const int near = u >= -0.5 && u <= 1.0;
+    const int near = fabs(u - 0.25) <= 0.75;   /* u in [-1/2, 1] */
     const double un = near ? u : 0.0;
     const double w = un / (2.0 + un);
     const double v = w * w;
@@ -115,6 +115,10 @@ XENT_INLINE double N(div_chi)(double u)
     const double series = un * w - 2.0 * (w * v) * q;
     return near ? series : u - XT_DW(log1p_only)(u);
 }
+
+/* (Each condition is one comparison: gcc does not vectorise a select
+ * between two conditions, `a ? (b < c) : 1`, which `x >= lo && x <= hi`
+ * combined with other flags became.) */
 
 /* The sub-block loop: BODY adds to the double lane sums a0..a2, which are
  * Kahan-added across sub-blocks into out[0..2]. */
@@ -155,7 +159,7 @@ static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
     XT_DIV_LOOP(const double s = (be - al) + d;
                 const double ea = XT_DEXP(al);
                 const double eb = XT_DEXP(be + d);
-                const int near = s >= -1.5 && s <= 1.5;        /* false for NaN and inf */
+                const int near = fabs(s) <= 1.5;       /* false for NaN and inf */
                 const double sn = near ? s : 0.0;
                 const double v = near ? ea * (sn * sn * N(div_p)(sn)) : eb - ea * (1.0 + s);
                 const int amask = al == -INFINITY;
@@ -174,7 +178,7 @@ static void N(div_delta)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, doub
     XT_DIV_LOOP(const double s = (be - al) + d;
                 const double ea = XT_DEXP(al);
                 const double eb = XT_DEXP(be + d);
-                const int near = s >= -1.0 && s <= 1.0;
+                const int near = fabs(s) <= 1.0;           /* false for NaN */
                 const double sn = near ? s : 0.0;
                 const double v = near ? ea * (sn + sn * sn * N(div_p)(sn)) : eb - ea;
                 a0 += ea;
@@ -208,7 +212,7 @@ static void N(kl_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
         const double s = (be - al) + d;
         const double ea = XT_DEXP(al);
         const double eb = XT_DEXP(be + d);
-        const int near = s >= -1.0 && s <= 1.0;
+        const int near = fabs(s) <= 1.0;           /* false for NaN */
         const double sn = near ? s : 0.0;
         const double v = near ? ea * (sn + sn * sn * N(div_p)(sn)) : eb - ea;
         g[j] = (T)(k * (al == -INFINITY ? eb : v));
@@ -238,25 +242,25 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
     XT_DIV_LOOP(const double r = (be - al) + d;
                 const double P = XT_DEXP(al);
                 const double Q = XT_DEXP(be + d);
-                const int near = r >= -30.0 && r <= 30.0;
-                const double rn = near ? r : 0.0;
+                const double rn = fabs(r) <= 30.0 ? r : 0.0;
                 const double E = N(div_expm1)(rn);
                 const double cu = N(div_chi)(b * E);
                 const double cy = N(div_chi)(-(1.0 - b) * (E / (1.0 + E)));
-                const int hi = r > 30.0;
-                const double rf = hi ? r : -r;
-                const double lf = N(js_lqm)(hi ? rf : (rf == rf ? rf : 0.0), hi ? b : 1.0 - b);
-                /* far: log(Q/M) (r > 30) or log(P/M) (r < -30), the other
-                 * one that minus |r| */
-                const double lqm = hi ? lf : lf - rf;
-                const double lpm = hi ? lf - rf : lf;
-                double v = near ? (1.0 - b) * (P * cu) + b * (Q * cy)
-                                : (1.0 - b) * (P * lpm) + b * (Q * lqm);
-                double kt = near ? P * cu : b * (Q - P) + P * lpm;
+                /* far (|r| > 30): lf = log(Q/M) for r > 30, log(P/M) for
+                 * r < -30; the other one is that minus |r| */
+                const double rf = fabs(r);
+                const double lf = N(js_lqm)(rf, r > 30.0 ? b : 1.0 - b);
+                const double lqm = r > 30.0 ? lf : lf - rf;
+                const double lpm = r > 30.0 ? lf - rf : lf;
+                double v = (1.0 - b) * (P * lpm) + b * (Q * lqm);
+                double kt = b * (Q - P) + P * lpm;
+                v = fabs(r) <= 30.0 ? (1.0 - b) * (P * cu) + b * (Q * cy) : v;
+                kt = fabs(r) <= 30.0 ? P * cu : kt;
+                /* masks (Q = 0 where beta = -inf, P = 0 where alpha = -inf) */
                 v = be == -INFINITY ? -(1.0 - b) * lb1 * P : v;
                 kt = be == -INFINITY ? P * (-b - lb1) : kt;
-                v = al == -INFINITY ? (be == -INFINITY ? 0.0 : -b * lb * Q) : v;
-                kt = al == -INFINITY ? (be == -INFINITY ? 0.0 : b * Q) : kt;
+                v = al == -INFINITY ? -b * lb * Q : v;
+                kt = al == -INFINITY ? b * Q : kt;
                 a0 += P;
                 a1 += v;
                 a2 += kt;)
@@ -274,15 +278,15 @@ static void N(js_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
         const double be = (double)xb[j] - (double)mb;
         const double r = (be - al) + d;
         const double P = XT_DEXP(al);
-        const int near = r >= -30.0 && r <= 30.0;
-        const double rn = near ? r : 0.0;
+        const double rn = fabs(r) <= 30.0 ? r : 0.0;
         const double u = b * N(div_expm1)(rn);
-        const int hi = r > 30.0;
-        const double rf = hi ? r : -r;
-        const double lf = N(js_lqm)(hi ? rf : (rf == rf ? rf : 0.0), hi ? b : 1.0 - b);
-        double l = near ? -XT_DW(log1p_only)(u) : (hi ? lf - rf : lf);
+        const double rf = fabs(r);
+        const double lf = N(js_lqm)(rf, r > 30.0 ? b : 1.0 - b);
+        double l = r > 30.0 ? lf - rf : lf;
+        l = fabs(r) <= 30.0 ? -XT_DW(log1p_only)(u) : l;
         l = be == -INFINITY ? -lb1 : l;
-        g[j] = (T)(al == -INFINITY ? 0.0 : k * (P * (l - K)));
+        const double v = k * (P * (l - K));
+        g[j] = (T)(al == -INFINITY ? 0.0 : v);
     }
 }
 
