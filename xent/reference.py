@@ -58,6 +58,10 @@ __all__ = [
     "softmax_focal_loss",
     "softmax_focal_loss_with_grad",
     "token_stats",
+    "kl_divergence",
+    "kl_divergence_with_grad",
+    "js_divergence",
+    "js_divergence_with_grad",
     "logsumexp",
     "log_softmax",
     "softmax",
@@ -966,6 +970,252 @@ def token_stats(logits, target=None, *, axis=-1, temperature=1.0, ignore_index=N
     logprob = np.where(ignored.reshape(batch_shape), 0, -ce).astype(cdt)
     return TokenStats(lse.reshape(batch_shape), entropy.reshape(batch_shape),
                       argmax.reshape(batch_shape), logprob, rank.reshape(batch_shape))
+
+
+# --------------------------------------------------------------------------
+# divergences
+# --------------------------------------------------------------------------
+
+def _psi(s):
+    """``exp(s) - 1 - s >= 0`` (float64), by its series where that would cancel."""
+    with np.errstate(all="ignore"):
+        small = np.abs(s) < 0.5
+        t = np.where(small, s, 0.0)
+        series, term = np.zeros_like(t), t * t / 2
+        for k in range(3, 24):
+            series, term = series + term, term * t / k
+        return np.where(small, series, np.expm1(s) - s)
+
+
+def _chi(u):
+    """``u - log1p(u) >= 0`` for ``u > -1`` (float64), by its series near 0."""
+    with np.errstate(all="ignore"):
+        small = np.abs(u) < 0.25
+        t = np.where(small, u, 0.0)
+        series = np.zeros_like(t)
+        for k in range(40, 1, -1):
+            series = series * -t + 1.0 / k
+        return np.where(small, t * t * series, u - np.log1p(u))
+
+
+def _log_softmax64(x):
+    """``(log_softmax(x), bad rows)`` of rows ``x``, in float64."""
+    shifted, _, r, _, bad = _softmax_parts(x.astype(np.float64))
+    return shifted - np.log1p(r)[:, None], bad
+
+
+def _kl_rows(la, lb):
+    """``KL(A || B)`` per row from float64 log-probabilities, as a sum of terms
+    ``A psi(log B - log A) >= 0`` (a class that A masks adds B's mass there,
+    one that only B masks makes it ``+inf``), corrected for the rounding of
+    the log-probabilities' normalisers: with ``e = log(sum_c A_c exp(s_c))``
+    (0 in exact arithmetic), ``KL = sum_c A_c psi(s_c) - psi(e)``."""
+    with np.errstate(all="ignore"):
+        a, b = np.exp(la), np.exp(lb)
+        s = lb - la
+        term = np.where(a == 0, b, np.where(b == 0, np.inf, a * _psi(s)))
+        e = np.log1p(np.sum(np.where(a == 0, b, a * np.expm1(s)), axis=1))
+        kl = np.sum(term, axis=1)
+        return np.where(np.isfinite(kl), np.maximum(kl - _psi(e), 0.0), kl)
+
+
+def _divergence(logits, target_logits, axis, temperature, reverse, beta, sample_weight,
+                ignore_index, target, reduction, want_grad):
+    """Per-row divergences (and their gradient w.r.t. ``logits``), reduced."""
+    logits, target_logits = np.asarray(logits), np.asarray(target_logits)
+    if logits.shape != target_logits.shape:
+        raise ValueError(f"target_logits: expected shape {logits.shape}, got {target_logits.shape}")
+    cdt = np.promote_types(_compute_dtype(logits.dtype), _compute_dtype(target_logits.dtype))
+    temp, _, _ = _check_extras(temperature, None, 0.0)
+    _check_reduction(reduction)
+    x, moved_shape = _to_rows(logits.astype(cdt), axis)
+    z, _ = _to_rows(target_logits.astype(cdt), axis)
+    n = x.shape[0]
+    batch_shape = moved_shape[:-1]
+    removed = np.zeros(n, bool)
+    if target is not None:
+        target = np.asarray(target)
+        if target.dtype.kind not in "iu":
+            raise TypeError(f"target: expected class indices (an integer dtype), got {target.dtype}")
+        _check_index_shape(target, batch_shape)
+        _, removed = _check_labels(target.reshape(n), x.shape[1], ignore_index)
+    elif ignore_index is not None:
+        raise ValueError("ignore_index: needs a target")
+    sw = None
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight).astype(cdt).reshape(n)
+        removed = removed | (sw == 0)
+
+    with np.errstate(all="ignore"):
+        lp, bad_p = _log_softmax64(_temperature(x, temp))
+        lq, bad_q = _log_softmax64(_temperature(z, temp))
+        bad = bad_p | bad_q
+        p, q = np.exp(lp), np.exp(lq)
+        if beta is None:
+            d = _kl_rows(lp, lq) if reverse else _kl_rows(lq, lp)
+            if want_grad:
+                if reverse:        # p (log p - log q - KL); NaN where KL is infinite
+                    g = np.where(p == 0, 0.0, p * ((lp - lq) - d[:, None]))
+                    g = np.where(np.isinf(d)[:, None], np.nan, g)
+                else:              # p - q = q expm1(log p - log q), q's mass where p is 0
+                    g = np.where(q == 0, p, np.where(p == 0, -q, q * np.expm1(lp - lq)))
+        else:
+            r = lq - lp                                   # log q - log p
+            em = np.expm1(np.where(np.isfinite(r), r, 0.0))
+            u, y = beta * em, (1 - beta) * np.expm1(-np.where(np.isfinite(r), r, 0.0))
+            lpm, lqm = -np.log1p(u), -np.log1p(y)          # log(p/m), log(q/m)
+            term = (1 - beta) * p * _chi(u) + beta * q * _chi(y)
+            kterm = p * _chi(u)
+            term = np.where(p == 0, -beta * math.log(beta) * q,
+                            np.where(q == 0, -(1 - beta) * math.log1p(-beta) * p, term))
+            kterm = np.where(p == 0, beta * q, np.where(q == 0, p * (-beta - math.log1p(-beta)), kterm))
+            d = np.sum(term, axis=1)
+            if want_grad:
+                k = np.sum(kterm, axis=1)
+                lpm = np.where(q == 0, -math.log1p(-beta), lpm)
+                g = np.where(p == 0, 0.0, (1 - beta) * p * (lpm - k[:, None]))
+        d = np.where(bad, np.nan, d)
+        s = np.ones(n) if sw is None else sw.astype(np.float64)
+        loss = np.where(removed, 0.0, (s * d).astype(cdt)).astype(cdt)
+        value, denom = _reduce_rows(loss, reduction, np.where(removed, 0.0, s))
+        if not want_grad:
+            return value
+        scale = 1.0 if denom is None else (0.0 if denom == 0 else 1.0 / denom)
+        g = np.where(bad[:, None], np.nan, g) * (s * scale / temp)[:, None]
+        g = np.where(removed[:, None], 0.0, g)
+        gdt = _grad_dtype(logits.dtype)
+        return value, _from_rows(g.astype(gdt), moved_shape, axis)
+
+
+def kl_divergence(logits, target_logits, *, axis=-1, temperature=1.0, reverse=False,
+                  sample_weight=None, ignore_index=None, target=None, reduction="mean",
+                  n_threads=None):
+    """Kullback-Leibler divergence between the softmaxes of two sets of logits,
+    NumPy reference.
+
+    Parameters
+    ----------
+    logits : array_like, (..., C, ...)
+        The first distribution's logits, ``p = softmax(logits / T)`` (the
+        student's; the gradient is with respect to them).
+    target_logits : array_like, logits.shape
+        The second's, ``q = softmax(target_logits / T)`` (the teacher's).
+    axis : int
+        The class axis.
+    temperature : float, finite > 0, default 1
+        Both sets of logits are multiplied by ``dtype(1 / T)``; no ``T^2``.
+    reverse : bool, default False
+        False: ``KL(q || p) = sum_c q_c (log q_c - log p_c)``; True: ``KL(p || q)``.
+    sample_weight : array_like (logits.shape without axis), optional
+    ignore_index : int, optional
+        Rows whose ``target`` equals it are dropped (needs ``target``).
+    target : array_like of int (logits.shape without axis), optional
+        Class indices, read only for ``ignore_index``; checked as labels.
+    reduction : {"none", "sum", "mean"}
+        ``"mean"`` divides by the sum of the sample weights of the rows kept
+        (PyTorch's ``"batchmean"``).
+    n_threads : ignored
+
+    Returns
+    -------
+    float, or ndarray (logits.shape without axis) for ``"none"``
+        ``s_i d_i`` per row for ``"none"`` (compute dtype).
+
+    Notes
+    -----
+    The compute dtype is that of the two logits' compute dtypes promoted
+    (float32 for 16-bit floats, float64 for integers); the logits are
+    scaled by the temperature in it, then the log-softmaxes and the terms are
+    taken in float64 and each row's divergence rounded to it once.  With
+    ``s_c = log B_c - log A_c`` for ``KL(A || B)``, the terms
+    ``A_c (exp(s_c) - 1 - s_c)`` are never negative (a class that A masks adds
+    ``B_c``; one that only B masks gives ``+inf``), corrected for the rounding
+    of the normalisers.  A row of either that is all ``-inf``, holds a
+    ``+inf`` or a NaN gives NaN; removed rows (ignored, or a sample weight of
+    0) give 0.
+    """
+    return _divergence(logits, target_logits, axis, temperature, bool(reverse), None,
+                       sample_weight, ignore_index, target, reduction, want_grad=False)
+
+
+@fill(grad_out=GRAD_OUT)
+def kl_divergence_with_grad(logits, target_logits, *, axis=-1, temperature=1.0, reverse=False,
+                            sample_weight=None, ignore_index=None, target=None,
+                            reduction="mean", n_threads=None, grad_out=None):
+    """Kullback-Leibler divergence and its gradient with respect to ``logits``.
+
+    Parameters are those of :func:`kl_divergence`, plus
+
+    {grad_out}
+    loss : float, or ndarray for ``"none"``
+    grad : ndarray (logits.shape), dtype of logits (float64 for integers)
+
+    Notes
+    -----
+    ``grad = (p - q) / T`` (forward) or ``p (log p - log q - KL) / T``
+    (``reverse``, NaN where ``KL`` is infinite), times ``s_i`` and divided by
+    the mean's denominator; removed rows get 0.
+    """
+    loss, grad = _divergence(logits, target_logits, axis, temperature, bool(reverse), None,
+                             sample_weight, ignore_index, target, reduction, want_grad=True)
+    return loss, _write(grad, grad_out)
+
+
+def _check_beta(beta):
+    b = float(beta)
+    if not 0 < b < 1:
+        raise ValueError(f"beta: expected a value in (0, 1), got {beta!r}")
+    return b
+
+
+def js_divergence(logits, target_logits, *, beta=0.5, axis=-1, temperature=1.0,
+                  sample_weight=None, reduction="mean", n_threads=None):
+    """Generalised Jensen-Shannon divergence between the softmaxes of two sets
+    of logits, NumPy reference.
+
+    Parameters
+    ----------
+    logits, target_logits, axis, temperature, sample_weight, reduction, n_threads
+        As in :func:`kl_divergence`.
+    beta : float in (0, 1), default 0.5
+        The weight of ``q``: ``JS = beta KL(q || m) + (1 - beta) KL(p || m)``,
+        ``m = beta q + (1 - beta) p``.
+
+    Returns
+    -------
+    float, or ndarray (logits.shape without axis) for ``"none"``
+
+    Notes
+    -----
+    Per class, ``(1 - beta) p chi(u) + beta q chi(y)`` with
+    ``u = m / p - 1 = beta expm1(r)``, ``y = m / q - 1``, ``r = log q - log p``
+    and ``chi(u) = u - log1p(u) >= 0``; ``-beta log(beta) q`` where ``p = 0``,
+    ``-(1 - beta) log(1 - beta) p`` where ``q = 0``.
+    """
+    return _divergence(logits, target_logits, axis, temperature, False, _check_beta(beta),
+                       sample_weight, None, None, reduction, want_grad=False)
+
+
+@fill(grad_out=GRAD_OUT)
+def js_divergence_with_grad(logits, target_logits, *, beta=0.5, axis=-1, temperature=1.0,
+                            sample_weight=None, reduction="mean", n_threads=None,
+                            grad_out=None):
+    """Jensen-Shannon divergence and its gradient with respect to ``logits``.
+
+    Parameters are those of :func:`js_divergence`, plus
+
+    {grad_out}
+    loss : float, or ndarray for ``"none"``
+    grad : ndarray (logits.shape), dtype of logits (float64 for integers)
+
+    Notes
+    -----
+    ``grad = (1 - beta) p (log(p / m) - KL(p || m)) / T``, times ``s_i`` and
+    divided by the mean's denominator.
+    """
+    loss, grad = _divergence(logits, target_logits, axis, temperature, False, _check_beta(beta),
+                             sample_weight, None, None, reduction, want_grad=True)
+    return loss, _write(grad, grad_out)
 
 
 # --------------------------------------------------------------------------
