@@ -3,13 +3,18 @@
 Softmax cross-entropy (class indices or probabilities) and sigmoid binary
 cross-entropy, from logits, with PyTorch's semantics; their fused gradients;
 temperature, soft-capping and z-loss; focal losses; per-token statistics
-(log-sum-exp, entropy, argmax, target log-probability and rank); and the
-softmax primitives.  The kernels are Cython + OpenMP; results are
+(log-sum-exp, entropy, argmax, target log-probability and rank); KL and
+Jensen-Shannon divergences between two sets of logits; and the softmax
+primitives.  The kernels are Cython + OpenMP; results are
 bitwise identical for any number of threads.  See ``xent.show_config()``.
 """
 
 from ._api import (
     LabelError,
+    js_divergence,
+    js_divergence_with_grad,
+    kl_divergence,
+    kl_divergence_with_grad,
     log_softmax,
     logsumexp,
     sigmoid_binary_cross_entropy,
@@ -33,7 +38,11 @@ __all__ = [
     "LabelError",
     "TokenStats",
     "config",
+    "js_divergence",
+    "js_divergence_with_grad",
     "keras",
+    "kl_divergence",
+    "kl_divergence_with_grad",
     "log_softmax",
     "logsumexp",
     "reference",

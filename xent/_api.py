@@ -17,7 +17,8 @@ import numpy as np
 from . import _dispatch, _kernels, _validate
 from ._docs import ROWWISE, fill
 from ._types import TokenStats
-from ._validate import (LabelError, check_alpha, check_ignore_index, check_nonnegative, check_out,
+from ._validate import (LabelError, check_alpha, check_beta, check_ignore_index, check_nonnegative,
+                        check_out,
                         check_positive, check_reduction, check_smoothing, compute_dtype, grad_dtype,
                         resolve_n_threads)
 
@@ -761,3 +762,229 @@ def softmax_focal_loss_with_grad(logits, target, *, alpha=None, gamma=2.0, axis=
     """
     return _softmax_focal(logits, target, alpha, gamma, axis, weight, ignore_index, reduction,
                           n_threads, True, grad_out)
+
+
+@_quiet
+def _divergence(logits, target_logits, axis, temperature, sample_weight, ignore_index, target,
+                reduction, n_threads, want_grad, grad_out, mode, beta=0.5):
+    reduction = check_reduction(reduction)
+    nt = resolve_n_threads(n_threads)
+    temp = check_positive(temperature, "temperature")
+    call = _validate.divergence(logits, target_logits, axis, temp, sample_weight, ignore_index,
+                                target, reduction, nt, want_grad, grad_out, mode, beta)
+    return _loss_and_grad(call, want_grad)
+
+
+def kl_divergence(logits, target_logits, *, axis=-1, temperature=1.0, reverse=False,
+                  sample_weight=None, ignore_index=None, target=None, reduction="mean",
+                  n_threads=None):
+    """Kullback-Leibler divergence between the softmaxes of two sets of logits.
+
+    With ``p = softmax(logits / T)`` and ``q = softmax(target_logits / T)``,
+    per row ``KL(q || p) = sum_c q_c (log q_c - log p_c)``: the distillation
+    loss of a student (`logits`) against a teacher (`target_logits`).  Both
+    arrays are read once; no log-probabilities are formed.
+
+    Parameters
+    ----------
+    logits : array_like, shape (..., C, ...)
+        The student's unnormalised scores; the classes lie along `axis`.
+    target_logits : array_like, shape = logits.shape
+        The teacher's (constants: the gradient is with respect to `logits`).
+    axis : int, default -1
+        The class axis.
+    temperature : float > 0, default 1
+        Both sets of logits are divided by it (as ``x * (1 / T)``, the
+        reciprocal rounded to the compute dtype).  No ``T**2`` factor: scale
+        the result yourself if you want one.
+    reverse : bool, default False
+        True gives ``KL(p || q) = sum_c p_c (log p_c - log q_c)``.
+    sample_weight : array_like, shape = logits.shape without `axis`, optional
+        Multiplies each row's divergence.
+    ignore_index : int, optional
+        Rows whose `target` equals it are dropped (padded positions of a
+        sequence): divergence 0, gradient 0, not counted in the mean.
+    target : array_like of int, shape = logits.shape without `axis`, optional
+        Class indices, read only to compare with `ignore_index` (and checked
+        as labels: each in ``[0, C)`` or `ignore_index`).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "none" returns ``s_i d_i`` per row; "sum" their sum; "mean" divides
+        it by the number of rows kept (the sum of their sample weights):
+        PyTorch's ``reduction="batchmean"``, not its ``"mean"``, which divides
+        by the number of elements.
+    n_threads : int, optional
+        As in :func:`softmax_cross_entropy`; the results do not depend on it.
+
+    Returns
+    -------
+    loss : float or ndarray, shape = logits.shape without `axis`
+        A float for "mean" and "sum"; for "none", an array of the compute
+        dtype (both logits' promoted; float32 for 16-bit floats).
+
+    Raises
+    ------
+    xent.LabelError
+        A `target` label outside ``[0, C)`` that is not `ignore_index`.
+    TypeError
+        A wrong kind of dtype (logits, target_logits, non-integer target).
+    ValueError
+        Shapes, `axis`, `temperature`, `reduction`, `n_threads`, or
+        `ignore_index` without `target`.
+
+    Notes
+    -----
+    A sum of terms that are never negative, so near-identical rows keep
+    their tiny divergence to full relative precision: with
+    ``s_c = log p_c - log q_c``, ``q_c (log q_c - log p_c) = q_c (exp(s_c) -
+    1 - s_c) - (p_c - q_c)``, and the last parts sum to 0 over the row.  The
+    terms come from each row's maximum and log-sum-exp, computed in one
+    sweep of each array (in double precision), and ``exp(s) - 1 - s`` by its
+    series where it would cancel.
+
+    Masks: a class that is ``-inf`` in both contributes 0; ``q_c = 0``
+    contributes 0; ``p_c = 0`` where ``q_c > 0`` gives ``+inf`` (with a
+    finite gradient).  A row of either array that is all ``-inf``, holds a
+    ``+inf`` or a NaN gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> student = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    >>> teacher = np.array([[3.0, 1.0, -1.0], [0.0, 0.0, 0.0]])
+    >>> xent.kl_divergence(student, teacher, reduction="none").round(6)
+    array([0.115611, 0.      ])
+    >>> round(xent.kl_divergence(student, teacher), 6)
+    0.057806
+    """
+    return _divergence(logits, target_logits, axis, temperature, sample_weight, ignore_index,
+                       target, reduction, n_threads, False, None, 1 if reverse else 0)
+
+
+def kl_divergence_with_grad(logits, target_logits, *, axis=-1, temperature=1.0, reverse=False,
+                            sample_weight=None, ignore_index=None, target=None,
+                            reduction="mean", n_threads=None, grad_out=None):
+    """KL divergence and its gradient with respect to `logits` (the student).
+
+    Parameters
+    ----------
+    logits, target_logits, axis, temperature, reverse, sample_weight, ignore_index, target, reduction, n_threads
+        As in :func:`kl_divergence`.
+    grad_out : ndarray, shape = logits.shape, optional
+        Writeable array to write the gradient into; may be `logits` itself.
+
+    Returns
+    -------
+    loss : float or ndarray
+    grad : ndarray, shape = logits.shape
+        The dtype of `logits` (float64 for integers); for "none", the
+        gradient of the sum of the per-row values.
+
+    Notes
+    -----
+    Forward: ``(p - q) / T``, computed as ``q (exp(s) - 1) / T`` with
+    ``s = log p - log q`` (its series near 0), so entries where the two
+    distributions agree are not a difference of near-equal numbers: it is
+    the soft-target cross-entropy's gradient ``p - q`` (the teacher's
+    entropy, the other part of the divergence, is constant in the student).
+    Reverse: ``p (log p - log q - KL(p || q)) / T``; NaN where the reverse
+    divergence is infinite.  Each row's gradient is times its sample weight,
+    divided by the mean's denominator for "mean"; dropped rows get 0.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> loss, grad = xent.kl_divergence_with_grad(np.zeros((1, 2)), np.array([[1.0, 0.0]]))
+    >>> round(loss, 6), grad.round(6).tolist()
+    (0.110944, [[-0.231059, 0.231059]])
+    """
+    return _divergence(logits, target_logits, axis, temperature, sample_weight, ignore_index,
+                       target, reduction, n_threads, True, grad_out, 1 if reverse else 0)
+
+
+def js_divergence(logits, target_logits, *, beta=0.5, axis=-1, temperature=1.0,
+                  sample_weight=None, reduction="mean", n_threads=None):
+    """Generalised Jensen-Shannon divergence between the softmaxes of two sets of logits.
+
+    ``JS = beta KL(q || m) + (1 - beta) KL(p || m)`` per row, with
+    ``m = beta q + (1 - beta) p``, ``p = softmax(logits / T)`` and
+    ``q = softmax(target_logits / T)``; ``beta = 0.5`` is the symmetric
+    Jensen-Shannon divergence, at most ``log 2``.
+
+    Parameters
+    ----------
+    logits : array_like, shape (..., C, ...)
+        Unnormalised scores of ``p``; the gradient is with respect to them.
+    target_logits : array_like, shape = logits.shape
+        Those of ``q``.
+    beta : float, default 0.5
+        The weight of ``q`` in ``m``, strictly between 0 and 1.
+    axis, temperature, sample_weight, reduction, n_threads
+        As in :func:`kl_divergence` ("mean" divides by the number of rows,
+        or the sum of their sample weights).
+
+    Returns
+    -------
+    loss : float or ndarray, shape = logits.shape without `axis`
+
+    Raises
+    ------
+    TypeError
+        A wrong kind of dtype.
+    ValueError
+        Shapes, `axis`, `beta` outside (0, 1), `temperature`, `reduction`,
+        `n_threads`.
+
+    Notes
+    -----
+    Per class, ``(1 - beta) p log(p / m) + beta q log(q / m) >= 0``,
+    computed as ``(1 - beta) p chi(m/p - 1) + beta q chi(m/q - 1)`` with
+    ``chi(u) = u - log1p(u)`` (its series near 0) and ``m/p - 1 =
+    beta expm1(log q - log p)``: no term cancels.  ``log q - log p`` uses the
+    difference of the rows' log-sum-exps refined by one sweep over the
+    terms ``p (exp(r) - 1)``, whose rounding scales with the divergence.  A
+    class that only ``p`` masks adds ``-beta log(beta) q``; one that only
+    ``q`` masks, ``-(1 - beta) log(1 - beta) p``.
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> p_logits = np.array([[0.0, -np.inf], [1.0, 2.0]])
+    >>> q_logits = np.array([[-np.inf, 0.0], [1.0, 2.0]])
+    >>> xent.js_divergence(p_logits, q_logits, reduction="none").round(6)
+    array([0.693147, 0.      ])
+    """
+    return _divergence(logits, target_logits, axis, temperature, sample_weight, None, None,
+                       reduction, n_threads, False, None, 2, check_beta(beta))
+
+
+def js_divergence_with_grad(logits, target_logits, *, beta=0.5, axis=-1, temperature=1.0,
+                            sample_weight=None, reduction="mean", n_threads=None,
+                            grad_out=None):
+    """Jensen-Shannon divergence and its gradient with respect to `logits`.
+
+    Parameters
+    ----------
+    logits, target_logits, beta, axis, temperature, sample_weight, reduction, n_threads
+        As in :func:`js_divergence`.
+    grad_out : ndarray, shape = logits.shape, optional
+        Writeable array to write the gradient into; may be `logits` itself.
+
+    Returns
+    -------
+    loss : float or ndarray
+    grad : ndarray, shape = logits.shape
+
+    Notes
+    -----
+    ``(1 - beta) p (log(p / m) - KL(p || m)) / T`` per row, times its sample
+    weight and divided by the mean's denominator for "mean".
+
+    Examples
+    --------
+    >>> import numpy as np, xent
+    >>> loss, grad = xent.js_divergence_with_grad(np.zeros((1, 2)), np.array([[1.0, 0.0]]))
+    >>> round(loss, 6), grad.round(6).tolist()
+    (0.028535, [[-0.058827, 0.058827]])
+    """
+    return _divergence(logits, target_logits, axis, temperature, sample_weight, None, None,
+                       reduction, n_threads, True, grad_out, 2, check_beta(beta))

@@ -493,16 +493,8 @@ def token_stats(logits, target, axis, temperature, ignore_index, nt):
     y = None
     has_ignore, ignore = check_ignore_index(ignore_index)
     if target is not None:
-        t = as_array(target, "target")
-        if kind(t.dtype) not in "iu":
-            hint = ""
-            if kind(t.dtype) == "f" and t.shape == sample_shape:
-                hint = "; use target.astype(np.int64)"
-            raise TypeError(f"`target` must be integer class indices; got dtype {t.dtype}{hint}.")
-        if t.shape != sample_shape:
-            raise ValueError(f"`target` class indices must have the shape of `logits` without "
-                             f"axis {ax}, {sample_shape}; got shape {t.shape}.")
-        y, has_ignore, ignore, _ = class_indices(t, n_classes, ignore_index, cdt, nt)
+        y, has_ignore, ignore, _ = _index_target(target, n_classes, sample_shape, ax,
+                                                 ignore_index, cdt, nt)
     elif ignore_index is not None:
         raise ValueError("`ignore_index` needs a `target`; got target=None.")
     r, _ = rows(x, ax, _dispatch.storage(x, cdt))
@@ -515,6 +507,81 @@ def token_stats(logits, target, axis, temperature, ignore_index, nt):
         call.rank = np.empty(n, np.int64)
     call.loss_shape = sample_shape
     return call
+
+
+def check_beta(beta):
+    """Jensen-Shannon's weight: a number strictly between 0 and 1."""
+    v = _real_number(beta, "beta")
+    if v is None or not 0.0 < v < 1.0:
+        raise ValueError(f"`beta` must be a number in (0, 1) (at 0 and 1 the divergence is "
+                         f"identically 0); got {beta!r}.")
+    return v
+
+
+def _index_target(target, n_classes, sample_shape, ax, ignore_index, cdt, nt, sw=None):
+    """Class indices `target` for the rows it names (token statistics, the
+    divergences' ignore_index): checked; (labels, has_ignore, ignore, the
+    sum of the sample weights of the rows kept)."""
+    t = as_array(target, "target")
+    if kind(t.dtype) not in "iu":
+        hint = ""
+        if kind(t.dtype) == "f" and t.shape == sample_shape:
+            hint = "; use target.astype(np.int64)"
+        raise TypeError(f"`target` must be integer class indices; got dtype {t.dtype}{hint}.")
+    if t.shape != sample_shape:
+        raise ValueError(f"`target` class indices must have the shape of `logits` without "
+                         f"axis {ax}, {sample_shape}; got shape {t.shape}.")
+    return class_indices(t, n_classes, ignore_index, cdt, nt, None, sw)
+
+
+def divergence(logits, target_logits, axis, temperature, sample_weight, ignore_index, target,
+               reduction, nt, want_grad, grad_out, mode, beta=0.5):
+    """The record of a KL (mode 0, 1: reverse) or Jensen-Shannon (mode 2)
+    call (`temperature`, `reduction`, `nt`, `beta` already checked), its
+    labels checked.  The compute dtype is both logits' promoted; 16-bit
+    logits stay 16-bit (widened a tile at a time) when both have that dtype."""
+    x, xdt, ax, n_classes, sample_shape = class_logits(logits, axis)
+    z = as_array(target_logits, "target_logits")
+    cdt = np.promote_types(xdt, compute_dtype(z, "target_logits"))
+    if z.shape != x.shape:
+        raise ValueError(f"`target_logits` must have the shape of `logits`, {x.shape}; "
+                         f"got shape {z.shape}.")
+    check_scale(temperature, "temperature", cdt)
+    sample_weight = None if sample_weight is None else as_array(sample_weight, "sample_weight")
+    sw = per_sample_weight(sample_weight, sample_shape, cdt)
+    t = None if target is None else as_array(target, "target")
+    gdt = grad_dtype(x, cdt)
+    if grad_out is not None:
+        check_out(grad_out, "grad_out", x.shape, gdt,
+                  [("logits", x), ("target_logits", z), ("target", t),
+                   ("sample_weight", sample_weight)], alias_name="logits")
+    y, has_ignore, ignore = None, False, 0
+    if t is not None:
+        y, has_ignore, ignore, den = _index_target(t, n_classes, sample_shape, ax, ignore_index,
+                                                   cdt, nt, sw)
+    elif ignore_index is not None:
+        check_ignore_index(ignore_index)
+        raise ValueError("`ignore_index` needs a `target` (the class indices it is compared "
+                         "with); got target=None.")
+    else:
+        den = float(np.sum(sw, dtype=np.float64)) if sw is not None else float(x.size // n_classes)
+    same = x.dtype.newbyteorder("=") == z.dtype.newbyteorder("=")
+    kdt = _dispatch.storage(x, cdt) if same else cdt
+    r, owned = rows(x, ax, kdt)
+    zr, _ = rows(z, ax, kdt)
+    loss = np.empty(r.shape[0], dtype=cdt) if reduction == "none" else None
+    gbuf, direct = grad_buffer(grad_out, ax, kdt, r, owned) if want_grad else (None, False)
+    scale = 1.0
+    if reduction == "mean":
+        scale = 1.0 / den if den != 0 else 0.0
+    call = Call("div", r.shape[0], n_classes, kdt, nt, x=r, second=zr, labels=y,
+                sample_weight=sw, has_ignore=has_ignore, ignore=ignore, mode=mode, beta=beta,
+                temperature=temperature, scale=scale, loss=loss, out=gbuf)
+    call.empty = reduction == "mean" and den == 0
+    if call.empty and gbuf is not None:
+        gbuf.fill(0)
+    return _result(call, reduction, den, sample_shape, sample_shape + (n_classes,), ax, gdt,
+                   grad_out, direct)
 
 
 def _wide_uint_labels(t, y, has_ignore, ignore, ignore_index):

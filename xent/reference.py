@@ -1078,6 +1078,8 @@ def _divergence(logits, target_logits, axis, temperature, reverse, beta, sample_
         s = np.ones(n) if sw is None else sw.astype(np.float64)
         loss = np.where(removed, 0.0, (s * d).astype(cdt)).astype(cdt)
         value, denom = _reduce_rows(loss, reduction, np.where(removed, 0.0, s))
+        if reduction == "none":
+            value = value.reshape(batch_shape)
         if not want_grad:
             return value
         scale = 1.0 if denom is None else (0.0 if denom == 0 else 1.0 / denom)
