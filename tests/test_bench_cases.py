@@ -47,6 +47,8 @@ def test_bytes_per_element_are_the_logical_bytes():
     # (logits, gradient), fused BCE 12 (logits, targets, gradient)
     assert per["ce_index"] == 4 and per["ce_prob"] == 8 and per["bce"] == 8
     assert per["ce_index+grad"] == 8 and per["bce+grad"] == 12
+    # the divergences read two logits arrays (8), and write the gradient (12)
+    assert per["kl"] == per["js"] == 8 and per["kl+grad"] == per["js+grad"] == 12
 
 
 def test_command_line_json(tmp_path, capsys):

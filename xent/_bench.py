@@ -16,6 +16,7 @@ bytes written) for kernels that write an array.
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -38,7 +39,7 @@ class Case:
 
     name: str
     func: str            # name in xent, xent.reference
-    target: str          # "index", "prob", "binary" or "none"
+    target: str          # "index", "prob", "binary", "logits" (a second array) or "none"
     reads: int
     writes: int
     kwargs: dict = field(default_factory=dict)
@@ -79,6 +80,11 @@ CASES = (
     Case("softmax_focal+grad", "softmax_focal_loss_with_grad", "index", 1, 1, grad=True),
     Case("sigmoid_focal", "sigmoid_focal_loss", "binary", 2, 0),
     Case("sigmoid_focal+grad", "sigmoid_focal_loss_with_grad", "binary", 2, 1, grad=True),
+    Case("kl", "kl_divergence", "logits", 2, 0),
+    Case("kl+grad", "kl_divergence_with_grad", "logits", 2, 1, grad=True),
+    Case("kl_reverse", "kl_divergence", "logits", 2, 0, {"reverse": True}),
+    Case("js", "js_divergence", "logits", 2, 0),
+    Case("js+grad", "js_divergence_with_grad", "logits", 2, 1, grad=True),
 )
 
 # (rows, classes): ~64 MB of float32 logits each for --quick; the full run
@@ -101,6 +107,8 @@ def _draw_target(target, rng, n_rows, n_classes, dtype):
         return t
     if target == "binary":
         return (rng.random((n_rows, n_classes)) < 0.3).astype(dtype)
+    if target == "logits":                     # a second model's logits, drawn alike
+        return _draw_logits(rng, n_rows, n_classes, dtype)
     return None
 
 
@@ -184,6 +192,24 @@ def _torch_loss(case, torch, F):
     return cross_entropy
 
 
+def _torch_divergence(case, torch, F):
+    """KL (forward or reverse) and Jensen-Shannon as PyTorch users write them:
+    kl_div of two log_softmaxes, reduction="batchmean" (its "mean" divides by
+    elements)."""
+    def kl(x, t):
+        lp, lq = F.log_softmax(x, dim=-1), F.log_softmax(t, dim=-1)
+        if case.kwargs.get("reverse"):
+            return F.kl_div(lq, lp, log_target=True, reduction="batchmean")
+        return F.kl_div(lp, lq, log_target=True, reduction="batchmean")
+
+    def js(x, t):                              # beta = 0.5
+        lp, lq = F.log_softmax(x, dim=-1), F.log_softmax(t, dim=-1)
+        lm = torch.logsumexp(torch.stack([lp, lq]), dim=0) - math.log(2.0)
+        return 0.5 * (F.kl_div(lm, lq, log_target=True, reduction="batchmean")
+                      + F.kl_div(lm, lp, log_target=True, reduction="batchmean"))
+    return kl if case.func.startswith("kl") else js
+
+
 def _torch_token_stats(tx, ty):
     """Per-token statistics as PyTorch users compute them: lse, entropy from
     log_softmax, argmax, the target's log-probability and rank."""
@@ -214,7 +240,8 @@ def _torch_call(case, x, t):
             with torch.no_grad():
                 return _torch_token_stats(tx, tt)
         return stats
-    loss_fn = _torch_loss(case, torch, F)
+    loss_fn = (_torch_divergence(case, torch, F) if case.target == "logits"
+               else _torch_loss(case, torch, F))
 
     if not case.grad:
         def run():
