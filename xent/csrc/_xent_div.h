@@ -27,23 +27,71 @@
 #define XT_DIV_SUB 32
 #endif
 #define XT_DEXP(v) XT_DW(exp_neg)(v)
+/* The weights exp(alpha_j), exp(beta_j): float rows take float's
+ * exponential (1 ulp, about a third of the double one's cost; see the
+ * note above), as a double. */
+#if XT_FLOAT
+/* exp(v) = exp(fl(v)) (1 + (v - fl(v))) to float's precision: v is a
+ * difference of floats, exact in double but not always in float */
+XENT_INLINE double N(div_wexp)(double v)
+{
+    const T vf = (T)v;
+    const double e = (double)N(exp_neg)(vf);
+    return e + e * (v - (double)vf);
+}
+#define XT_WEXP(v) N(div_wexp)(v)
+#else
+#define XT_WEXP(v) N(exp_neg)(v)
+#endif
 
 /* P(s) = sum_k s^k / (k + 2)!, so that exp(s) - 1 - s = s^2 P(s) and
- * expm1(s) = s + s^2 P(s); for |s| <= 1.5 the first omitted term is below
- * 4e-19 of P (double) and 2e-13 (float rows, whose results are rounded to
- * float). */
+ * expm1(s) = s + s^2 P(s).  Double rows: to k = 37, for s in [-1.5, 5]
+ * (the first omitted term below 1e-18 of P; the alternating series at
+ * -1.5 loses 1.4 bits).  Float rows: for |s| <= 1.5, in float, to k = 11
+ * (5e-9 of P), from s rounded to float once: about 2 ulp of float, a third
+ * of the double polynomial's cost; s itself, and the s^2 factor, stay
+ * double. */
 XENT_INLINE double N(div_p)(double s)
 {
 #if XT_FLOAT
-    double p = 2.8114572543455206e-15;
+    const float sf = (float)s;
+    float p = 1.6059043836821613e-10f;
+    p = p * sf + 2.08767569878681e-09f;
+    p = p * sf + 2.505210838544172e-08f;
+    p = p * sf + 2.755731922398589e-07f;
+    p = p * sf + 2.7557319223985893e-06f;
+    p = p * sf + 2.48015873015873e-05f;
+    p = p * sf + 0.0001984126984126984f;
+    p = p * sf + 0.001388888888888889f;
+    p = p * sf + 0.008333333333333333f;
+    p = p * sf + 0.041666666666666664f;
+    p = p * sf + 0.16666666666666666f;
+    p = p * sf + 0.5f;
+    return (double)p;
 #else
-    double p = 8.896791392450574e-22;
+    double p = 4.902469756513544e-47;
+    p = p * s + 1.911963205040282e-45;
+    p = p * s + 7.265460179153071e-44;
+    p = p * s + 2.6882202662866363e-42;
+    p = p * s + 9.67759295863189e-41;
+    p = p * s + 3.387157535521162e-39;
+    p = p * s + 1.151633562077195e-37;
+    p = p * s + 3.8003907548547434e-36;
+    p = p * s + 1.216125041553518e-34;
+    p = p * s + 3.7699876288159054e-33;
+    p = p * s + 1.1309962886447716e-31;
+    p = p * s + 3.279889237069838e-30;
+    p = p * s + 9.183689863795546e-29;
+    p = p * s + 2.4795962632247976e-27;
+    p = p * s + 6.446950284384474e-26;
+    p = p * s + 1.6117375710961184e-24;
+    p = p * s + 3.868170170630684e-23;
+    p = p * s + 8.896791392450574e-22;
     p = p * s + 1.9572941063391263e-20;
     p = p * s + 4.110317623312165e-19;
     p = p * s + 8.22063524662433e-18;
     p = p * s + 1.5619206968586225e-16;
     p = p * s + 2.8114572543455206e-15;
-#endif
     p = p * s + 4.779477332387385e-14;
     p = p * s + 7.647163731819816e-13;
     p = p * s + 1.1470745597729725e-11;
@@ -60,6 +108,7 @@ XENT_INLINE double N(div_p)(double s)
     p = p * s + 0.16666666666666666;
     p = p * s + 0.5;
     return p;
+#endif
 }
 
 /* expm1(s) for |s| <= 30: the series for |s| <= 1, else exp(s) - 1 (which
@@ -70,6 +119,20 @@ XENT_INLINE double N(div_expm1)(double s)
     const double sn = near ? s : 0.0;
     const double series = sn + sn * sn * N(div_p)(sn);
     return near ? series : XT_DEXP(s) - 1.0;
+}
+
+/* expm1(r), expm1(-r) and exp(r) for |r| <= 30, from expm1(|r|) and
+ * exp(|r|) = 1 + expm1(|r|) >= 1: none of them a difference that cancels
+ * (1 + expm1(r) would, for r well below 0). */
+typedef struct { double e, em, er; } N(div_e3);
+
+XENT_INLINE N(div_e3) N(div_expm1_pair)(double r)
+{
+    const double e1 = N(div_expm1)(fabs(r));
+    const double inv = 1.0 / (1.0 + e1);
+    const double h = -e1 * inv;
+    N(div_e3) out = {r >= 0.0 ? e1 : h, r >= 0.0 ? h : e1, r >= 0.0 ? 1.0 + e1 : inv};
+    return out;
 }
 
 /* log(x) for x > 0: log1p's tail with u = x exactly (no correction). */
@@ -143,6 +206,18 @@ XENT_INLINE double N(div_chi)(double u)
     out[1] = s1 - c1;                                                                         \
     out[2] = s2 - c2;
 
+/* Where psi(s) is the series; beyond, exp(beta) exp(d) - exp(alpha) (1 + s),
+ * two terms of one sign (not exp(alpha) exp(s): s is rounded, and exp
+ * multiplies that by |s|).  exp(beta) exp(d) is two roundings: 2.5 ulp, so
+ * the series reaches s = 5 for double rows, where that costs 2.6 ulp of
+ * the term (2.5 e^5 / psi(5)); float rows (each exponential 1 ulp of
+ * float) stop at |s| = 1.5: 3.5 ulp of float there. */
+#if XT_FLOAT
+#define XT_PSI_NEAR(s) (fabs(s) <= 1.5)
+#else
+#define XT_PSI_NEAR(s) (fabs((s) - 1.75) <= 3.25)
+#endif
+
 /* KL(A || B) = sum_j A_j (log A_j - log B_j) as terms that are never
  * negative: with s_j = (beta_j - alpha_j) + d,
  *   out[0] = SA = sum_j exp(alpha_j)
@@ -156,10 +231,11 @@ XENT_INLINE double N(div_chi)(double u)
  * KL = V - psi(e): exact for any d, and V alone when d is exact (tile_div). */
 static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double* out)
 {
+    const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
     XT_DIV_LOOP(const double s = (be - al) + d;
-                const double ea = XT_DEXP(al);
-                const double eb = XT_DEXP(be + d);
-                const int near = fabs(s) <= 1.5;       /* false for NaN and inf */
+                const double ea = XT_WEXP(al);
+                const double eb = XT_WEXP(be) * ed;
+                const int near = XT_PSI_NEAR(s);         /* false for NaN and inf */
                 const double sn = near ? s : 0.0;
                 const double v = near ? ea * (sn * sn * N(div_p)(sn)) : eb - ea * (1.0 + s);
                 const int amask = al == -INFINITY;
@@ -175,9 +251,10 @@ static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
 static void N(div_delta)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d,
                          double* out)
 {
+    const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
     XT_DIV_LOOP(const double s = (be - al) + d;
-                const double ea = XT_DEXP(al);
-                const double eb = XT_DEXP(be + d);
+                const double ea = XT_WEXP(al);
+                const double eb = XT_WEXP(be) * ed;
                 const int near = fabs(s) <= 1.0;           /* false for NaN */
                 const double sn = near ? s : 0.0;
                 const double v = near ? ea * (sn + sn * sn * N(div_p)(sn)) : eb - ea;
@@ -194,13 +271,14 @@ static void N(div_delta)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, doub
 static void N(kl_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d,
                        double k, double kl, int rev)
 {
+    const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
     if (rev) {
 #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++) {
             const double al = (double)xa[j] - (double)ma;
             const double be = (double)xb[j] - (double)mb;
             const double s = (be - al) + d;
-            const double v = -XT_DEXP(al) * (s + kl);
+            const double v = -XT_WEXP(al) * (s + kl);
             g[j] = (T)(al == -INFINITY ? 0.0 : k * v);
         }
         return;
@@ -210,12 +288,14 @@ static void N(kl_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
         const double al = (double)xa[j] - (double)ma;
         const double be = (double)xb[j] - (double)mb;
         const double s = (be - al) + d;
-        const double ea = XT_DEXP(al);
-        const double eb = XT_DEXP(be + d);
+        const double ea = XT_WEXP(al);
+        const double eb = XT_WEXP(be) * ed;
         const int near = fabs(s) <= 1.0;           /* false for NaN */
         const double sn = near ? s : 0.0;
+        /* masks need no case: alpha = -inf gives s = +inf and eb - 0;
+         * beta = -inf, s = -inf and 0 - ea; both, s = NaN and 0 - 0 */
         const double v = near ? ea * (sn + sn * sn * N(div_p)(sn)) : eb - ea;
-        g[j] = (T)(k * (al == -INFINITY ? eb : v));
+        g[j] = (T)(k * v);
     }
 }
 
@@ -235,27 +315,65 @@ XENT_INLINE double N(js_lqm)(double r, double b)
     return -N(div_log)(b + (1.0 - b) * XT_DEXP(-r));
 }
 
+/* js_sums' chi forms for |r| <= 2; beyond, where exp(r) from a rounded r
+ * would carry |r| times its rounding, the logs of P/M and Q/M directly
+ * (M = b Q + (1 - b) P has no cancellation; the two parts of the class's
+ * share cancel by at most 1.5x past |r| = 2). */
+#define XT_JS_NEAR 2.0
+
 static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double b,
                        double* out)
 {
+    const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
     const double lb = N(div_log)(b), lb1 = N(div_log)(1.0 - b);
-    XT_DIV_LOOP(const double r = (be - al) + d;
-                const double P = XT_DEXP(al);
-                const double Q = XT_DEXP(be + d);
-                const double rn = fabs(r) <= 30.0 ? r : 0.0;
-                const double E = N(div_expm1)(rn);
-                const double cu = N(div_chi)(b * E);
-                const double cy = N(div_chi)(-(1.0 - b) * (E / (1.0 + E)));
-                /* far (|r| > 30): lf = log(Q/M) for r > 30, log(P/M) for
-                 * r < -30; the other one is that minus |r| */
+    double s0 = 0.0, c0 = 0.0, s1 = 0.0, c1 = 0.0, s2 = 0.0, c2 = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_DIV_SUB) {
+        const ptrdiff_t ns = n - j0 < XT_DIV_SUB ? n - j0 : XT_DIV_SUB;
+        const T* as = xa + j0;
+        const T* bs = xb + j0;
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0;
+        int far = 0;
+        /* |r| <= 30, no mask: the chi forms (the sub-block again below if
+         * any entry is not) */
+#pragma omp simd reduction(+ : a0, a1, a2) reduction(| : far)
+        for (ptrdiff_t j = 0; j < ns; j++) {
+            const double al = (double)as[j] - (double)ma;
+            const double be = (double)bs[j] - (double)mb;
+            const double r = (be - al) + d;
+            far |= !(fabs(r) <= XT_JS_NEAR);
+            const double rn = fabs(r) <= XT_JS_NEAR ? r : 0.0;
+            const double P = XT_WEXP(al);
+            const N(div_e3) E = N(div_expm1_pair)(rn);
+            const double cu = N(div_chi)(b * E.e);
+            const double cy = N(div_chi)((1.0 - b) * E.em);
+            /* Q as P exp(r): the two weights of a class share their rounding */
+            a0 += P;
+            a1 += (1.0 - b) * (P * cu) + b * ((P * E.er) * cy);
+            a2 += P * cu;
+        }
+        if (far) {
+            a0 = a1 = a2 = 0.0;
+#pragma omp simd reduction(+ : a0, a1, a2)
+            for (ptrdiff_t j = 0; j < ns; j++) {
+                const double al = (double)as[j] - (double)ma;
+                const double be = (double)bs[j] - (double)mb;
+                const double r = (be - al) + d;
+                const double P = XT_WEXP(al);
+                const double Q = XT_WEXP(be) * ed;
+                const double rn = fabs(r) <= XT_JS_NEAR ? r : 0.0;
+                const N(div_e3) E = N(div_expm1_pair)(rn);
+                const double cu = N(div_chi)(b * E.e);
+                const double cy = N(div_chi)((1.0 - b) * E.em);
+                /* far (|r| > 2): lf = log(Q/M) for r > 2, log(P/M) for
+                 * r < -2; the other one is that minus |r| */
                 const double rf = fabs(r);
-                const double lf = N(js_lqm)(rf, r > 30.0 ? b : 1.0 - b);
-                const double lqm = r > 30.0 ? lf : lf - rf;
-                const double lpm = r > 30.0 ? lf - rf : lf;
+                const double lf = N(js_lqm)(rf, r > 0.0 ? b : 1.0 - b);
+                const double lqm = r > 0.0 ? lf : lf - rf;
+                const double lpm = r > 0.0 ? lf - rf : lf;
                 double v = (1.0 - b) * (P * lpm) + b * (Q * lqm);
                 double kt = b * (Q - P) + P * lpm;
-                v = fabs(r) <= 30.0 ? (1.0 - b) * (P * cu) + b * (Q * cy) : v;
-                kt = fabs(r) <= 30.0 ? P * cu : kt;
+                v = fabs(r) <= XT_JS_NEAR ? (1.0 - b) * (P * cu) + b * ((P * E.er) * cy) : v;
+                kt = fabs(r) <= XT_JS_NEAR ? P * cu : kt;
                 /* masks (Q = 0 where beta = -inf, P = 0 where alpha = -inf) */
                 v = be == -INFINITY ? -(1.0 - b) * lb1 * P : v;
                 kt = be == -INFINITY ? P * (-b - lb1) : kt;
@@ -263,23 +381,51 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
                 kt = al == -INFINITY ? b * Q : kt;
                 a0 += P;
                 a1 += v;
-                a2 += kt;)
+                a2 += kt;
+            }
+        }
+        xent_kahan_add(&s0, &c0, a0);
+        xent_kahan_add(&s1, &c1, a1);
+        xent_kahan_add(&s2, &c2, a2);
+    }
+    out[0] = s0 - c0;
+    out[1] = s1 - c1;
+    out[2] = s2 - c2;
 }
 
 /* The gradient of JS w.r.t. P's logits: k P_j (log(P_j/M_j) - K) (times
- * SA), K = KL(P || M) (k includes 1 - b). */
+ * SA), K = KL(P || M) (k includes 1 - b).  A first sweep looks for far
+ * (|r| > 30) and masked entries; without any (most rows), the row takes
+ * the near form only, as js_sums.  (`g` may be `xa`: the choice is made
+ * before anything is written.) */
 static void N(js_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d,
                        double b, double k, double K)
 {
+    int far = 0;
+#pragma omp simd reduction(| : far)
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const double r = ((double)xb[j] - (double)mb) - ((double)xa[j] - (double)ma) + d;
+        far |= !(fabs(r) <= 30.0);
+    }
+    if (!far) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const double al = (double)xa[j] - (double)ma;
+            const double be = (double)xb[j] - (double)mb;
+            const double u = b * N(div_expm1_pair)((be - al) + d).e;
+            g[j] = (T)(k * (XT_WEXP(al) * (-XT_DW(log1p_only)(u) - K)));
+        }
+        return;
+    }
     const double lb1 = N(div_log)(1.0 - b);
 #pragma omp simd
     for (ptrdiff_t j = 0; j < n; j++) {
         const double al = (double)xa[j] - (double)ma;
         const double be = (double)xb[j] - (double)mb;
         const double r = (be - al) + d;
-        const double P = XT_DEXP(al);
+        const double P = XT_WEXP(al);
         const double rn = fabs(r) <= 30.0 ? r : 0.0;
-        const double u = b * N(div_expm1)(rn);
+        const double u = b * N(div_expm1_pair)(rn).e;
         const double rf = fabs(r);
         const double lf = N(js_lqm)(rf, r > 30.0 ? b : 1.0 - b);
         double l = r > 30.0 ? lf - rf : lf;
@@ -292,5 +438,8 @@ static void N(js_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
 
 #undef XT_DIV_LOOP
 #undef XT_DEXP
+#undef XT_WEXP
+#undef XT_PSI_NEAR
+#undef XT_JS_NEAR
 #undef XT_DW
 #undef XT_DIV_SUB
