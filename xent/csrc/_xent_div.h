@@ -32,12 +32,15 @@
  * note above), as a double. */
 #if XT_FLOAT
 /* exp(v) = exp(fl(v)) (1 + (v - fl(v))) to float's precision: v is a
- * difference of floats, exact in double but not always in float */
+ * difference of floats, exact in double but not always in float.  (-inf,
+ * a mask, is clamped first: its residual would be NaN; the sweeps never
+ * see a NaN, whose rows tile_div sets apart.) */
 XENT_INLINE double N(div_wexp)(double v)
 {
-    const T vf = (T)v;
+    const double vc = v > -1e4 ? v : -1e4;
+    const T vf = (T)vc;
     const double e = (double)N(exp_neg)(vf);
-    return e + e * (v - (double)vf);
+    return e + e * (vc - (double)vf);
 }
 #define XT_WEXP(v) N(div_wexp)(v)
 #else
@@ -310,9 +313,17 @@ static void N(kl_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
  * log(Q/M) = -log(b + (1 - b) exp(-r)) for r > 30, log(P/M) likewise for
  * r < -30.  At a class that P masks: -b log(b) Q; that Q masks:
  * -(1 - b) log(1 - b) P. */
-XENT_INLINE double N(js_lqm)(double r, double b)
+/* log(Q/M) for r > 0, log(P/M) for r < 0 (r = log Q - log P), far from
+ * r = 0: -log(x) with x = c0 + c1 exp(-|r|) = 1 + c1 expm1(-|r|) (c0, c1 =
+ * b, 1 - b for r > 0; 1 - b, b for r < 0).  As log1p of c1 expm1(-|r|)
+ * where x >= 1/2: there log(x) is small, and the rounding of x (of a rounded
+ * 1 - b, say) would cost it up to 5 ulp; below, log(x) itself. */
+XENT_INLINE double N(js_far_log)(double r, double b)
 {
-    return -N(div_log)(b + (1.0 - b) * XT_DEXP(-r));
+    const double em = XT_DEXP(-fabs(r));
+    const double c1 = r > 0.0 ? 1.0 - b : b;
+    const double x = (r > 0.0 ? b : 1.0 - b) + c1 * em;
+    return x >= 0.5 ? -XT_DW(log1p_only)(c1 * (em - 1.0)) : -N(div_log)(x);
 }
 
 /* js_sums' chi forms for |r| <= 2; beyond, where exp(r) from a rounded r
@@ -325,7 +336,7 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
                        double* out)
 {
     const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
-    const double lb = N(div_log)(b), lb1 = N(div_log)(1.0 - b);
+    const double lb = N(div_log)(b), lb1 = XT_DW(log1p_only)(-b);
     double s0 = 0.0, c0 = 0.0, s1 = 0.0, c1 = 0.0, s2 = 0.0, c2 = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_DIV_SUB) {
         const ptrdiff_t ns = n - j0 < XT_DIV_SUB ? n - j0 : XT_DIV_SUB;
@@ -367,7 +378,7 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
                 /* far (|r| > 2): lf = log(Q/M) for r > 2, log(P/M) for
                  * r < -2; the other one is that minus |r| */
                 const double rf = fabs(r);
-                const double lf = N(js_lqm)(rf, r > 0.0 ? b : 1.0 - b);
+                const double lf = N(js_far_log)(r, b);
                 const double lqm = r > 0.0 ? lf : lf - rf;
                 const double lpm = r > 0.0 ? lf - rf : lf;
                 double v = (1.0 - b) * (P * lpm) + b * (Q * lqm);
@@ -417,7 +428,7 @@ static void N(js_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
         }
         return;
     }
-    const double lb1 = N(div_log)(1.0 - b);
+    const double lb1 = XT_DW(log1p_only)(-b);
 #pragma omp simd
     for (ptrdiff_t j = 0; j < n; j++) {
         const double al = (double)xa[j] - (double)ma;
@@ -427,7 +438,7 @@ static void N(js_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
         const double rn = fabs(r) <= 30.0 ? r : 0.0;
         const double u = b * N(div_expm1_pair)(rn).e;
         const double rf = fabs(r);
-        const double lf = N(js_lqm)(rf, r > 30.0 ? b : 1.0 - b);
+        const double lf = N(js_far_log)(r, b);
         double l = r > 30.0 ? lf - rf : lf;
         l = fabs(r) <= 30.0 ? -XT_DW(log1p_only)(u) : l;
         l = be == -INFINITY ? -lb1 : l;
