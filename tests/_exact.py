@@ -1626,3 +1626,476 @@ def measure_sigmoid_focal(dtype, gamma, alpha=0.25):
         out["grad"].add(row, abs_errors_eps(grad[i], eg, dtype), grad[i], eg)
         out["grad-ulp"].add(row, ulp_errors(grad[i], eg, dtype), grad[i], eg)
     return out
+
+
+# ==========================================================================
+# divergences: KL (forward and reverse) and Jensen-Shannon between two rows
+# ==========================================================================
+#
+# ``xent.kl_divergence`` / ``js_divergence`` (and ``_with_grad``): pairs of
+# rows, the student's logits ``x`` (p = softmax(x / T)) and the teacher's
+# ``z`` (q = softmax(z / T)), ``-inf`` entries masks.  The oracle
+# (``exact_divergences``) works from ``r_c = log q_c - log p_c``, formed as
+# ``(d^z_c - d^x_c) - (log S_z - log S_x)`` with the shifts ``d = v - max(v)``
+# exact and the one difference of the normalisers guarded, and writes each
+# divergence as a sum of terms that are never negative:
+#
+# * ``KL(q || p) = sum_c q_c psi(-r_c)``, ``psi(s) = exp(s) - 1 - s``, plus
+#   ``p_c`` where only q masks c (the terms ``p_c - q_c`` sum to 0); +inf
+#   where only p masks a class;
+# * ``KL(p || q) = sum_c p_c psi(r_c)`` (symmetrically);
+# * ``JS = sum_c (1 - b) p_c chi(u_c) + b q_c chi(y_c)``, ``chi(u) = u -
+#   log1p(u)``, ``u = m / p - 1 = b expm1(r)``, ``y = m / q - 1 = (1 - b)
+#   expm1(-r)`` (the linear parts cancel class by class), ``-b log(b) q_c``
+#   where p masks c, ``-(1 - b) log(1 - b) p_c`` where q does;
+#
+# ``psi`` and ``chi`` are evaluated with as many more bits as they cancel.
+# The gradients: ``(p - q) / T`` (``q expm1(-r)``), ``p (-r - KL(p||q)) / T``
+# and ``(1 - b) p (-log1p(u) - KL(p || m)) / T``; the last two differences
+# are guarded as well.
+
+#: the divergences measured: forward KL(q || p), reverse KL(p || q), and JS
+#: with the weights b of q
+DIV_KINDS = ("kl", "kl-reverse", "js-0.5", "js-0.25")
+JS_BETAS = (0.5, 0.25)
+#: temperatures (powers of two: x / T exact)
+DIV_TEMPERATURES = (1.0, 0.5, 2.0)
+#: the strata of pairs (``divergence_pairs``)
+DIV_STRATA = ("near", "random", "masked", "extreme")
+#: float64 divergences below this are held to DIV_SMALL_BOUND ulps
+DIV_SMALL = 1e-6
+DIV_SMALL_BOUND = 64.0
+
+
+def _nonzero_mag(r):
+    return _mag(r) if r[1] else -math.inf
+
+
+class _DivSide:
+    """One row of a pair, scaled by 1 / T (exact): the ExactRow of its finite
+    entries and, per class, whether it is finite and its index there."""
+
+    def __init__(self, v, k):
+        a = np.ldexp(np.asarray(v, dtype=np.float64), -k)
+        self.fin = np.isfinite(a)
+        self.er = exact_row(a[self.fin])
+        self.pos = (np.cumsum(self.fin) - 1).tolist()
+
+
+def _psi_mp(s, prec):
+    """``exp(s) - 1 - s`` (mpf), with the bits it cancels added."""
+    if not s:
+        return mpmath.mpf(0)
+    with mpmath.workprec(prec + max(0, -_mag(s._mpf_)) + 16):
+        v = mpmath.expm1(s) - s
+    return +v
+
+
+def _chi_mp(u, prec):
+    """``u - log1p(u)`` (mpf, u > -1), with the bits it cancels added."""
+    if not u:
+        return mpmath.mpf(0)
+    with mpmath.workprec(prec + max(0, -_mag(u._mpf_)) + 16):
+        v = u - mpmath.log1p(u)
+    return +v
+
+
+def exact_divergences(x, z, temperature=1.0, betas=JS_BETAS):
+    """The oracle of the divergences of one pair of float rows: a dict kind ->
+    (value, grad): ``value`` a 1-element Exact or ``math.inf``; ``grad`` an
+    Exact (the gradient with respect to x, the row's own: no sample weight,
+    no mean) or None where it is NaN (the reverse KL of a row where it is
+    infinite).  Kinds: ``DIV_KINDS`` (``"js-<b>"`` for each b of ``betas``)."""
+    k = _pow2(temperature)
+    sa, sb = _DivSide(x, k), _DivSide(z, k)
+    C = len(sa.fin)
+
+    def compute(prec):
+        A, B = sa.er.at(prec), sb.er.at(prec)
+        lost = 0.0
+        with mpmath.workprec(prec):
+            mag_ls = max(_nonzero_mag(A.log_S), _nonzero_mag(B.log_S))
+            ls_equal = libmp.mpf_eq(A.log_S, B.log_S)
+            cls = []            # per class: (state, p, q, r) as mpf
+            for c in range(C):
+                fa, fb = bool(sa.fin[c]), bool(sb.fin[c])
+                p = _mpf(libmp.mpf_mul(A.E(sa.pos[c]), A.inv_S, prec, RN)) if fa else None
+                q = _mpf(libmp.mpf_mul(B.E(sb.pos[c]), B.inv_S, prec, RN)) if fb else None
+                r = None
+                if fa and fb:
+                    dd = libmp.mpf_sub(B.d(sb.pos[c]), A.d(sa.pos[c]))          # exact
+                    rr = libmp.mpf_sum([dd, A.log_S, libmp.mpf_neg(B.log_S)], prec, RN)
+                    if rr[1]:
+                        lost = max(lost, mag_ls - _mag(rr))
+                    elif not (not dd[1] and ls_equal):
+                        lost = math.inf             # a vanishing difference: more bits
+                    r = _mpf(rr)
+                state = "both" if fa and fb else ("p" if fa else ("q" if fb else "none"))
+                cls.append((state, p, q, r))
+            res = {}
+            # forward KL(q || p) and its gradient p - q
+            if any(s == "q" for s, *_ in cls):
+                fwd = math.inf
+            else:
+                fwd = mpmath.fsum([q * _psi_mp(-r, prec) if s == "both" else p
+                                   for s, p, q, r in cls if s in ("both", "p")])
+            g_fwd = [(q * mpmath.expm1(-r) if s == "both" else
+                      (p if s == "p" else (-q if s == "q" else mpmath.mpf(0))))
+                     for s, p, q, r in cls]
+            res["kl"] = (fwd, g_fwd)
+            # reverse KL(p || q) and its gradient p (-r - KL)
+            if any(s == "p" for s, *_ in cls):
+                res["kl-reverse"] = (math.inf, None)
+            else:
+                rev = mpmath.fsum([p * _psi_mp(r, prec) if s == "both" else q
+                                   for s, p, q, r in cls if s in ("both", "q")])
+                g = []
+                for s, p, q, r in cls:
+                    if s != "both":
+                        g.append(mpmath.mpf(0))
+                        continue
+                    diff = -r - rev
+                    lost = max(lost, _lost_bits((-r)._mpf_, rev._mpf_, diff._mpf_))
+                    g.append(p * diff)
+                res["kl-reverse"] = (rev, g)
+            # Jensen-Shannon
+            for b in betas:
+                bm = mpmath.mpf(b)
+                b1 = 1 - bm                                                    # exact
+                terms, kterms, lpm = [], [], []
+                for s, p, q, r in cls:
+                    if s == "both":
+                        u, y = bm * mpmath.expm1(r), b1 * mpmath.expm1(-r)
+                        cu = _chi_mp(u, prec)
+                        terms.append(b1 * p * cu + bm * q * _chi_mp(y, prec))
+                        kterms.append(p * cu)
+                        lpm.append(-mpmath.log1p(u))                           # log(p / m)
+                    elif s == "p":
+                        terms.append(-b1 * mpmath.log(b1) * p)
+                        kterms.append(p * (-bm - mpmath.log(b1)))
+                        lpm.append(-mpmath.log(b1))
+                    elif s == "q":
+                        terms.append(-bm * mpmath.log(bm) * q)
+                        kterms.append(bm * q)
+                        lpm.append(None)
+                    else:
+                        lpm.append(None)
+                js, kpm = mpmath.fsum(terms), mpmath.fsum(kterms)
+                g = []
+                for (s, p, q, r), lp in zip(cls, lpm):
+                    if lp is None:
+                        g.append(mpmath.mpf(0))
+                        continue
+                    diff = lp - kpm
+                    lost = max(lost, _lost_bits(lp._mpf_, kpm._mpf_, diff._mpf_))
+                    g.append(b1 * p * diff)
+                res[f"js-{b:g}"] = (js, g)
+        return res, lost
+
+    res = _with_guard(compute)
+    out = {}
+    for kind, (v, g) in res.items():
+        value = v if v is math.inf else Exact([v._mpf_])
+        grad = None if g is None else Exact([libmp.mpf_shift(e._mpf_, -k) for e in g])
+        out[kind] = (value, grad)
+    return out
+
+
+def naive_divergences(x, z, temperature=1.0, betas=JS_BETAS, prec=4000):
+    """The divergences of one pair straight from their definitions at a very
+    high precision (no care for cancellation): to check
+    ``exact_divergences`` on rows whose values are not below 2**-3000 or so.
+    Finite cases only; a dict kind -> (value, [grad]) of mpf."""
+    with mpmath.workprec(prec):
+        T = mpmath.mpf(temperature)
+        a = [mpmath.mpf(float(v)) / T for v in np.asarray(x, dtype=np.float64).tolist()]
+        b = [mpmath.mpf(float(v)) / T for v in np.asarray(z, dtype=np.float64).tolist()]
+
+        def softmax(v):
+            m = max(e for e in v if e != -mpmath.inf)
+            ex_ = [mpmath.exp(e - m) if e != -mpmath.inf else mpmath.mpf(0) for e in v]
+            s = mpmath.fsum(ex_)
+            return [e / s for e in ex_]
+
+        def xlogy(s, t):
+            return mpmath.mpf(0) if s == 0 else s * mpmath.log(s / t)
+
+        p, q = softmax(a), softmax(b)
+        out = {}
+        fwd = mpmath.fsum(xlogy(qc, pc) for pc, qc in zip(p, q))
+        out["kl"] = (fwd, [(pc - qc) / T for pc, qc in zip(p, q)])
+        rev = mpmath.fsum(xlogy(pc, qc) for pc, qc in zip(p, q))
+        out["kl-reverse"] = (rev, [pc * (mpmath.log(pc / qc) - rev) / T if pc else mpmath.mpf(0)
+                                   for pc, qc in zip(p, q)])
+        for beta in betas:
+            bm = mpmath.mpf(beta)
+            m = [bm * qc + (1 - bm) * pc for pc, qc in zip(p, q)]
+            kq = mpmath.fsum(xlogy(qc, mc) for qc, mc in zip(q, m))
+            kp = mpmath.fsum(xlogy(pc, mc) for pc, mc in zip(p, m))
+            out[f"js-{beta:g}"] = (bm * kq + (1 - bm) * kp,
+                                   [(1 - bm) * pc * (mpmath.log(pc / mc) - kp) / T if pc
+                                    else mpmath.mpf(0) for pc, mc in zip(p, m)])
+        return out
+
+
+class DivPair:
+    """A test pair: the student's logits ``x`` and the teacher's ``z``."""
+
+    def __init__(self, stratum, what, x, z, origin=""):
+        self.stratum, self.what, self.x, self.z, self.origin = stratum, what, x, z, origin
+        self.kind = stratum
+
+    @property
+    def C(self):
+        return self.x.shape[0]
+
+    def describe(self):
+        x, z = self.x, self.z
+        if self.C <= 10:
+            rows = f"x={x.tolist()!r}, z={z.tolist()!r}"
+        else:
+            fx, fz = x[np.isfinite(x)], z[np.isfinite(z)]
+            rows = (f"x in [{fx.min()!r}, {fx.max()!r}] ({int(np.sum(~np.isfinite(x)))} -inf), "
+                    f"z in [{fz.min()!r}, {fz.max()!r}] ({int(np.sum(~np.isfinite(z)))} -inf)")
+        return (f"{self.stratum} pair ({self.what}), C={self.C}, {self.x.dtype}: {rows}"
+                + (f" [tests/_exact.py: {self.origin}]" if self.origin else ""))
+
+
+def _quantum(v, dtype):
+    """The grid step of ``dyadic(v, dtype)``."""
+    big = float(np.max(np.abs(v)))
+    p, _ = _precision(dtype)
+    return 2.0 ** (math.ceil(math.log2(big)) - (p - 1)) if big else 2.0 ** -(p - 1)
+
+
+def _dyadic_masked(v, dtype):
+    """``dyadic`` of the finite entries of ``v``, its ``-inf`` kept."""
+    v = np.asarray(v, dtype=np.float64)
+    out = np.full(v.shape, -np.inf, dtype=dtype)
+    fin = np.isfinite(v)
+    out[fin] = dyadic(v[fin], dtype)
+    return out
+
+
+def _random_row(rng, C, gap, offset=0.0):
+    return -gap * rng.uniform(0.0, 1.0, C) + offset
+
+
+def divergence_pairs(dtype, C, stratum, seed=0):
+    """The pairs of a stratum for one class count, every row dyadic
+    (``x - max(x)`` and ``z - max(z)`` exact):
+
+    * ``near``: ``z`` the same as ``x`` up to perturbations (identical, shifted
+      by a constant, a few grid steps of x per class, 2**-40 (float64),
+      2**-20 and 2**-10 of ``1 + |x_c - max(x)|``), on random rows of gaps 1,
+      10, 30 and rows with ties at the max: divergences down to ~1e-30;
+    * ``random``: unrelated rows, gaps 1 to 90, spread over [-s, s], a
+      confident teacher or student, ties at the max, a teacher correlated
+      with the student;
+    * ``masked`` (C >= 2): ``-inf`` in x only, in z only, at the same classes
+      in both (also near-identical), at different classes, and where z
+      masks more than x;
+    * ``extreme`` (C >= 2): rows spanning 700 and 1000 (float64) or 80
+      (float32) between max and min, unrelated, reversed, near-identical, and
+      with ties at the max."""
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng([seed, C, dtype.itemsize, 19, DIV_STRATA.index(stratum)])
+    pairs = []
+
+    def add(what, x, z):
+        pairs.append(DivPair(stratum, what, _dyadic_masked(x, dtype), _dyadic_masked(z, dtype),
+                             f"divergence_pairs(np.{dtype.name}, {C}, {stratum!r}, "
+                             f"seed={seed})[{len(pairs)}]"))
+
+    draws = 2 if C <= 10 else 1
+    if stratum == "near":
+        rels = ((2.0 ** -40,) if dtype == np.float64 else ()) + (2.0 ** -20, 2.0 ** -10)
+        for base in ("gap 1", "gap 10", "gap 30", "ties"):
+            for _ in range(draws):
+                off = _offsets(rng)
+                if base == "ties":
+                    v = _random_row(rng, C, 10.0)
+                    v[rng.choice(C, size=min(C, 3), replace=False)] = 0.0
+                    v += off
+                else:
+                    v = _random_row(rng, C, float(base.split()[1]), off)
+                x = dyadic(v, dtype)
+                xd = x.astype(np.float64)
+                add(f"{base}, identical", x, x.copy())
+                add(f"{base}, shifted by 0.75", x, xd + 0.75)
+                steps = rng.integers(-3, 4, C).astype(np.float64)
+                add(f"{base}, z = x + up to 3 grid steps", x, xd + steps * _quantum(xd, dtype))
+                for rel in rels:
+                    u = rng.uniform(-1.0, 1.0, C)
+                    add(f"{base}, z = x + 2**{int(math.log2(rel))} (1 + |x - max x|) u", x,
+                        xd + rel * (1.0 + np.abs(xd - xd.max())) * u)
+    elif stratum == "random":
+        for _ in range(draws):
+            for gap in (1.0, 10.0, 30.0, 90.0):
+                add(f"unrelated, gap {gap:g}", _random_row(rng, C, gap, _offsets(rng)),
+                    _random_row(rng, C, gap * rng.uniform(0.5, 1.0), _offsets(rng)))
+            for s in (0.5, 4.0, 30.0, 90.0):
+                add(f"spread over [-{s:g}, {s:g}]", rng.uniform(-s, s, C), rng.uniform(-s, s, C))
+            for gap in (10.0, 30.0):
+                t = _random_row(rng, C, 1.0) - gap
+                t[rng.integers(C)] = 0.0
+                add(f"confident teacher, gap {gap:g}", _random_row(rng, C, 10.0), t)
+                add(f"confident student, gap {gap:g}", t.copy(), _random_row(rng, C, 10.0))
+            x = _random_row(rng, C, 10.0)
+            add("correlated teacher, noise 1", x, x + rng.normal(0.0, 1.0, C))
+            v, w = _random_row(rng, C, 10.0), _random_row(rng, C, 10.0)
+            v[rng.choice(C, size=min(C, 2), replace=False)] = 0.0
+            w[rng.choice(C, size=min(C, 3), replace=False)] = 0.0
+            add("ties at the max in both", v, w)
+    elif stratum == "masked":
+        if C < 2:
+            return pairs
+
+        def masks(n_min=1):
+            m = rng.random(C) < 1 / 3
+            if m.sum() < n_min:
+                m[rng.integers(C)] = True
+            if m.all():
+                m[rng.integers(C)] = False
+            return m
+
+        for _ in range(draws):
+            x, z = _random_row(rng, C, 10.0, _offsets(rng)), _random_row(rng, C, 10.0)
+            m = masks()
+            add("-inf in x only", np.where(m, -np.inf, x), z)
+            m = masks()
+            add("-inf in z only", x, np.where(m, -np.inf, z))
+            m = masks()
+            add("-inf at the same classes", np.where(m, -np.inf, x), np.where(m, -np.inf, z))
+            xs = dyadic(x, dtype).astype(np.float64)
+            m = masks()
+            add("-inf at the same classes, z = x + 2**-20 (1 + |x - max x|) u",
+                np.where(m, -np.inf, xs),
+                np.where(m, -np.inf, xs + 2.0 ** -20 * (1 + np.abs(xs - xs.max()))
+                         * rng.uniform(-1, 1, C)))
+            # different classes: a class finite in both kept where possible
+            mx = masks()
+            mz = ~mx & (rng.random(C) < 0.5)
+            if mz.all() or not mz.any():
+                mz = ~mx
+                if C > 2:
+                    mz[np.nonzero(~mx)[0][0]] = False
+            add("-inf at different classes", np.where(mx, -np.inf, x), np.where(mz, -np.inf, z))
+            mx = masks()
+            mz = mx.copy()
+            free = np.nonzero(~mx)[0]
+            if free.size > 1:
+                mz[rng.choice(free, size=free.size // 2, replace=False)] = True
+            add("-inf in z at x's classes and more", np.where(mx, -np.inf, x),
+                np.where(mz, -np.inf, z))
+    elif stratum == "extreme":
+        if C < 2:
+            return pairs
+        spans = (700.0, 1000.0) if dtype == np.float64 else (80.0,)
+        for span in spans:
+            for _ in range(draws):
+                def wide():
+                    v = -span * rng.uniform(0.0, 1.0, C)
+                    i, j = rng.choice(C, size=2, replace=False)
+                    v[i], v[j] = 0.0, -span
+                    return v + _offsets(rng)
+
+                x, z = wide(), wide()
+                add(f"span {span:g}, unrelated", x, z)
+                add(f"span {span:g}, z = reversed x", x, -x)
+                xs = dyadic(x, dtype).astype(np.float64)
+                add(f"span {span:g}, z = x + 2**-20 (1 + |x - max x|) u", xs,
+                    xs + 2.0 ** -20 * (1 + np.abs(xs - xs.max())) * rng.uniform(-1, 1, C))
+                t = wide()
+                t[rng.choice(C, size=min(C, 3), replace=False)] = t.max()
+                add(f"span {span:g}, ties at the max of x", t, z)
+                add(f"span {span:g}, ties at the max of z", x, t)
+                add(f"span {span:g}, the same ties in both", t, t + 0.5)
+                w = -span * rng.uniform(0.0, 1.0, C)
+                w[:: 2] = 0.0 if C > 2 else w[:: 2]
+                add(f"span {span:g}, student two-level", np.where(np.arange(C) % 2 == 0, 0.0,
+                                                                   -span), w)
+    else:
+        raise ValueError(stratum)
+    return pairs
+
+
+def exact_divergence_pair(pair, temperature):
+    """``exact_divergences`` of a pair (cached on the pair)."""
+    cache = pair.__dict__.setdefault("_exact_div", {})
+    if temperature not in cache:
+        cache[temperature] = exact_divergences(pair.x, pair.z, temperature)
+    return cache[temperature]
+
+
+def run_divergence(kind, dtype, pairs, temperature):
+    """xent's per-row values (``reduction="none"``) and per-row gradients
+    (``_with_grad(..., reduction="sum")``) of one kind on a batch of pairs of
+    one C."""
+    import xent
+
+    X = np.stack([p.x for p in pairs]).astype(dtype)
+    Z = np.stack([p.z for p in pairs]).astype(dtype)
+    if kind.startswith("kl"):
+        f, fg, kw = xent.kl_divergence, xent.kl_divergence_with_grad, dict(
+            reverse=kind == "kl-reverse")
+    else:
+        f, fg, kw = xent.js_divergence, xent.js_divergence_with_grad, dict(
+            beta=float(kind.split("-")[1]))
+    with np.errstate(all="ignore"):
+        values = f(X, Z, temperature=temperature, reduction="none", **kw)
+        _, grad = fg(X, Z, temperature=temperature, reduction="sum", **kw)
+    return values, grad
+
+
+def measure_divergence(kind, dtype, pairs, temperature):
+    """One divergence of xent on pairs of one C against the oracle: a dict of
+    Judged --
+
+    * ``value``: ulps (float64 values below DIV_SMALL apart, as
+      ``value-small``, held to DIV_SMALL_BOUND);
+    * ``grad``: the bound's measure, ``|got - exact| / max(eps / T,
+      ulp(exact))``: absolute (machine epsilons per unit of the gradient's
+      scale, the row's mass 1 times 1 / T) where the entry is below that
+      scale, as the forward KL's and JS's always are, ulps of the larger
+      entries of the reverse KL's (``p (log p / q - KL)``, up to hundreds);
+    * ``grad-abs`` (eps per unit of 1 / T) and ``grad-ulp`` (ulps), for
+      information (no bound) --
+
+    and ``special-value`` / ``special-grad``: messages for the rows whose
+    value must be +inf or whose gradient NaN and are not."""
+    dtype = np.dtype(dtype)
+    values, grad = run_divergence(kind, dtype, pairs, temperature)
+    name = f"{kind} (temperature={temperature:g})"
+    out = {"value": Judged(name, dtype, "value", "ulp"),
+           "value-small": Judged(name, dtype, f"value below {DIV_SMALL:g}", "ulp",
+                                 DIV_SMALL_BOUND),
+           "grad": Judged(name, dtype, "grad", "eps per unit of 1/T (ulp above it)"),
+           "grad-abs": Judged(name, dtype, "grad", "eps per unit of 1/T (information)",
+                              math.inf),
+           "grad-ulp": Judged(name, dtype, "grad", "ulp (information)", math.inf),
+           "special-value": [], "special-grad": []}
+    scale = 1.0 / temperature
+    for i, pair in enumerate(pairs):
+        ex_v, ex_g = exact_divergence_pair(pair, temperature)[kind]
+        case = Case(pair, name, dict(temperature=temperature, kind=kind))
+        got = values[i]
+        if ex_v is math.inf:
+            if not got == np.inf:
+                out["special-value"].append(f"{name} {dtype}: value {got!r}, exact +inf; "
+                                            f"input: {pair.describe()}")
+        else:
+            small = dtype == np.float64 and abs(ex_v.hi[0]) < DIV_SMALL
+            out["value-small" if small else "value"].add(case, ulp_errors(got, ex_v, dtype),
+                                                         got, ex_v)
+        if ex_g is None:
+            if not np.all(np.isnan(grad[i])):
+                out["special-grad"].append(
+                    f"{name} {dtype}: gradient {grad[i].tolist()!r}, exact NaN (an infinite "
+                    f"reverse KL); input: {pair.describe()}")
+            continue
+        out["grad"].add(case, judge(grad[i], ex_g, dtype, "ulp|eps", scale, soft=True),
+                        grad[i], ex_g)
+        out["grad-abs"].add(case, judge(grad[i], ex_g, dtype, "eps", scale), grad[i], ex_g)
+        out["grad-ulp"].add(case, ulp_errors(grad[i], ex_g, dtype), grad[i], ex_g)
+    return out

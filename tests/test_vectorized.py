@@ -20,7 +20,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ROOT / "xent" / "csrc" / "_xent_simd.h"
 HOT = ("row_stats", "block_sum", "range_max", "exp_map", "exp_map_sub", "prob_row", "prob_grad", "index_small", "bce_chunk",
-       "lanes_range", "lanes_wide", "lanes_expsum", "lanes_lse", "lanes_softmax", "softmax_small", "lanes_prob_col", "lanes_prob_top", "lanes_log_total", "lanes_prob_finish", "lanes_prob_grad", "prob_small", "lanes_finish", "lanes_grad")
+       "lanes_range", "lanes_wide", "lanes_expsum", "lanes_lse", "lanes_softmax", "softmax_small", "lanes_prob_col", "lanes_prob_top", "lanes_log_total", "lanes_prob_finish", "lanes_prob_grad", "prob_small", "lanes_finish", "lanes_grad",
+       "kl_sums", "div_delta", "kl_grad", "js_sums", "js_grad")
 
 # row_stats is a driver (its vector loops are block_sum and range_max,
 # checked themselves): only its calls are checked; range_max is one short loop
