@@ -1006,15 +1006,19 @@ def _log_softmax64(x):
 
 def _kl_rows(la, lb):
     """``KL(A || B)`` per row from float64 log-probabilities, as a sum of terms
-    ``A psi(log B - log A) >= 0`` (a class that A masks adds B's mass there,
-    one that only B masks makes it ``+inf``), corrected for the rounding of
-    the log-probabilities' normalisers: with ``e = log(sum_c A_c exp(s_c))``
-    (0 in exact arithmetic), ``KL = sum_c A_c psi(s_c) - psi(e)``."""
+    ``A psi(log B - log A) >= 0``, written ``B - A (1 + s)`` where ``s > 1``
+    (no overflow where A underflows); a class that A masks adds B's mass
+    there, one that only B masks makes it ``+inf``.  Corrected for the
+    rounding of the log-probabilities' normalisers: with ``e = log(sum_c A_c
+    exp(s_c))`` (0 in exact arithmetic), ``KL = sum_c A_c psi(s_c) - psi(e)``."""
     with np.errstate(all="ignore"):
         a, b = np.exp(la), np.exp(lb)
         s = lb - la
-        term = np.where(a == 0, b, np.where(b == 0, np.inf, a * _psi(s)))
-        e = np.log1p(np.sum(np.where(a == 0, b, a * np.expm1(s)), axis=1))
+        amask, bmask = la == -np.inf, lb == -np.inf
+        term = np.where(s > 1, b - a * (1 + s), a * _psi(s))
+        term = np.where(amask, b, np.where(bmask, np.inf, term))
+        em = np.where(s > 1, b - a, a * np.expm1(s))
+        e = np.log1p(np.sum(np.where(amask, b, np.where(bmask, -a, em)), axis=1))
         kl = np.sum(term, axis=1)
         return np.where(np.isfinite(kl), np.maximum(kl - _psi(e), 0.0), kl)
 
@@ -1055,25 +1059,33 @@ def _divergence(logits, target_logits, axis, temperature, reverse, beta, sample_
             d = _kl_rows(lp, lq) if reverse else _kl_rows(lq, lp)
             if want_grad:
                 if reverse:        # p (log p - log q - KL); NaN where KL is infinite
-                    g = np.where(p == 0, 0.0, p * ((lp - lq) - d[:, None]))
+                    g = np.where(lp == -np.inf, 0.0, p * ((lp - lq) - d[:, None]))
                     g = np.where(np.isinf(d)[:, None], np.nan, g)
-                else:              # p - q = q expm1(log p - log q), q's mass where p is 0
-                    g = np.where(q == 0, p, np.where(p == 0, -q, q * np.expm1(lp - lq)))
+                else:              # p - q = q expm1(log p - log q) near p = q
+                    s = lp - lq
+                    g = np.where(np.abs(s) <= 1, q * np.expm1(s), p - q)
+                    g = np.where(lq == -np.inf, p, np.where(lp == -np.inf, -q, g))
         else:
             r = lq - lp                                   # log q - log p
-            em = np.expm1(np.where(np.isfinite(r), r, 0.0))
-            u, y = beta * em, (1 - beta) * np.expm1(-np.where(np.isfinite(r), r, 0.0))
-            lpm, lqm = -np.log1p(u), -np.log1p(y)          # log(p/m), log(q/m)
-            term = (1 - beta) * p * _chi(u) + beta * q * _chi(y)
-            kterm = p * _chi(u)
-            term = np.where(p == 0, -beta * math.log(beta) * q,
-                            np.where(q == 0, -(1 - beta) * math.log1p(-beta) * p, term))
-            kterm = np.where(p == 0, beta * q, np.where(q == 0, p * (-beta - math.log1p(-beta)), kterm))
+            near = np.abs(r) <= 30
+            rn = np.where(near, r, 0.0)
+            u, y = beta * np.expm1(rn), (1 - beta) * np.expm1(-rn)
+            # log(p/m), log(q/m): log1p near r = 0, from the log-probabilities beyond
+            lm = np.logaddexp(math.log(beta) + lq, math.log1p(-beta) + lp)
+            lpm = np.where(near, -np.log1p(u), lp - lm)
+            lqm = np.where(near, -np.log1p(y), lq - lm)
+            term = np.where(near, (1 - beta) * p * _chi(u) + beta * q * _chi(y),
+                            (1 - beta) * p * lpm + beta * q * lqm)
+            kterm = np.where(near, p * _chi(u), beta * (q - p) + p * lpm)
+            pmask, qmask = lp == -np.inf, lq == -np.inf
+            term = np.where(pmask, -beta * math.log(beta) * q,
+                            np.where(qmask, -(1 - beta) * math.log1p(-beta) * p, term))
+            kterm = np.where(pmask, beta * q, np.where(qmask, p * (-beta - math.log1p(-beta)), kterm))
             d = np.sum(term, axis=1)
             if want_grad:
                 k = np.sum(kterm, axis=1)
-                lpm = np.where(q == 0, -math.log1p(-beta), lpm)
-                g = np.where(p == 0, 0.0, (1 - beta) * p * (lpm - k[:, None]))
+                lpm = np.where(qmask, -math.log1p(-beta), lpm)
+                g = np.where(pmask, 0.0, (1 - beta) * p * (lpm - k[:, None]))
         d = np.where(bad, np.nan, d)
         s = np.ones(n) if sw is None else sw.astype(np.float64)
         loss = np.where(removed, 0.0, (s * d).astype(cdt)).astype(cdt)

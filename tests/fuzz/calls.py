@@ -336,7 +336,9 @@ FUNCTIONS = ("softmax_cross_entropy", "softmax_cross_entropy_with_grad",
              "keras.sparse_categorical_crossentropy", "keras.binary_crossentropy",
              # the extras (appended: the committed seeds keep their indices)
              "token_stats", "sigmoid_focal_loss", "sigmoid_focal_loss_with_grad",
-             "softmax_focal_loss", "softmax_focal_loss_with_grad")
+             "softmax_focal_loss", "softmax_focal_loss_with_grad",
+             # the divergences
+             "kl_divergence", "kl_divergence_with_grad", "js_divergence", "js_divergence_with_grad")
 
 SHAPES = ((4, 5), (1, 1), (3, 1), (2, 3, 4), (7,), (0, 5), (5, 0), (), (32, 10), (1, 1000),
           (40, 1000), (2, 70000), (0,), (2, 1, 3))
@@ -374,6 +376,8 @@ SCALAR_OPTIONS = {
     # "default": 0.25 for the sigmoid focal loss, None for the softmax one
     "alpha": (("default", None, 0.25, 0.0, 1.0, 0.5, -1.0, -0.0, 2.0, 1, "float32"),
               (math.nan, math.inf, -math.inf, "str", True, "0d-array", "complex")),
+    "beta": ((0.5, 0.1, 0.9, 0.25, 1e-300, 1 - 2**-53, "float32"),
+             (0.0, 1.0, 0, 1, -0.1, 1.5, math.nan, math.inf, "str", True, None, "0d-array")),
 }
 
 SCALARS = {
@@ -385,6 +389,7 @@ SCALARS = {
     "gamma": {"float32": np.float32(1.5), "str": "2", "0d-array": np.array(2.0)},
     "alpha": {"float32": np.float32(0.75), "str": "0.25", "0d-array": np.array(0.25),
               "complex": 0.25 + 0j},
+    "beta": {"float32": np.float32(0.3), "str": "0.5", "0d-array": np.array(0.5)},
 }
 
 # logsumexp: the form of `axis` (drawn after AXES), `b`, and the two flags
@@ -503,6 +508,25 @@ def make_call(data, tmpdir=None):
                 kwargs[wname] = _weight(bufs, draw, wname, ws)
         _common(draw, kwargs)
         args = [wrap(bufs, draw, "logits", x), wrap(bufs, draw, "target", t)]
+    elif name.startswith(("kl_divergence", "js_divergence")):
+        z = _second_logits(bufs, draw, shape, xdt, xv)
+        kwargs["axis"] = axis
+        if draw.flag("sample_weight.given"):
+            kwargs["sample_weight"] = _weight(bufs, draw, "sample_weight", sample_shape)
+        if name.startswith("kl"):
+            ignore = _ignore(draw)
+            if draw.flag("target.given"):
+                kwargs["target"] = wrap(bufs, draw, "target",
+                                        labels(draw, "target", sample_shape, n_classes, ignore))
+            if ignore is not None or draw.flag("ignore_index.given"):
+                kwargs["ignore_index"] = ignore
+            if draw.flag("reverse"):
+                kwargs["reverse"] = True
+        else:
+            _scalar_option(draw, kwargs, "beta")
+        _scalar_option(draw, kwargs, "temperature")
+        _common(draw, kwargs, smoothing=False)
+        args = [wrap(bufs, draw, "logits", x), wrap(bufs, draw, "target_logits", z)]
     elif name in ("logsumexp", "log_softmax", "softmax"):
         kwargs["axis"] = axis
         args = [wrap(bufs, draw, "logits", x)]
@@ -535,6 +559,27 @@ def make_call(data, tmpdir=None):
     elif name == "logsumexp":
         _logsumexp_options(bufs, draw, shape, args, kwargs)
     return Call(name, fn, args, kwargs, bufs, outputs, notes)
+
+
+SECOND_LOGITS = ("same", "same", "same", "float64", "float32", "float16", "bad-shape", "int", "bool",
+                 "near", "near")
+
+
+def _second_logits(bufs, draw, shape, xdt, xv):
+    """The divergences' target logits: of the logits' dtype or another, the
+    logits' values nudged by a few parts in a million (near-identical
+    distributions), of another shape, or of a wrong kind."""
+    kind = draw.choice("target_logits.kind", SECOND_LOGITS)
+    if kind == "bad-shape":
+        return np.zeros(shape[:-1] + (shape[-1] + 1,) if shape else (2,))
+    if kind == "near" and xv.dtype.kind == "f" and xv.dtype.itemsize <= 8:
+        nudge = values(draw, "target_logits", shape, "float64")
+        with np.errstate(all="ignore"):
+            z = (xv + (1e-6 * nudge * np.abs(xv)).astype(xv.dtype)).astype(xv.dtype)
+    else:
+        dt = {"same": xdt, "near": xdt, "int": "int64", "bool": "bool"}.get(kind, kind)
+        z = values(draw, "target_logits", shape, dt)
+    return place(bufs, draw, "target_logits", z) if z.dtype.kind in "biufc" else z
 
 
 TARGET_KINDS = ("indices", "indices", "probs", "probs-bad-shape", "float-indices", "bool", "complex",
@@ -933,6 +978,7 @@ _SCALAR_RULES = {
     "z_loss": lambda v: _real(v) and v >= 0,
     "gamma": lambda v: _real(v) and v >= 0,
     "alpha": lambda v: v is None or _real(v),
+    "beta": lambda v: _real(v) and 0 < v < 1,
 }
 
 
@@ -1048,7 +1094,8 @@ def _check_result(call, result, ref):
     else:
         loss, grad = result, None
     red = call.kwargs.get("reduction", "mean")
-    if call.name.startswith(("softmax_cross", "sigmoid", "softmax_focal")) and red in ("mean", "sum") \
+    if call.name.startswith(("softmax_cross", "sigmoid", "softmax_focal", "kl_", "js_")) \
+            and red in ("mean", "sum") \
             and type(loss) is not float:
         raise Finding(f"{call}: reduction={red!r} returned {type(loss).__name__}, not float")
     if "focal" in call.name and red == "none":

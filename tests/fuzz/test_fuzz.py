@@ -232,7 +232,8 @@ def test_oracle_compares_the_extras_to_the_reference(choices, tmp_path, monkeypa
 
 def test_encode_writes_each_option_of_the_extras():
     for label, (valid, invalid) in calls.SCALAR_OPTIONS.items():
-        fn = {"gamma": "softmax_focal_loss", "alpha": "sigmoid_focal_loss"}.get(label, "softmax_cross_entropy")
+        fn = {"gamma": "softmax_focal_loss", "alpha": "sigmoid_focal_loss",
+              "beta": "js_divergence"}.get(label, "softmax_cross_entropy")
         for v in valid + invalid:
             call = calls.make_call(calls.encode(fn=fn, **{label: v, label + ".given": True}))
             want = calls.SCALARS[label].get(v, v) if isinstance(v, str) else v
