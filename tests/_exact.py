@@ -2048,6 +2048,27 @@ def run_divergence(kind, dtype, pairs, temperature):
     return values, grad
 
 
+def reverse_grad_parts(pair, temperature):
+    """The reverse KL gradient's scale per entry, for its absolute bound: the
+    magnitude of the parts it is the difference of, ``p_j sum_c p_c |l_j -
+    l_c|`` (``l = log p - log q``; ``p_j (l_j - KL)`` is ``p_j sum_c p_c (l_j -
+    l_c)``) times 1 / T, and at least 1 / T.  Where p is spread over classes
+    whose log-ratios differ by hundreds, an entry is a small difference of
+    parts that large, and no working-precision formula keeps it to eps / T
+    (a uniform row against log-ratios 0, 1000 and 511: parts of 111 around
+    an entry of 2.5).  Computed in float64 (a scale, not an oracle)."""
+    with np.errstate(all="ignore"):
+        x = pair.x.astype(np.float64) / temperature
+        z = pair.z.astype(np.float64) / temperature
+        lp = x - x.max() - np.log(np.sum(np.exp(x - x.max())))
+        lq = z - z.max() - np.log(np.sum(np.exp(z - z.max())))
+        p = np.exp(lp)
+        l = np.where(p > 0, lp - lq, 0.0)
+        parts = p * np.sum(p[None, :] * np.abs(l[:, None] - l[None, :]), axis=1)
+    parts = np.where(np.isfinite(parts), parts, 0.0)
+    return np.maximum(parts, 1.0) / temperature
+
+
 def measure_divergence(kind, dtype, pairs, temperature):
     """One divergence of xent on pairs of one C against the oracle: a dict of
     Judged --
@@ -2059,6 +2080,8 @@ def measure_divergence(kind, dtype, pairs, temperature):
       scale, the row's mass 1 times 1 / T) where the entry is below that
       scale, as the forward KL's and JS's always are, ulps of the larger
       entries of the reverse KL's (``p (log p / q - KL)``, up to hundreds);
+      the reverse KL's scale is that of the parts it is a difference of
+      (reverse_grad_parts);
     * ``grad-abs`` (eps per unit of 1 / T) and ``grad-ulp`` (ulps), for
       information (no bound) --
 
@@ -2094,7 +2117,8 @@ def measure_divergence(kind, dtype, pairs, temperature):
                     f"{name} {dtype}: gradient {grad[i].tolist()!r}, exact NaN (an infinite "
                     f"reverse KL); input: {pair.describe()}")
             continue
-        out["grad"].add(case, judge(grad[i], ex_g, dtype, "ulp|eps", scale, soft=True),
+        gscale = reverse_grad_parts(pair, temperature) if kind == "kl-reverse" else scale
+        out["grad"].add(case, judge(grad[i], ex_g, dtype, "ulp|eps", gscale, soft=True),
                         grad[i], ex_g)
         out["grad-abs"].add(case, judge(grad[i], ex_g, dtype, "eps", scale), grad[i], ex_g)
         out["grad-ulp"].add(case, ulp_errors(grad[i], ex_g, dtype), grad[i], ex_g)

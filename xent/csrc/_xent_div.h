@@ -31,29 +31,22 @@
  * exponential (1 ulp, about a third of the double one's cost; see the
  * note above), as a double. */
 #if XT_FLOAT
-/* exp(v) = exp(fl(v)) (1 + (v - fl(v))) to float's precision: v is a
- * difference of floats, exact in double but not always in float.  (-inf,
- * a mask, is clamped first: its residual would be NaN; the sweeps never
- * see a NaN, whose rows tile_div sets apart.) */
-XENT_INLINE double N(div_wexp)(double v)
-{
-    const double vc = v > -1e4 ? v : -1e4;
-    const T vf = (T)vc;
-    const double e = (double)N(exp_neg)(vf);
-    return e + e * (vc - (double)vf);
-}
-#define XT_WEXP(v) N(div_wexp)(v)
+/* (alpha rounded to float first: exp(x - m) as the float cross-entropy
+ * takes it, exact where x - m is; keeping the rounding's residual,
+ * exp(fl(a)) (1 + (a - fl(a))), would cost four double operations per
+ * exponential) */
+#define XT_WEXP(v) ((double)N(exp_neg)((T)(v)))
 #else
 #define XT_WEXP(v) N(exp_neg)(v)
 #endif
 
-/* P(s) = sum_k s^k / (k + 2)!, so that exp(s) - 1 - s = s^2 P(s) and
- * expm1(s) = s + s^2 P(s).  Double rows: to k = 37, for s in [-1.5, 5]
- * (the first omitted term below 1e-18 of P; the alternating series at
- * -1.5 loses 1.4 bits).  Float rows: for |s| <= 1.5, in float, to k = 11
- * (5e-9 of P), from s rounded to float once: about 2 ulp of float, a third
- * of the double polynomial's cost; s itself, and the s^2 factor, stay
- * double. */
+/* The series of exp(s) - 1 - s = s^2 P(s), P(s) = sum_k s^k / (k + 2)!.
+ * Float rows: P itself, for |s| <= 1.5, in float, to k = 11 (5e-9 of P),
+ * from s rounded to float once: about 2 ulp of float, a third of the
+ * double polynomial's cost; s and the s^2 factor stay double.  Double rows:
+ * Q(s) = (P(s) - 1/2) / s, to k = 37, for s in [-1.5, 5] (the first
+ * omitted term below 1e-18 of P; the alternating series at -1.5 loses 1.4
+ * bits), for div_psi's s^2 / 2 + s^2 (s Q(s)). */
 XENT_INLINE double N(div_p)(double s)
 {
 #if XT_FLOAT
@@ -72,45 +65,58 @@ XENT_INLINE double N(div_p)(double s)
     p = p * sf + 0.5f;
     return (double)p;
 #else
-    double p = 4.902469756513544e-47;
-    p = p * s + 1.911963205040282e-45;
-    p = p * s + 7.265460179153071e-44;
-    p = p * s + 2.6882202662866363e-42;
-    p = p * s + 9.67759295863189e-41;
-    p = p * s + 3.387157535521162e-39;
-    p = p * s + 1.151633562077195e-37;
-    p = p * s + 3.8003907548547434e-36;
-    p = p * s + 1.216125041553518e-34;
-    p = p * s + 3.7699876288159054e-33;
-    p = p * s + 1.1309962886447716e-31;
-    p = p * s + 3.279889237069838e-30;
-    p = p * s + 9.183689863795546e-29;
-    p = p * s + 2.4795962632247976e-27;
-    p = p * s + 6.446950284384474e-26;
-    p = p * s + 1.6117375710961184e-24;
-    p = p * s + 3.868170170630684e-23;
-    p = p * s + 8.896791392450574e-22;
-    p = p * s + 1.9572941063391263e-20;
-    p = p * s + 4.110317623312165e-19;
-    p = p * s + 8.22063524662433e-18;
-    p = p * s + 1.5619206968586225e-16;
-    p = p * s + 2.8114572543455206e-15;
-    p = p * s + 4.779477332387385e-14;
-    p = p * s + 7.647163731819816e-13;
-    p = p * s + 1.1470745597729725e-11;
-    p = p * s + 1.6059043836821613e-10;
-    p = p * s + 2.08767569878681e-09;
-    p = p * s + 2.505210838544172e-08;
-    p = p * s + 2.755731922398589e-07;
-    p = p * s + 2.7557319223985893e-06;
-    p = p * s + 2.48015873015873e-05;
-    p = p * s + 0.0001984126984126984;
-    p = p * s + 0.001388888888888889;
-    p = p * s + 0.008333333333333333;
-    p = p * s + 0.041666666666666664;
-    p = p * s + 0.16666666666666666;
-    p = p * s + 0.5;
-    return p;
+    double q = 4.902469756513544e-47;
+    q = q * s + 1.911963205040282e-45;
+    q = q * s + 7.265460179153071e-44;
+    q = q * s + 2.6882202662866363e-42;
+    q = q * s + 9.67759295863189e-41;
+    q = q * s + 3.387157535521162e-39;
+    q = q * s + 1.151633562077195e-37;
+    q = q * s + 3.8003907548547434e-36;
+    q = q * s + 1.216125041553518e-34;
+    q = q * s + 3.7699876288159054e-33;
+    q = q * s + 1.1309962886447716e-31;
+    q = q * s + 3.279889237069838e-30;
+    q = q * s + 9.183689863795546e-29;
+    q = q * s + 2.4795962632247976e-27;
+    q = q * s + 6.446950284384474e-26;
+    q = q * s + 1.6117375710961184e-24;
+    q = q * s + 3.868170170630684e-23;
+    q = q * s + 8.896791392450574e-22;
+    q = q * s + 1.9572941063391263e-20;
+    q = q * s + 4.110317623312165e-19;
+    q = q * s + 8.22063524662433e-18;
+    q = q * s + 1.5619206968586225e-16;
+    q = q * s + 2.8114572543455206e-15;
+    q = q * s + 4.779477332387385e-14;
+    q = q * s + 7.647163731819816e-13;
+    q = q * s + 1.1470745597729725e-11;
+    q = q * s + 1.6059043836821613e-10;
+    q = q * s + 2.08767569878681e-09;
+    q = q * s + 2.505210838544172e-08;
+    q = q * s + 2.755731922398589e-07;
+    q = q * s + 2.7557319223985893e-06;
+    q = q * s + 2.48015873015873e-05;
+    q = q * s + 0.0001984126984126984;
+    q = q * s + 0.001388888888888889;
+    q = q * s + 0.008333333333333333;
+    q = q * s + 0.041666666666666664;
+    q = q * s + 0.16666666666666666;
+    return q;                                    /* Q(s) = (P(s) - 1/2) / s */
+#endif
+}
+
+/* psi(s) = exp(s) - 1 - s = s^2 P(s) in the series' range.  Double rows:
+ * s^2 / 2 + s^2 (s Q(s)), the leading half-square taken apart (exact from
+ * the rounded square), so that a small s, whose psi is nearly s^2 / 2,
+ * collects the roundings of the square and one addition only. */
+XENT_INLINE double N(div_psi)(double s)
+{
+    const double h = s * s;
+#if XT_FLOAT
+    return h * N(div_p)(s);
+#else
+    return 0.5 * h + h * (s * N(div_p)(s));
 #endif
 }
 
@@ -120,7 +126,7 @@ XENT_INLINE double N(div_expm1)(double s)
 {
     const int near = fabs(s) <= 1.0;           /* false for NaN */
     const double sn = near ? s : 0.0;
-    const double series = sn + sn * sn * N(div_p)(sn);
+    const double series = sn + N(div_psi)(sn);
     return near ? series : XT_DEXP(s) - 1.0;
 }
 
@@ -225,13 +231,17 @@ XENT_INLINE double N(div_chi)(double u)
  * negative: with s_j = (beta_j - alpha_j) + d,
  *   out[0] = SA = sum_j exp(alpha_j)
  *   out[1] = sum_j exp(alpha_j) psi(s_j),  psi(s) = exp(s) - 1 - s >= 0
- *   out[2] = sum_j exp(alpha_j) s_j
- * psi is s^2 P(s) for |s| <= 1.5; beyond, exp(alpha) psi(s) is
+ *   out[2] = sum_j exp(alpha_j) expm1(s_j) = SA (exp(d - (LA - LB)) - 1)
+ * psi is s^2 P(s) near 0; beyond, exp(alpha) psi(s) is
  * exp(beta + d) - exp(alpha) (1 + s), two terms of one sign.  A class that
- * A masks adds exp(beta + d) (B's mass there: the generalised term
- * B - A + A log(A / B) at A = 0), one that only B masks adds +inf.  With V
- * and W the last two over SA and e = log1p(V + W) (= d - (LA - LB)),
- * KL = V - psi(e): exact for any d, and V alone when d is exact (tile_div). */
+ * A masks adds exp(beta + d) to both sums (B's mass there: the generalised
+ * term B - A + A log(A / B) at A = 0), one that only B masks +inf to the
+ * first and -exp(alpha) to the second.  With V = out[1] / SA and
+ * e = log1p(out[2] / SA), KL = V - psi(e): exact for any d, and V alone
+ * when d is exact; e is the error of d (tile_div).  The second sum's terms,
+ * exp(alpha) expm1(s) (exp(beta + d) - exp(alpha) where |s| > 1), are each
+ * at most A's and B's mass, so its rounding does not grow with |s|, as
+ * that of a sum of the exp(alpha) s_j would (V + that is the same e). */
 static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double* out)
 {
     const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
@@ -240,11 +250,13 @@ static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
                 const double eb = XT_WEXP(be) * ed;
                 const int near = XT_PSI_NEAR(s);         /* false for NaN and inf */
                 const double sn = near ? s : 0.0;
-                const double v = near ? ea * (sn * sn * N(div_p)(sn)) : eb - ea * (1.0 + s);
+                const double ps = ea * N(div_psi)(sn);
+                const double v = near ? ps : eb - ea * (1.0 + s);
+                const double x = fabs(s) <= 1.0 ? ea * sn + ps : eb - ea;
                 const int amask = al == -INFINITY;
                 a0 += ea;
                 a1 += amask ? eb : (be == -INFINITY ? INFINITY : v);
-                a2 += amask ? 0.0 : ea * s;)
+                a2 += amask ? eb : x;)
 }
 
 /* sum_j exp(alpha_j) expm1(s_j), s_j = (beta_j - alpha_j) + d, into out[1]
@@ -260,32 +272,21 @@ static void N(div_delta)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, doub
                 const double eb = XT_WEXP(be) * ed;
                 const int near = fabs(s) <= 1.0;           /* false for NaN */
                 const double sn = near ? s : 0.0;
-                const double v = near ? ea * (sn + sn * sn * N(div_p)(sn)) : eb - ea;
+                const double v = near ? ea * (sn + N(div_psi)(sn)) : eb - ea;
                 a0 += ea;
                 a1 += al == -INFINITY ? eb : v;
                 a2 += 0.0;)
 }
 
-/* The gradient of KL(A || B) (times k = the row's factor / SA), d = LA - LB:
- *   rev 0, w.r.t. B's logits:  k (B_j - A_j) SA = k exp(alpha_j) expm1(s_j)
- *          (exp(beta + d) - exp(alpha) for |s| > 1 and at masks);
- *   rev 1, w.r.t. A's logits:  -k exp(alpha_j) (s_j + kl), kl the value.
- * `g` may be `xa` or `xb`: each entry is read before it is written. */
+/* The gradient of KL(A || B) w.r.t. B's logits (the forward KL's), times
+ * k = the row's factor / SA, d = LA - LB:
+ *   k (B_j - A_j) SA = k exp(alpha_j) expm1(s_j)
+ * (exp(beta + d) - exp(alpha) for |s| > 1 and at masks).  `g` may be `xa`
+ * or `xb`: each entry is read before it is written. */
 static void N(kl_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d,
-                       double k, double kl, int rev)
+                       double k)
 {
     const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
-    if (rev) {
-#pragma omp simd
-        for (ptrdiff_t j = 0; j < n; j++) {
-            const double al = (double)xa[j] - (double)ma;
-            const double be = (double)xb[j] - (double)mb;
-            const double s = (be - al) + d;
-            const double v = -XT_WEXP(al) * (s + kl);
-            g[j] = (T)(al == -INFINITY ? 0.0 : k * v);
-        }
-        return;
-    }
 #pragma omp simd
     for (ptrdiff_t j = 0; j < n; j++) {
         const double al = (double)xa[j] - (double)ma;
@@ -297,8 +298,37 @@ static void N(kl_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
         const double sn = near ? s : 0.0;
         /* masks need no case: alpha = -inf gives s = +inf and eb - 0;
          * beta = -inf, s = -inf and 0 - ea; both, s = NaN and 0 - 0 */
-        const double v = near ? ea * (sn + sn * sn * N(div_p)(sn)) : eb - ea;
+        const double v = near ? ea * (sn + N(div_psi)(sn)) : eb - ea;
         g[j] = (T)(k * v);
+    }
+}
+
+/* The gradient of KL(A || B) w.r.t. A's logits (the reverse KL's), times k:
+ *   A_j (log(A_j / B_j) - KL) = -A_j (t_j - tbar),  tbar = sum_c A_c t_c,
+ * with t_j = s_j - s_k = (beta_j - beta_k) - alpha_j taken from a class k
+ * where A is largest (alpha_k = 0; bk = beta_k).  s_j + KL, the same
+ * difference, would cancel to the rounding of two numbers as large as the
+ * log-ratios (300, say, where B is far below A); tbar is small where A's
+ * mass is near k, and the difference is at most the spread of the t_j
+ * under A.  One sweep for tbar, one for the gradient (`g` may be `xa` or
+ * `xb`: the first sweep reads everything it needs before the second
+ * writes). */
+static void N(kl_grad_rev)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double bk,
+                           double k)
+{
+    double out[3];
+    XT_DIV_LOOP(const double ea = XT_WEXP(al);
+                const double t = (be - bk) - al;
+                a0 += ea;
+                a1 += al == -INFINITY ? 0.0 : ea * t;
+                a2 += 0.0;)
+    const double tbar = out[1] / out[0], kk = k / out[0];
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const double al = (double)xa[j] - (double)ma;
+        const double be = (double)xb[j] - (double)mb;
+        const double v = -kk * (XT_WEXP(al) * (((be - bk) - al) - tbar));
+        g[j] = (T)(al == -INFINITY ? 0.0 : v);
     }
 }
 
@@ -308,11 +338,11 @@ static void N(kl_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
  * class's share
  *   (1 - b) P log(P/M) + b Q log(Q/M) = (1 - b) P chi(u) + b Q chi(y) >= 0
  * (the two chi forms add M - (1-b) P - b Q = 0).  out[1] gets it (times SA),
- * out[2] sum_j P_j chi(u_j) = KL(P || M) (times SA), which the gradient
- * needs; out[0] SA.  Beyond |r| = 30 the logs are taken directly:
- * log(Q/M) = -log(b + (1 - b) exp(-r)) for r > 30, log(P/M) likewise for
- * r < -30.  At a class that P masks: -b log(b) Q; that Q masks:
- * -(1 - b) log(1 - b) P. */
+ * but for the Q parts of far and masked classes, which out[3] gets times
+ * SB = sum_j exp(beta_j); out[2] sum_j P_j chi(u_j) = KL(P || M) (times
+ * SA), which the gradient needs; out[0] SA.  Far from r = 0 the logs are
+ * taken directly (js_far_log).  At a class that P masks: -b log(b) Q; that
+ * Q masks: -(1 - b) log(1 - b) P. */
 /* log(Q/M) for r > 0, log(P/M) for r < 0 (r = log Q - log P), far from
  * r = 0: -log(x) with x = c0 + c1 exp(-|r|) = 1 + c1 expm1(-|r|) (c0, c1 =
  * b, 1 - b for r > 0; 1 - b, b for r < 0).  As log1p of c1 expm1(-|r|)
@@ -326,23 +356,43 @@ XENT_INLINE double N(js_far_log)(double r, double b)
     return x >= 0.5 ? -XT_DW(log1p_only)(c1 * (em - 1.0)) : -N(div_log)(x);
 }
 
-/* js_sums' chi forms for |r| <= 2; beyond, where exp(r) from a rounded r
- * would carry |r| times its rounding, the logs of P/M and Q/M directly
- * (M = b Q + (1 - b) P has no cancellation; the two parts of the class's
- * share cancel by at most 1.5x past |r| = 2). */
-#define XT_JS_NEAR 2.0
+/* js_sums' forms of a class's share: the series of F (js_f) for |r| <= 1;
+ * the chi forms to |r| = 4 (exp(r) from a rounded r carries |r| / 2 ulp);
+ * beyond, the logs of P/M and Q/M directly (M = b Q + (1 - b) P has no
+ * cancellation, but the share's two parts, of opposite signs, cancel by
+ * 1.85x at |r| = 2.2, 1.2x at 4: 5 ulp at b = 0.5, r = 2.2, where the chi
+ * forms give 2). */
+#define XT_JS_NEAR 4.0
+
+/* A class's share for |r| <= 1, given the series f[0..] = f_2, f_3, ... of
+ * F(r) = b r e^r - g log g, g = 1 + b expm1(r) (xent_js_series): the share
+ * is P F(r), and F(r) = f_2 r^2 + r^2 (r sum_k f_{k+3} r^k), the leading
+ * term apart as in div_psi.  F's singularities are at |r| >= pi (g = 0),
+ * so XENT_JS_TERMS = 36 terms reach (1/pi)^34 < 1e-17 at |r| = 1; float
+ * rows take 20 (1e-10). */
+/* (The coefficients are loop constants, f0 .., read into scalars before
+ * the caller's loop: an array read inside it kept gcc from vectorising.
+ * F(r) = f0 r^2 + r^2 (r (f1 + r (f2 + ...))), the leading term apart.) */
+#if XT_FLOAT
+#define XT_JS_LOAD const double f0 = f[0]; const double f1 = f[1]; const double f2 = f[2]; const double f3 = f[3]; const double f4 = f[4]; const double f5 = f[5]; const double f6 = f[6]; const double f7 = f[7]; const double f8 = f[8]; const double f9 = f[9]; const double f10 = f[10]; const double f11 = f[11]; const double f12 = f[12]; const double f13 = f[13]; const double f14 = f[14]; const double f15 = f[15]; const double f16 = f[16]; const double f17 = f[17]; const double f18 = f[18]; const double f19 = f[19];
+#define XT_JS_F(r) (f0 * ((r) * (r)) + ((r) * (r)) * ((r) * (f1 + (r) * (f2 + (r) * (f3 + (r) * (f4 + (r) * (f5 + (r) * (f6 + (r) * (f7 + (r) * (f8 + (r) * (f9 + (r) * (f10 + (r) * (f11 + (r) * (f12 + (r) * (f13 + (r) * (f14 + (r) * (f15 + (r) * (f16 + (r) * (f17 + (r) * (f18 + (r) * (f19)))))))))))))))))))))
+#else
+#define XT_JS_LOAD const double f0 = f[0]; const double f1 = f[1]; const double f2 = f[2]; const double f3 = f[3]; const double f4 = f[4]; const double f5 = f[5]; const double f6 = f[6]; const double f7 = f[7]; const double f8 = f[8]; const double f9 = f[9]; const double f10 = f[10]; const double f11 = f[11]; const double f12 = f[12]; const double f13 = f[13]; const double f14 = f[14]; const double f15 = f[15]; const double f16 = f[16]; const double f17 = f[17]; const double f18 = f[18]; const double f19 = f[19]; const double f20 = f[20]; const double f21 = f[21]; const double f22 = f[22]; const double f23 = f[23]; const double f24 = f[24]; const double f25 = f[25]; const double f26 = f[26]; const double f27 = f[27]; const double f28 = f[28]; const double f29 = f[29]; const double f30 = f[30]; const double f31 = f[31]; const double f32 = f[32]; const double f33 = f[33]; const double f34 = f[34]; const double f35 = f[35];
+#define XT_JS_F(r) (f0 * ((r) * (r)) + ((r) * (r)) * ((r) * (f1 + (r) * (f2 + (r) * (f3 + (r) * (f4 + (r) * (f5 + (r) * (f6 + (r) * (f7 + (r) * (f8 + (r) * (f9 + (r) * (f10 + (r) * (f11 + (r) * (f12 + (r) * (f13 + (r) * (f14 + (r) * (f15 + (r) * (f16 + (r) * (f17 + (r) * (f18 + (r) * (f19 + (r) * (f20 + (r) * (f21 + (r) * (f22 + (r) * (f23 + (r) * (f24 + (r) * (f25 + (r) * (f26 + (r) * (f27 + (r) * (f28 + (r) * (f29 + (r) * (f30 + (r) * (f31 + (r) * (f32 + (r) * (f33 + (r) * (f34 + (r) * (f35)))))))))))))))))))))))))))))))))))))
+#endif
 
 static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double b,
-                       double* out)
+                       const double* f, double* out)
 {
     const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
     const double lb = N(div_log)(b), lb1 = XT_DW(log1p_only)(-b);
-    double s0 = 0.0, c0 = 0.0, s1 = 0.0, c1 = 0.0, s2 = 0.0, c2 = 0.0;
+    XT_JS_LOAD
+    double s0 = 0.0, c0 = 0.0, s1 = 0.0, c1 = 0.0, s2 = 0.0, c2 = 0.0, s3 = 0.0, c3 = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_DIV_SUB) {
         const ptrdiff_t ns = n - j0 < XT_DIV_SUB ? n - j0 : XT_DIV_SUB;
         const T* as = xa + j0;
         const T* bs = xb + j0;
-        double a0 = 0.0, a1 = 0.0, a2 = 0.0;
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
         int far = 0;
         /* |r| <= 30, no mask: the chi forms (the sub-block again below if
          * any entry is not) */
@@ -359,18 +409,19 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
             const double cy = N(div_chi)((1.0 - b) * E.em);
             /* Q as P exp(r): the two weights of a class share their rounding */
             a0 += P;
-            a1 += (1.0 - b) * (P * cu) + b * ((P * E.er) * cy);
+            a1 += fabs(rn) <= 1.0 ? P * XT_JS_F(rn) : P * ((1.0 - b) * cu + b * (E.er * cy));
             a2 += P * cu;
         }
         if (far) {
             a0 = a1 = a2 = 0.0;
-#pragma omp simd reduction(+ : a0, a1, a2)
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
             for (ptrdiff_t j = 0; j < ns; j++) {
                 const double al = (double)as[j] - (double)ma;
                 const double be = (double)bs[j] - (double)mb;
                 const double r = (be - al) + d;
                 const double P = XT_WEXP(al);
-                const double Q = XT_WEXP(be) * ed;
+                const double eb = XT_WEXP(be);
+                const double Q = eb * ed;
                 const double rn = fabs(r) <= XT_JS_NEAR ? r : 0.0;
                 const N(div_e3) E = N(div_expm1_pair)(rn);
                 const double cu = N(div_chi)(b * E.e);
@@ -381,27 +432,38 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
                 const double lf = N(js_far_log)(r, b);
                 const double lqm = r > 0.0 ? lf : lf - rf;
                 const double lpm = r > 0.0 ? lf - rf : lf;
-                double v = (1.0 - b) * (P * lpm) + b * (Q * lqm);
+                /* the far share's Q part, b Q log(Q/M), into its own sum of
+                 * exp(beta) (normalised by B's sum in tile_div, not carried
+                 * over by exp(d): one rounding less) */
+                const int near = fabs(r) <= XT_JS_NEAR;
+                double v = (1.0 - b) * (P * lpm);
+                double vq = near ? 0.0 : b * (eb * lqm);
                 double kt = b * (Q - P) + P * lpm;
-                v = fabs(r) <= XT_JS_NEAR ? (1.0 - b) * (P * cu) + b * ((P * E.er) * cy) : v;
-                kt = fabs(r) <= XT_JS_NEAR ? P * cu : kt;
+                v = near ? P * ((1.0 - b) * cu + b * (E.er * cy)) : v;
+                v = fabs(r) <= 1.0 ? P * XT_JS_F(rn) : v;
+                kt = near ? P * cu : kt;
                 /* masks (Q = 0 where beta = -inf, P = 0 where alpha = -inf) */
                 v = be == -INFINITY ? -(1.0 - b) * lb1 * P : v;
+                vq = be == -INFINITY ? 0.0 : vq;
                 kt = be == -INFINITY ? P * (-b - lb1) : kt;
-                v = al == -INFINITY ? -b * lb * Q : v;
+                v = al == -INFINITY ? 0.0 : v;
+                vq = al == -INFINITY ? -b * lb * eb : vq;
                 kt = al == -INFINITY ? b * Q : kt;
                 a0 += P;
                 a1 += v;
                 a2 += kt;
+                a3 += vq;
             }
         }
         xent_kahan_add(&s0, &c0, a0);
         xent_kahan_add(&s1, &c1, a1);
         xent_kahan_add(&s2, &c2, a2);
+        xent_kahan_add(&s3, &c3, a3);
     }
     out[0] = s0 - c0;
     out[1] = s1 - c1;
     out[2] = s2 - c2;
+    out[3] = s3 - c3;
 }
 
 /* The gradient of JS w.r.t. P's logits: k P_j (log(P_j/M_j) - K) (times
@@ -452,5 +514,7 @@ static void N(js_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
 #undef XT_WEXP
 #undef XT_PSI_NEAR
 #undef XT_JS_NEAR
+#undef XT_JS_LOAD
+#undef XT_JS_F
 #undef XT_DW
 #undef XT_DIV_SUB

@@ -40,8 +40,9 @@
     XV(S, first_above, (const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above), (x, n, m, v, first, above)) \
     XV(S, kl_sums, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double* out), (xa, xb, n, ma, mb, d, out)) \
     XV(S, div_delta, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double* out), (xa, xb, n, ma, mb, d, out)) \
-    XV(S, kl_grad, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d, double k, double kl, int rev), (xa, xb, g, n, ma, mb, d, k, kl, rev)) \
-    XV(S, js_sums, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double b, double* out), (xa, xb, n, ma, mb, d, b, out)) \
+    XV(S, kl_grad, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d, double k), (xa, xb, g, n, ma, mb, d, k)) \
+    XV(S, kl_grad_rev, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double bk, double k), (xa, xb, g, n, ma, mb, bk, k)) \
+    XV(S, js_sums, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double b, const double* f, double* out), (xa, xb, n, ma, mb, d, b, f, out)) \
     XV(S, js_grad, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d, double b, double k, double K), (xa, xb, g, n, ma, mb, d, b, k, K))
 
 #define XENT_PLAIN_OPS(X, XV)                                                                      \

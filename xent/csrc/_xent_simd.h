@@ -126,6 +126,8 @@ XENT_INLINE void xent_kahan_add(double* s, double* c, double v)
  * enough for each row's max to be found a row ahead, few enough that the
  * rows are still in L1 / L2 when a gradient pass reads them again */
 #define XENT_ROW_GROUP 4
+/* Jensen-Shannon's series near r = 0: its coefficients (xent_js_series) */
+#define XENT_JS_TERMS 36
 
 #include "_xent_ops.h"
 

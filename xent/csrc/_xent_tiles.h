@@ -150,6 +150,35 @@ static inline double xent_psi(double e)
     return sum;
 }
 
+/* The Taylor coefficients f_2 .. f_{XENT_JS_TERMS + 1} of Jensen-Shannon's
+ * per-class share over P, F(r) = b r e^r - g log g with g = 1 + b (e^r - 1)
+ * (js_f), from the power series of e^r, g and log g (L' = g' / g), in long
+ * double: the first coefficients are differences (f_2 = b (1 - b) / 2 of
+ * terms near b), rounded to double once. */
+static inline void xent_js_series(double b, double* f)
+{
+    enum { K = XENT_JS_TERMS + 2 };
+    long double g[K], L[K], fact = 1.0L;
+    g[0] = 1.0L;
+    L[0] = 0.0L;
+    for (int k = 1; k < K; k++) {
+        fact *= k;                                      /* k! */
+        g[k] = (long double)b / fact;
+        long double acc = 0.0L;
+        for (int j = 1; j < k; j++)
+            acc += j * L[j] * g[k - j];
+        L[k] = g[k] - acc / k;
+    }
+    fact = 1.0L;                                        /* (k - 1)! */
+    for (int k = 2; k < K; k++) {
+        fact *= k - 1;
+        long double gl = 0.0L;
+        for (int j = 0; j < k; j++)
+            gl += g[j] * L[k - j];
+        f[k - 2] = (double)((long double)b / fact - gl);
+    }
+}
+
 static inline double xent_clip(double q, double lo, double hi)
 {
     return q < lo ? lo : (q > hi ? hi : q);

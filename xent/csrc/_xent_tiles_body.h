@@ -642,8 +642,9 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
  *   0: P - Q;  1: P (log(P/Q) - KL);  2: (1 - b) P (log(P/M) - KL(P || M)).
  * KL: one sweep of both rows from their statistics (kl_sums), whose sum of
  * terms that are never negative is exact up to psi(e), e the error of the
- * statistics' log-sums (a second sweep from the corrected estimate where
- * psi(e) is not negligible: near-identical rows).  JS: the log-sums'
+ * statistics' log-sums, which the sweep also measures (a second sweep from
+ * the corrected estimate where psi(e) is not negligible: near-identical
+ * rows); the gradient takes the corrected one.  JS: the log-sums'
  * difference refined first (div_delta), then its sweep.  Removed rows (an
  * ignored label, a weight of 0): 0 and a zero gradient, even if NaN.  A row
  * of either that is all -inf, holds a +inf or a NaN: NaN and a NaN
@@ -658,6 +659,8 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
     xent_acc num = {0.0, 0.0};
     xent_stats cx[XENT_LANES], cz[XENT_LANES];
     ptrdiff_t fx = -1, fz = -1;
+    double f[XENT_JS_TERMS];                 /* Jensen-Shannon's series, once a tile */
+    int have_f = 0;
     (void)t;
     (void)x0;
     for (ptrdiff_t i = r0; i < r1; i++) {
@@ -674,7 +677,7 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
         }
         const xent_stats sx = TS(tile_row_stats)(c, xt, i, r0, r1, cx, &fx);
         const xent_stats sz = TS(tile_row_stats)(c, zt, i, r0, r1, cz, &fz);
-        double li, out[3];
+        double li, out[4];
         if (xent_row_is_nan(&sx) || xent_row_is_nan(&sz)) {
             li = NAN;
             if (gr)
@@ -684,8 +687,12 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
             double d = xent_row_log_sum(&sx) - xent_row_log_sum(&sz);
             TS(div_delta)(xr, zr, C, (T)sx.m, (T)sz.m, d, out);
             d = d - log1p(out[1] / out[0]);
-            TS(js_sums)(xr, zr, C, (T)sx.m, (T)sz.m, d, b, out);
-            li = out[1] / out[0];
+            if (!have_f) {
+                xent_js_series(b, f);
+                have_f = 1;
+            }
+            TS(js_sums)(xr, zr, C, (T)sx.m, (T)sz.m, d, b, f, out);
+            li = out[1] / out[0] + out[3] / (sz.s + sz.ties);
             if (gr)
                 TS(js_grad)(xr, zr, gr, C, (T)sx.m, (T)sz.m, d, b,
                             c->scale * si * (1.0 - b) / out[0], out[2] / out[0]);
@@ -696,30 +703,30 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
             const T* br = rev ? zr : xr;
             const T ma = (T)(rev ? sx.m : sz.m), mb = (T)(rev ? sz.m : sx.m);
             double d = xent_row_log_sum(rev ? &sx : &sz) - xent_row_log_sum(rev ? &sz : &sx);
-            li = INFINITY;
+            /* e: the error of d; a second sweep from d - e where psi(e)
+             * is not negligible beside the divergence (near-identical rows) */
             for (int pass = 0; pass < 3; pass++) {
                 TS(kl_sums)(ar, br, C, ma, mb, d, out);
                 const double v = out[1] / out[0];
-                if (!(v < INFINITY))
-                    break;
-                const double e = log1p((out[1] + out[2]) / out[0]);
+                const double e = log1p(out[2] / out[0]);
                 const double corr = xent_psi(e);
-                li = v - corr > 0.0 ? v - corr : 0.0;
+                li = v < INFINITY ? (v - corr > 0.0 ? v - corr : 0.0) : v;
                 d = d - e;
-                if (!(corr > v * 0x1p-20))
+                if (!(corr > v * 0x1p-20) || !(v < INFINITY))
                     break;
             }
-            if (gr && li == INFINITY) {
-                if (rev) {
-                    TS(fill)(gr, C, NAN);
-                    gr = NULL;
-                } else {              /* the log-sums' difference without the sums' V and W */
-                    TS(div_delta)(ar, br, C, ma, mb, d, out);
-                    d = d - log1p(out[1] / out[0]);
-                }
+            if (gr && rev && li == INFINITY) {   /* p log(p/q) with q = 0 */
+                TS(fill)(gr, C, NAN);
+                gr = NULL;
             }
-            if (gr)
-                TS(kl_grad)(ar, br, gr, C, ma, mb, d, c->scale * si / out[0], li, rev);
+            if (gr && rev) {                     /* from P's first largest class */
+                int64_t top, above;
+                TS(first_above)(ar, C, ma, (T)INFINITY, &top, &above);
+                TS(kl_grad_rev)(ar, br, gr, C, ma, mb, (double)br[top] - (double)mb,
+                                c->scale * si);
+            } else if (gr) {
+                TS(kl_grad)(ar, br, gr, C, ma, mb, d, c->scale * si / out[0]);
+            }
         }
         TS(row_loss)(loss, i, si * li, &num);
     }
