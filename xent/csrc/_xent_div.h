@@ -242,22 +242,35 @@ XENT_INLINE double N(div_chi)(double u)
  * exp(alpha) expm1(s) (exp(beta + d) - exp(alpha) where |s| > 1), are each
  * at most A's and B's mass, so its rounding does not grow with |s|, as
  * that of a sum of the exp(alpha) s_j would (V + that is the same e). */
-static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double* out)
+#define XT_KL_TERMS(GRAD)                                                                    \
+    XT_DIV_LOOP(const double s = (be - al) + d;                                               \
+                const double ea = XT_WEXP(al);                                                \
+                const double eb = XT_WEXP(be) * ed;                                           \
+                const int near = XT_PSI_NEAR(s);         /* false for NaN and inf */          \
+                const double sn = near ? s : 0.0;                                             \
+                const double ps = ea * N(div_psi)(sn);                                        \
+                const double v = near ? ps : eb - ea * (1.0 + s);                             \
+                const double x = fabs(s) <= 1.0 ? ea * sn + ps : eb - ea;                     \
+                const int amask = al == -INFINITY;                                            \
+                GRAD                                                                          \
+                a0 += ea;                                                                     \
+                a1 += amask ? eb : (be == -INFINITY ? INFINITY : v);                          \
+                a2 += amask ? eb : x;)
+
+/* With `g`: also the forward KL's gradient w.r.t. B's logits, g_j =
+ * kg (exp(alpha_j) expm1(s_j)), as kl_grad from this d (`g` must not be
+ * `xb`: tile_div reads it again for a second sweep). */
+static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, T* g,
+                       double kg, double* out)
 {
     const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
-    XT_DIV_LOOP(const double s = (be - al) + d;
-                const double ea = XT_WEXP(al);
-                const double eb = XT_WEXP(be) * ed;
-                const int near = XT_PSI_NEAR(s);         /* false for NaN and inf */
-                const double sn = near ? s : 0.0;
-                const double ps = ea * N(div_psi)(sn);
-                const double v = near ? ps : eb - ea * (1.0 + s);
-                const double x = fabs(s) <= 1.0 ? ea * sn + ps : eb - ea;
-                const int amask = al == -INFINITY;
-                a0 += ea;
-                a1 += amask ? eb : (be == -INFINITY ? INFINITY : v);
-                a2 += amask ? eb : x;)
+    if (g) {
+        XT_KL_TERMS(g[j0 + j] = (T)(kg * x);)
+    } else {
+        XT_KL_TERMS()
+    }
 }
+#undef XT_KL_TERMS
 
 /* sum_j exp(alpha_j) expm1(s_j), s_j = (beta_j - alpha_j) + d, into out[1]
  * (out[0] = SA, out[2] = 0): SA times sum_j B_j exp(d - (LA - LB)) - 1, so

@@ -703,10 +703,19 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
             const T* br = rev ? zr : xr;
             const T ma = (T)(rev ? sx.m : sz.m), mb = (T)(rev ? sz.m : sx.m);
             double d = xent_row_log_sum(rev ? &sx : &sz) - xent_row_log_sum(rev ? &sz : &sx);
+            /* Float rows' forward gradient from the statistics' log-sums
+             * (their error, ~1e-7, moves an entry by that times B's mass:
+             * within float's bound), written by the first sweep unless in
+             * place (a second sweep reads the logits again), then by a
+             * sweep of its own: the same code either way, the same bits.
+             * Double rows', and the reverse KL's, from the corrected ones. */
+            const int fuse = XTS_FLOAT && gr && !rev;
+            const double d0 = d, kg = c->scale * si / (sz.s + sz.ties);
             /* e: the error of d; a second sweep from d - e where psi(e)
              * is not negligible beside the divergence (near-identical rows) */
             for (int pass = 0; pass < 3; pass++) {
-                TS(kl_sums)(ar, br, C, ma, mb, d, out);
+                TS(kl_sums)(ar, br, C, ma, mb, d, pass == 0 && fuse && gr != br ? gr : NULL, kg,
+                            out);
                 const double v = out[1] / out[0];
                 const double e = log1p(out[2] / out[0]);
                 const double corr = xent_psi(e);
@@ -724,7 +733,10 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
                 TS(first_above)(ar, C, ma, (T)INFINITY, &top, &above);
                 TS(kl_grad_rev)(ar, br, gr, C, ma, mb, (double)br[top] - (double)mb,
                                 c->scale * si);
-            } else if (gr) {
+            } else if (fuse && gr == br) {
+                double unused[3];
+                TS(kl_sums)(ar, br, C, ma, mb, d0, gr, kg, unused);
+            } else if (gr && !fuse) {
                 TS(kl_grad)(ar, br, gr, C, ma, mb, d, c->scale * si / out[0]);
             }
         }
