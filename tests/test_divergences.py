@@ -878,3 +878,24 @@ def test_bad_grad_out(fn):
         fn(X.astype(np.float32), Z, grad_out=np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"^`grad_out` overlaps `target_logits` in memory"):
         fn(X, Z, grad_out=Z)
+
+
+def test_logit_gaps_of_1e4_and_near_the_largest_double():
+    # found by the fuzz campaign: at gaps of 1e4 the reference took an
+    # underflowed exp(log p) for a mask (+inf where the divergence is about
+    # 1e4); with a logit of 1.7e308 the kernels' unnormalised sum of terms
+    # overflowed (+inf where the divergence is 1.36e308)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5)) * 1e4
+    z = rng.standard_normal((3, 5))
+    x[2] = [-7322.7, 1.7e308, -3163.0, 4116.3, 0.0]
+    for reverse in (False, True):
+        got, g = xent.kl_divergence_with_grad(x, z, reverse=reverse, reduction="none")
+        want, wg = xent.reference.kl_divergence_with_grad(x, z, reverse=reverse, reduction="none")
+        assert np.all(np.isfinite(got)) and np.all(np.isfinite(g))
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(g, wg, rtol=1e-12, atol=1e-15)
+    # the row near the largest double: KL(q || p) = (1 - q_1) 1.7e308 + O(1e4)
+    q = np.exp(z[2] - z[2].max()) / np.exp(z[2] - z[2].max()).sum()
+    np.testing.assert_allclose(xent.kl_divergence(x[2:], z[2:], reduction="none")[0],
+                               (1 - q[1]) * 1.7e308, rtol=1e-12)

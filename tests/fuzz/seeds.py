@@ -189,6 +189,10 @@ SEEDS = {
                                             "logits_again": "target"},
     # huge gaps: xent.reference took an underflowed exp(log p) for a mask (+inf)
     "kl-scale-1e4": {"fn": "kl_divergence", "logits.scale": 1e4, "target_logits.scale": 1e4},
+    # a logit of 1.7e308: the kernels' sum of terms overflowed (+inf, the
+    # divergence 1e308)
+    "kl-grad-logit-1.7e308": {"fn": "kl_divergence_with_grad", "logits.scale": 1e4,
+                              "logits.n_specials": 1, "logits.special": 1.7e308},
     "js": {"fn": "js_divergence"},
     "js-grad-beta-large": {"fn": "js_divergence_with_grad", "beta": 0.1, "shape": (40, 1000),
                            "logits.scale": 10.0, "target_logits.scale": 10.0},

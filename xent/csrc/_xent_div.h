@@ -244,7 +244,7 @@ XENT_INLINE double N(div_chi)(double u)
  * that of a sum of the exp(alpha) s_j would (V + that is the same e). */
 #define XT_KL_TERMS(GRAD)                                                                    \
     XT_DIV_LOOP(const double s = (be - al) + d;                                               \
-                const double ea = XT_WEXP(al);                                                \
+                const double ea = XT_WEXP(al) * sc;                                           \
                 const double eb = XT_WEXP(be) * ed;                                           \
                 const int near = XT_PSI_NEAR(s);         /* false for NaN and inf */          \
                 const double sn = near ? s : 0.0;                                             \
@@ -257,14 +257,17 @@ XENT_INLINE double N(div_chi)(double u)
                 a1 += amask ? eb : (be == -INFINITY ? INFINITY : v);                          \
                 a2 += amask ? eb : x;)
 
-/* With `g`: also the forward KL's gradient w.r.t. B's logits, g_j =
- * kg (exp(alpha_j) expm1(s_j)), as kl_grad from this d (`g` must not be
- * `xb`: tile_div reads it again for a second sweep). */
-static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, T* g,
-                       double kg, double* out)
+/* Every weight is times `sc`, a power of two (exact) that keeps the sums
+ * finite: SA sc <= 1, so that the terms of logits near the largest double
+ * (log-ratios of 1e308) sum to their mean, not to +inf.  With `g`: also
+ * the forward KL's gradient w.r.t. B's logits, g_j = kg (exp(alpha_j)
+ * expm1(s_j)), as kl_grad from this d. */
+static void N(kl_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double sc,
+                       T* g, double kg, double* out)
 {
-    const double ed = XT_DEXP(d);                /* exp(beta + d) = exp(beta) exp(d) */
+    const double ed = XT_DEXP(d) * sc;           /* exp(beta + d) = exp(beta) exp(d) */
     if (g) {
+        kg = kg / sc;
         XT_KL_TERMS(g[j0 + j] = (T)(kg * x);)
     } else {
         XT_KL_TERMS()
@@ -327,20 +330,23 @@ static void N(kl_grad)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, 
  * `xb`: the first sweep reads everything it needs before the second
  * writes). */
 static void N(kl_grad_rev)(const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double bk,
-                           double k)
+                           double sc, double k)
 {
+    /* the weights times sc (as kl_sums) and t / 4: finite sums of logits
+     * near the largest double; the 4 is given back at the end */
     double out[3];
-    XT_DIV_LOOP(const double ea = XT_WEXP(al);
-                const double t = (be - bk) - al;
+    XT_DIV_LOOP(const double ea = XT_WEXP(al) * sc;
+                const double t4 = 0.25 * (be - bk) - 0.25 * al;
                 a0 += ea;
-                a1 += al == -INFINITY ? 0.0 : ea * t;
+                a1 += al == -INFINITY ? 0.0 : ea * t4;
                 a2 += 0.0;)
-    const double tbar = out[1] / out[0], kk = k / out[0];
+    const double tbar4 = out[1] / out[0], kk = 4.0 * (k * sc / out[0]);
 #pragma omp simd
     for (ptrdiff_t j = 0; j < n; j++) {
         const double al = (double)xa[j] - (double)ma;
         const double be = (double)xb[j] - (double)mb;
-        const double v = -kk * (XT_WEXP(al) * (((be - bk) - al) - tbar));
+        const double t4 = 0.25 * (be - bk) - 0.25 * al;
+        const double v = -kk * (XT_WEXP(al) * (t4 - tbar4));
         g[j] = (T)(al == -INFINITY ? 0.0 : v);
     }
 }

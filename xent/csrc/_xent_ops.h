@@ -38,10 +38,10 @@
     XV(S, cap_grad, (const T* x, const T* g, T* out, ptrdiff_t n, double inv_temp, double cap), (x, g, out, n, inv_temp, cap)) \
     X(S, double, ent_row, (const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above), (x, n, m, v, first, above)) \
     XV(S, first_above, (const T* x, ptrdiff_t n, T m, T v, int64_t* first, int64_t* above), (x, n, m, v, first, above)) \
-    XV(S, kl_sums, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, T* g, double kg, double* out), (xa, xb, n, ma, mb, d, g, kg, out)) \
+    XV(S, kl_sums, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double sc, T* g, double kg, double* out), (xa, xb, n, ma, mb, d, sc, g, kg, out)) \
     XV(S, div_delta, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double* out), (xa, xb, n, ma, mb, d, out)) \
     XV(S, kl_grad, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d, double k), (xa, xb, g, n, ma, mb, d, k)) \
-    XV(S, kl_grad_rev, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double bk, double k), (xa, xb, g, n, ma, mb, bk, k)) \
+    XV(S, kl_grad_rev, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double bk, double sc, double k), (xa, xb, g, n, ma, mb, bk, sc, k)) \
     XV(S, js_sums, (const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double d, double b, const double* f, double* out), (xa, xb, n, ma, mb, d, b, f, out)) \
     XV(S, js_grad, (const T* xa, const T* xb, T* g, ptrdiff_t n, T ma, T mb, double d, double b, double k, double K), (xa, xb, g, n, ma, mb, d, b, k, K))
 

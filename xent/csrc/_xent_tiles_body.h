@@ -711,12 +711,24 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
              * Double rows', and the reverse KL's, from the corrected ones. */
             const int fuse = XTS_FLOAT && gr && !rev;
             const double d0 = d, kg = c->scale * si / (sz.s + sz.ties);
+            /* The weights' scale: 1, or (double rows whose sum of terms
+             * overflowed: log-ratios near the largest double) 2^-E with
+             * SA = f 2^E, f in [1/2, 1), so that they sum below 1 (not from
+             * the start: it would push tiny terms into the subnormals) */
+            double scl = 1.0;
+            li = INFINITY;
             /* e: the error of d; a second sweep from d - e where psi(e)
              * is not negligible beside the divergence (near-identical rows) */
-            for (int pass = 0; pass < 3; pass++) {
-                TS(kl_sums)(ar, br, C, ma, mb, d, pass == 0 && fuse && gr != br ? gr : NULL, kg,
-                            out);
+            for (int pass = 0; pass < 4; pass++) {
+                TS(kl_sums)(ar, br, C, ma, mb, d, scl, pass == 0 && fuse && gr != br ? gr : NULL,
+                            kg, out);
                 const double v = out[1] / out[0];
+                if (!XTS_FLOAT && !(out[1] < INFINITY) && scl == 1.0) {
+                    int sa_exp;
+                    (void)frexp(out[0], &sa_exp);
+                    scl = ldexp(1.0, -sa_exp);
+                    continue;
+                }
                 const double e = log1p(out[2] / out[0]);
                 const double corr = xent_psi(e);
                 li = v < INFINITY ? (v - corr > 0.0 ? v - corr : 0.0) : v;
@@ -731,13 +743,13 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
             if (gr && rev) {                     /* from P's first largest class */
                 int64_t top, above;
                 TS(first_above)(ar, C, ma, (T)INFINITY, &top, &above);
-                TS(kl_grad_rev)(ar, br, gr, C, ma, mb, (double)br[top] - (double)mb,
+                TS(kl_grad_rev)(ar, br, gr, C, ma, mb, (double)br[top] - (double)mb, scl,
                                 c->scale * si);
             } else if (fuse && gr == br) {
                 double unused[3];
-                TS(kl_sums)(ar, br, C, ma, mb, d0, gr, kg, unused);
+                TS(kl_sums)(ar, br, C, ma, mb, d0, 1.0, gr, kg, unused);
             } else if (gr && !fuse) {
-                TS(kl_grad)(ar, br, gr, C, ma, mb, d, c->scale * si / out[0]);
+                TS(kl_grad)(ar, br, gr, C, ma, mb, d, c->scale * si / (out[0] / scl));
             }
         }
         TS(row_loss)(loss, i, si * li, &num);
