@@ -413,8 +413,32 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
         const T* bs = xb + j0;
         double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
         int far = 0;
-        /* |r| <= 30, no mask: the chi forms (the sub-block again below if
-         * any entry is not) */
+#if XT_FLOAT
+        /* Float rows: F(r) = b r e^r - g log g itself beyond |r| = 1 (it
+         * cancels by at most 5x, 2.5 bits of double, nothing to float),
+         * the series within; |r| <= 30 and no mask (the sub-block again
+         * below if any entry is not: there Q is not P e^r, whose float P
+         * may have underflowed).  One exponential and one log a class,
+         * where the chi forms take two of each and three divisions. */
+#pragma omp simd reduction(+ : a0, a1, a2) reduction(| : far)
+        for (ptrdiff_t j = 0; j < ns; j++) {
+            const double al = (double)as[j] - (double)ma;
+            const double be = (double)bs[j] - (double)mb;
+            const double r = (be - al) + d;
+            far |= !(fabs(r) <= 30.0);
+            const double rn = fabs(r) <= 30.0 ? r : 0.0;
+            const double P = XT_WEXP(al);
+            const double er = XT_DEXP(rn);
+            const double u = b * (er - 1.0);
+            const double lg = N(div_log)(1.0 + u);         /* log(M / P) */
+            const double F = fabs(rn) <= 1.0 ? XT_JS_F(rn) : b * (rn * er) - (1.0 + u) * lg;
+            a0 += P;
+            a1 += P * F;
+            a2 += P * (u - lg);
+        }
+#else
+        /* |r| <= 4, no mask: the series and the chi forms (the sub-block
+         * again below if any entry is not) */
 #pragma omp simd reduction(+ : a0, a1, a2) reduction(| : far)
         for (ptrdiff_t j = 0; j < ns; j++) {
             const double al = (double)as[j] - (double)ma;
@@ -431,6 +455,7 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
             a1 += fabs(rn) <= 1.0 ? P * XT_JS_F(rn) : P * ((1.0 - b) * cu + b * (E.er * cy));
             a2 += P * cu;
         }
+#endif
         if (far) {
             a0 = a1 = a2 = 0.0;
 #pragma omp simd reduction(+ : a0, a1, a2, a3)
