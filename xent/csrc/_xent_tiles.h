@@ -146,6 +146,8 @@ static inline double xent_psi(double e)
     for (int k = 3; k < 24; k++) {       /* |e|^k / k! below 2^-64 of the sum by k = 24 */
         sum += term;
         term *= e / k;
+        if (fabs(term) <= 0x1p-64 * sum)  /* (e is tiny on most rows: a few terms) */
+            break;
     }
     return sum;
 }
