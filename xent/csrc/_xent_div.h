@@ -470,8 +470,8 @@ static void N(js_sums)(const T* xa, const T* xb, ptrdiff_t n, T ma, T mb, double
                 const N(div_e3) E = N(div_expm1_pair)(rn);
                 const double cu = N(div_chi)(b * E.e);
                 const double cy = N(div_chi)((1.0 - b) * E.em);
-                /* far (|r| > 2): lf = log(Q/M) for r > 2, log(P/M) for
-                 * r < -2; the other one is that minus |r| */
+                /* far (|r| > 4): lf = log(Q/M) for r > 4, log(P/M) for
+                 * r < -4; the other one is that minus |r| */
                 const double rf = fabs(r);
                 const double lf = N(js_far_log)(r, b);
                 const double lqm = r > 0.0 ? lf : lf - rf;
