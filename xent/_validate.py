@@ -356,6 +356,18 @@ def grad_buffer(grad_out, axis, dtype, r, owned):
     return np.empty_like(r), False
 
 
+def outputs(r, owned, ax, kdt, cdt, reduction, den, want_grad, grad_out):
+    """What a loss kernel writes, and its gradient's factor: (per-row losses
+    for "none" or None, the gradient buffer and whether it is grad_out
+    (grad_buffer), 1 / den for "mean" (0 when den is 0), else 1)."""
+    loss = np.empty(r.shape[0], dtype=cdt) if reduction == "none" else None
+    gbuf, direct = grad_buffer(grad_out, ax, kdt, r, owned) if want_grad else (None, False)
+    scale = 1.0
+    if reduction == "mean":
+        scale = 1.0 / den if den != 0 else 0.0
+    return loss, gbuf, direct, scale
+
+
 def _result(call, reduction, den, loss_shape, moved_shape, axis, gdt, grad_out, direct):
     """What the caller needs to shape the results, on the record."""
     call.reduction = reduction
@@ -444,11 +456,8 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
 
     kdt = _dispatch.storage(x, cdt)
     r, owned = rows(x, ax, kdt)
-    loss = np.empty(r.shape[0], dtype=cdt) if reduction == "none" else None
-    gbuf, direct = grad_buffer(grad_out, ax, kdt, r, owned) if want_grad else (None, False)
-    scale = 1.0
-    if reduction == "mean":
-        scale = 1.0 / den if den != 0 else 0.0
+    loss, gbuf, direct, scale = outputs(r, owned, ax, kdt, cdt, reduction, den, want_grad,
+                                        grad_out)
     options = dict(temperature=check_scale(temperature, "temperature", cdt),
                    softcap=check_scale(softcap, "softcap", cdt) if softcap else 0.0, z_loss=z_loss)
     kernels = ("index", "prob")
@@ -569,11 +578,8 @@ def divergence(logits, target_logits, axis, temperature, sample_weight, ignore_i
     kdt = _dispatch.storage(x, cdt) if same else cdt
     r, owned = rows(x, ax, kdt)
     zr, _ = rows(z, ax, kdt)
-    loss = np.empty(r.shape[0], dtype=cdt) if reduction == "none" else None
-    gbuf, direct = grad_buffer(grad_out, ax, kdt, r, owned) if want_grad else (None, False)
-    scale = 1.0
-    if reduction == "mean":
-        scale = 1.0 / den if den != 0 else 0.0
+    loss, gbuf, direct, scale = outputs(r, owned, ax, kdt, cdt, reduction, den, want_grad,
+                                        grad_out)
     call = Call("div", r.shape[0], n_classes, kdt, nt, x=r, second=zr, labels=y,
                 sample_weight=sw, has_ignore=has_ignore, ignore=ignore, mode=mode, beta=beta,
                 temperature=temperature, scale=scale, loss=loss, out=gbuf)
