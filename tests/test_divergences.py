@@ -840,7 +840,7 @@ def test_bad_temperature(fn, temperature):
 
 @pytest.mark.parametrize("fn", ALL, ids=lambda f: f.__name__)
 def test_bad_reduction_and_dtypes(fn):
-    with pytest.raises(ValueError, match=r"^`reduction` must be one of 'none', 'sum', 'mean'; "
+    with pytest.raises(ValueError, match=r"^`reduction` must be one of 'none', 'sum', 'mean', 'state'; "
                                          r"got 'avg'"):
         fn(X, Z, reduction="avg")
     with pytest.raises(ValueError, match=r"^`reduction` must be one of"):

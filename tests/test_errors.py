@@ -497,7 +497,7 @@ def test_logsumexp_axis_not_an_integer_or_tuple(axis):
 @pytest.mark.parametrize("reduction", ["avg", "MEAN", "", None, 1, ("mean",)])
 def test_bad_reduction(fn, reduction):
     expect_error(fn, (logits_f64(), target_for(fn)), {"reduction": reduction}, ValueError,
-                 r"^`reduction` must be one of 'none', 'sum', 'mean'; "
+                 r"^`reduction` must be one of 'none', 'sum', 'mean', 'state'; "
                  rf"got {re.escape(repr(reduction))}\.$")
 
 

@@ -176,7 +176,7 @@ def test_grad_out_logits_alone_is_in_place():
 def test_reduction_that_is_not_a_string_is_refused_on_every_path(fn, shape, reduction):
     x = np.zeros(shape)
     t = np.zeros(shape[0], int) if "softmax" in fn.__name__ else np.zeros(shape)
-    with pytest.raises(ValueError, match=r"^`reduction` must be one of 'none', 'sum', 'mean'; got "):
+    with pytest.raises(ValueError, match=r"^`reduction` must be one of 'none', 'sum', 'mean', 'state'; got "):
         fn(x, t, reduction=reduction)
 
 

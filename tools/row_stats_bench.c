@@ -72,10 +72,10 @@ static void small_outputs(const float* x, long R, long C)
                 xent_softmax_small_f32(x + i * C, n, C, 2, o + i * C);
             else if (kind == 1)
                 xent_index_small_f32(x + i * C, y + i, n, C, NULL, NULL, 0, 0, NULL, o + i * C,
-                                     1.0);
+                                     1.0, NULL);
             else
                 xent_prob_small_f32(x + i * C, t + i * C, n, C, NULL, NULL, 0.0, NULL,
-                                    o + i * C, 1.0);
+                                    o + i * C, 1.0, NULL);
         }
         for (long i = 0; i < R; i++) {
             for (long j = 0; j < C; j++)

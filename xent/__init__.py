@@ -6,7 +6,9 @@ temperature, soft-capping and z-loss; focal losses; per-token statistics
 (log-sum-exp, entropy, argmax, target log-probability and rank); KL and
 Jensen-Shannon divergences between two sets of logits; and the softmax
 primitives.  The kernels are Cython + OpenMP; results are
-bitwise identical for any number of threads.  See ``xent.show_config()``.
+bitwise identical for any number of threads, and sums are exact before their
+one rounding, so that any split of the rows into chunks gives the same bits
+(``reduction="state"``, :class:`ReductionState`; ``xent.dask``).  See ``xent.show_config()``.
 """
 
 from ._api import (
@@ -28,7 +30,7 @@ from ._api import (
     softmax_focal_loss_with_grad,
     token_stats,
 )
-from ._types import TokenStats
+from ._types import ReductionState, TokenStats
 from ._config import config, show_config
 from . import keras, reference
 
@@ -36,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LabelError",
+    "ReductionState",
     "TokenStats",
     "config",
     "js_divergence",

@@ -16,13 +16,13 @@ import numpy as np
 
 from . import _dispatch, _kernels, _validate
 from ._docs import ROWWISE, fill
-from ._types import TokenStats
+from ._types import ReductionState, TokenStats
 from ._validate import (LabelError, check_alpha, check_beta, check_ignore_index, check_nonnegative,
                         check_out,
                         check_positive, check_reduction, check_smoothing, compute_dtype, grad_dtype,
                         resolve_n_threads)
 
-# reduction -> the small-call path's code
+# reduction -> the small-call path's code ("state": the general path only)
 _MODE = {"mean": 0, "sum": 1, "none": 2}
 
 
@@ -74,9 +74,13 @@ def _check_small_out(out, name, inputs):
 
 
 def _loss_and_grad(call, want_grad):
+    if call.reduction == "state":
+        call.state = np.empty(_kernels.RS_WORDS, dtype=np.int64)
     total = 0.0 if call.empty else _dispatch.run(call)
     if call.reduction == "none":
         loss = call.loss.reshape(call.loss_shape)
+    elif call.reduction == "state":
+        loss = ReductionState._from_kernel(call.state, call.den_exact)
     else:
         loss = _reduce(total, call.den, call.reduction)
     return (loss, _shaped_grad(call)) if want_grad else loss
@@ -105,7 +109,8 @@ def _softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, label
             return _general_ce(logits, target, axis, weight, sample_weight, ignore_index, eps,
                                reduction, nt, want_grad, grad_out, temperature=temp,
                                softcap=cap, z_loss=zl)
-    if _dispatch.small_call(logits) and type(axis) is int and (axis == -1 or axis == 1):
+    if (_dispatch.small_call(logits) and reduction != "state" and type(axis) is int
+            and (axis == -1 or axis == 1)):
         has_ignore, ignore = check_ignore_index(ignore_index)
         if grad_out is not None:
             _check_small_out(grad_out, "grad_out", [("logits", logits), ("target", target),
@@ -133,7 +138,7 @@ def _bce(logits, target, weight, pos_weight, label_smoothing, reduction, n_threa
     reduction = check_reduction(reduction)
     eps = check_smoothing(label_smoothing)
     nt = resolve_n_threads(n_threads)
-    if _dispatch.small_call(logits):
+    if _dispatch.small_call(logits) and reduction != "state":
         if grad_out is not None:
             _check_small_out(grad_out, "grad_out", [("logits", logits), ("target", target),
                                                     ("weight", weight), ("pos_weight", pos_weight)])

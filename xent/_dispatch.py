@@ -68,6 +68,7 @@ class Call:
 
     x = second = target = labels = weight = sample_weight = weight2 = pos_weight2 = None
     loss = out = entropy = logprob = argmax = rank = None
+    state = None        # an int64 array of _kernels.RS_WORDS: the sum's exact state goes there
     has_ignore = False
     ignore = mode = 0
     eps = lo = hi = softcap = z_loss = alpha = gamma = 0.0

@@ -190,6 +190,9 @@ cdef extern from "_xent_simd.h" nogil:
         double bm
         double bs
         double bt
+    enum: XENT_RS_LIMBS
+    ctypedef struct xent_rsum:
+        int dbl
     int xent_isa_supported(const char* name)
     int xent_isa_select(const char* name)
     const char* xent_isa_active()
@@ -216,9 +219,6 @@ cdef extern from "_xent_tiles.h" nogil:
     enum: XENT_SPLIT_MIN_C
     ctypedef struct xent_rowjob:
         int kind
-    ctypedef struct xent_acc:
-        double s
-        double c
     ctypedef struct xent_call:
         int op
         int dt
@@ -259,13 +259,19 @@ cdef extern from "_xent_tiles.h" nogil:
         int prep
         const xent_stats* pre
         xent_rowjob* jobs
-    void xent_acc_add(xent_acc* a, double v)
-    double xent_acc_value(const xent_acc* a)
+    void xent_rsum_init(xent_rsum* a, int dbl)
+    void xent_rsum_merge(xent_rsum* b, xent_rsum* a)
+    double xent_rsum_value(xent_rsum* a)
+    void xent_rsum_export(xent_rsum* a, int64_t* out)
+    void xent_rsum_import(xent_rsum* a, const int64_t* src)
+    void xent_rsum_flush(xent_rsum* a)
+    void xent_rsum_put(xent_rsum* a, double x)
     Py_ssize_t xent_tile_units(int op, Py_ssize_t C)
     Py_ssize_t xent_unit_elems(const xent_call* c)
     void xent_call_init(xent_call* c)
     void xent_plan(xent_call* c, int n_threads)
-    double xent_tile(const xent_call* c, Py_ssize_t t, Py_ssize_t r0, Py_ssize_t r1, void* buf)
+    void xent_tile(const xent_call* c, Py_ssize_t t, Py_ssize_t r0, Py_ssize_t r1, void* buf,
+                   xent_rsum* acc)
     Py_ssize_t xent_buffer_elems(const xent_call* c)
     double xent_wsum(const xent_call* c)
     void xent_split_job(const xent_call* c, Py_ssize_t i, Py_ssize_t c0, Py_ssize_t c1)
@@ -310,46 +316,58 @@ def plan(int op, int dt, Py_ssize_t n, Py_ssize_t C, double eps, int n_threads):
 # (BCE: elements), one per loop step, on the calling thread when there is
 # one thread or one tile, else handed out dynamically to the team (a tile's
 # result does not depend on the thread that runs it, and on a shared machine
-# one thread is often slower than the others for a while).  Each tile's
-# partial sum has its own slot; the slots are added in tile order.  Prepared
-# tiles (16-bit, temperature, soft cap) get a buffer per thread.
+# one thread is often slower than the others for a while).  The losses go to
+# one reproducible sum per thread (csrc/_xent_rsum.h: exact, so neither the
+# thread that adds a row nor the order matters), merged at the end.
+# Prepared tiles (16-bit, temperature, soft cap) get a buffer per thread.
 # ---------------------------------------------------------------------------
-cdef double _sum_in_order(const double* parts, Py_ssize_t n) noexcept nogil:
-    cdef xent_acc acc
-    cdef Py_ssize_t t
-    acc.s = 0.0
-    acc.c = 0.0
-    for t in range(n):
-        xent_acc_add(&acc, parts[t])
-    return xent_acc_value(&acc)
+cdef double _finish(xent_rsum* accs, int n, int64_t* state) noexcept nogil:
+    """Merge the threads' sums into the first; its value (and its state
+    into `state`, XENT_RS_LIMBS + 1 integers, when not NULL)."""
+    cdef int k
+    for k in range(n):
+        xent_rsum_flush(&accs[k])
+    for k in range(1, n):
+        xent_rsum_merge(&accs[0], &accs[k])
+    if state != NULL:
+        xent_rsum_export(&accs[0], state)
+    return xent_rsum_value(&accs[0])
 
 
-cdef double _drive(xent_call* c, int n_threads) except? -1.0:
-    """Plan the call and run its tiles; the sum of the tiles' partial sums.
+cdef double _drive(xent_call* c, int n_threads, bint want_sum, int64_t* state=NULL) except? -1.0:
+    """Plan the call and run its tiles; the sum of what they add (0 without
+    `want_sum`; its exact state into `state` when given).
     Labels: c.bad gets the first bad position, or -1."""
     cdef Py_ssize_t units = xent_tile_units(c.op, c.C)
     cdef Py_ssize_t n_tiles = (c.n + units - 1) // units
     cdef Py_ssize_t t, r0, r1, stride = 0
-    cdef double one
     cdef int64_t bad_one = -1
     cdef int64_t* bad_out = c.bad
     cdef char* bufp = NULL
     cdef unsigned char[::1] buf
-    cdef double[::1] parts
     cdef int64_t[::1] bad
+    cdef xent_rsum one
+    cdef xent_rsum* accs = &one
+    cdef unsigned char[::1] acc_mem
+    cdef int n_acc = 1, k
+    # the stage's type: the compute type's (the labels' products: double)
+    cdef int dbl = c.dt == XENT_F64 or c.op == XENT_OP_LABELS
     if c.n == 0:
+        if state != NULL:
+            xent_rsum_init(&one, 1)
+            xent_rsum_export(&one, state)
         return 0.0
     xent_plan(c, n_threads)
     if c.split:
-        return _drive_split(c, n_threads)
+        return _drive_split(c, n_threads, want_sum, state)
     if n_tiles == 1 and not c.prep:            # a small call: no allocation, no team
         c.bad = &bad_one
+        xent_rsum_init(&one, dbl)
         with nogil:
-            one = xent_tile(c, 0, 0, c.n, NULL)
+            xent_tile(c, 0, 0, c.n, NULL, &one if want_sum else NULL)
         if bad_out != NULL:
             bad_out[0] = bad_one
-        return _sum_in_order(&one, 1)
-    parts = np.empty(n_tiles, dtype=np.float64)
+        return _finish(&one, 1, state) if want_sum else 0.0
     if bad_out != NULL:
         bad = np.empty(n_tiles, dtype=np.int64)
         c.bad = &bad[0]
@@ -357,18 +375,25 @@ cdef double _drive(xent_call* c, int n_threads) except? -1.0:
         stride = xent_buffer_elems(c) * (8 if c.dt == XENT_F64 else 4)
         buf = np.empty((n_threads if n_tiles > 1 else 1) * stride, dtype=np.uint8)
         bufp = <char*>&buf[0]
+    if want_sum and n_threads > 1 and n_tiles > 1:
+        n_acc = n_threads
+        acc_mem = np.empty(n_acc * sizeof(xent_rsum), dtype=np.uint8)
+        accs = <xent_rsum*>&acc_mem[0]
+    for k in range(n_acc):
+        xent_rsum_init(&accs[k], dbl)
     for t in prange(n_tiles, nogil=True, num_threads=n_threads, schedule="dynamic",
                     use_threads_if=n_threads > 1 and n_tiles > 1):
         r0 = t * units
         r1 = r0 + units if r0 + units < c.n else c.n
-        parts[t] = xent_tile(c, t, r0, r1, bufp + threadid() * stride if bufp != NULL else NULL)
+        xent_tile(c, t, r0, r1, bufp + threadid() * stride if bufp != NULL else NULL,
+                  &accs[threadid()] if want_sum else NULL)
     if bad_out != NULL:
         bad_out[0] = -1
         for t in range(n_tiles):
             if bad[t] >= 0:
                 bad_out[0] = bad[t]
                 break
-    return _sum_in_order(&parts[0], n_tiles)
+    return _finish(accs, n_acc, state) if want_sum else 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -381,15 +406,15 @@ cdef double _drive(xent_call* c, int n_threads) except? -1.0:
 #   3. each row's tile on one thread, from those statistics, its output
 #      deferred as a job, then
 #   4. the jobs a chunk at a time (xent_split_job).
-# A tile is one row there (C >= XENT_TILE_ELEMS), so the per-row partial
-# sums are those of the tile loop: the result does not depend on whether the
-# split ran.
+# A tile is one row there (C >= XENT_TILE_ELEMS): the per-row losses are
+# those of the tile loop, and so is their (exact) sum.
 # ---------------------------------------------------------------------------
-cdef double _drive_split(xent_call* c, int n_threads) except? -1.0:
+cdef double _drive_split(xent_call* c, int n_threads, bint want_sum, int64_t* state) except? -1.0:
     cdef Py_ssize_t N = c.n, C = c.C, t
     cdef double[:, ::1] pre
     cdef unsigned char[::1] jobs
-    cdef double[::1] parts = np.empty(N, dtype=np.float64)
+    cdef xent_rsum acc
+    xent_rsum_init(&acc, c.dt == XENT_F64)
     if c.dt == XENT_F64:
         pre = _split_stats(<const double*>c.x, N, C, n_threads)
     else:
@@ -400,12 +425,12 @@ cdef double _drive_split(xent_call* c, int n_threads) except? -1.0:
         c.jobs = <xent_rowjob*>&jobs[0]
     with nogil:
         for t in range(N):
-            parts[t] = xent_tile(c, t, t, t + 1, NULL)
+            xent_tile(c, t, t, t + 1, NULL, &acc if want_sum else NULL)
     if c.jobs != NULL:
         _split_jobs(c, n_threads)
     c.pre = NULL
     c.jobs = NULL
-    return _sum_in_order(&parts[0], N)
+    return _finish(&acc, 1, state) if want_sum else 0.0
 
 
 cdef object _split_stats(const floating* x, Py_ssize_t N, Py_ssize_t C, int n_threads):
@@ -492,12 +517,22 @@ cdef xent_bcast _bcast(object arr, Py_ssize_t itemsize) except *:
     return b
 
 
+# The row operations whose losses are summed (when not returned per row).
+_SUMMED = frozenset([XENT_OP_INDEX, XENT_OP_PROB, XENT_OP_BCE, XENT_OP_FOCAL, XENT_OP_SFOCAL,
+                     XENT_OP_DIV, XENT_OP_LABELS])
+RS_WORDS = XENT_RS_LIMBS + 1
+
+
 def run(object call):
     """Run a validated call; the sum of its losses (the label check: the
-    pair (first bad position or -1, sum of s_i w_{y_i} over kept rows))."""
+    pair (first bad position or -1, sum of s_i w_{y_i} over kept rows)).
+    With ``call.state`` an int64 array of RS_WORDS, the sum's exact state
+    goes there."""
     cdef xent_call c
     cdef int64_t bad = -1
     cdef double total
+    cdef int64_t[::1] st
+    cdef int64_t* stp = NULL
     xent_call_init(&c)
     c.op = call.op
     c.dt = call.storage
@@ -532,11 +567,60 @@ def run(object call):
     c.out = _address(call.out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
     if c.op == XENT_OP_INDEX:
         c.wsum = xent_wsum(&c)
+    want_sum = c.loss == NULL and c.op in _SUMMED
+    if want_sum and call.state is not None:
+        st = call.state
+        stp = &st[0]
     if c.op == XENT_OP_LABELS:
         c.bad = &bad
-        total = _drive(&c, call.n_threads)
+        total = _drive(&c, call.n_threads, True, stp)
         return (int(bad), 0.0) if bad >= 0 else (-1, total)
-    return _drive(&c, call.n_threads)
+    return _drive(&c, call.n_threads, want_sum, stp)
+
+
+def rsum(object a):
+    """The exact sum of a C-contiguous float32 / float64 array, as a state
+    of RS_WORDS int64 (csrc/_xent_rsum.h)."""
+    cdef xent_rsum acc
+    cdef const float[::1] f
+    cdef const double[::1] d
+    cdef Py_ssize_t n = a.size
+    state = np.empty(RS_WORDS, dtype=np.int64)
+    cdef int64_t[::1] st = state
+    xent_rsum_init(&acc, a.dtype == np.float64)
+    if n:
+        if a.dtype == np.float64:
+            d = a.reshape(-1)
+            with nogil:
+                xent_rsum_add_f64(&acc, &d[0], n)
+        else:
+            f = a.reshape(-1)
+            with nogil:
+                xent_rsum_add_f32(&acc, &f[0], n)
+    xent_rsum_export(&acc, &st[0])
+    return state
+
+
+def rsum_value(object state):
+    """The value of an exact state (RS_WORDS int64), rounded once to double."""
+    cdef xent_rsum acc
+    cdef const int64_t[::1] st = state
+    xent_rsum_import(&acc, &st[0])
+    return xent_rsum_value(&acc)
+
+
+def rsum_merge(object a, object b):
+    """The state of the sum of two states."""
+    cdef xent_rsum x, y
+    cdef const int64_t[::1] sa = a
+    cdef const int64_t[::1] sb = b
+    out = np.empty(RS_WORDS, dtype=np.int64)
+    cdef int64_t[::1] so = out
+    xent_rsum_import(&x, &sa[0])
+    xent_rsum_import(&y, &sb[0])
+    xent_rsum_merge(&x, &y)
+    xent_rsum_export(&x, &so[0])
+    return out
 
 # ---------------------------------------------------------------------------
 # The small-call path.  xent._api offers it a call of at most one tile
@@ -638,10 +722,10 @@ cdef object _small_result(int mode, object losses, double part, double den, bint
     return (loss, grad) if want_grad else loss
 
 
-cdef double _small_run(xent_call* c, object out) except? -1.0:
+cdef double _small_run(xent_call* c, object out, bint want_sum) except? -1.0:
     """Run a small call's tile, its gradient / softmax into `out` (None: none)."""
     c.out = _address(out, PyBUF_C_CONTIGUOUS)
-    return _drive(c, 1)
+    return _drive(c, 1, want_sum)
 
 
 cdef inline bint _small_vector(const Py_buffer* b, int kind, Py_ssize_t n) noexcept:
@@ -748,7 +832,7 @@ def small_index(object logits, object target, int mode, bint want_grad, object g
         c.has_ignore = has_ignore
         c.ignore = ignore
         c.bad = &bad
-        den = _drive(&c, 1)
+        den = _drive(&c, 1, True)
         if bad >= 0 or (mode == 0 and den == 0.0):
             return NotImplemented
         grad = _small_out(grad_out, want_grad, xk, logits.shape)
@@ -762,7 +846,7 @@ def small_index(object logits, object target, int mode, bint want_grad, object g
         c.scale = 1.0 / den if mode == 0 else 1.0
         c.loss = lp
         c.wsum = xent_wsum(&c)
-        part = _small_run(&c, grad)
+        part = _small_run(&c, grad, mode != 2)
         return _small_result(mode, losses, part, den, want_grad, grad)
     finally:
         PyMem_Free(ywide)
@@ -828,7 +912,7 @@ def small_dense(object logits, object target, int mode, bint want_grad, bint bin
         c.eps = eps
         c.scale = 1.0 / den if mode == 0 else 1.0
         c.loss = lp
-        part = _small_run(&c, grad)
+        part = _small_run(&c, grad, mode != 2)
         return _small_result(mode, losses, part, den, want_grad, grad)
     finally:
         PyBuffer_Release(&xb)
@@ -894,9 +978,9 @@ def small_softmax(object x, int mode, object out):
         c.mode = mode
         if mode == 0:
             c.loss = _address(res, PyBUF_C_CONTIGUOUS)
-            _drive(&c, 1)
+            _drive(&c, 1, False)
         else:
-            _small_run(&c, res)
+            _small_run(&c, res, False)
         return res
     finally:
         PyBuffer_Release(&xb)

@@ -22,8 +22,9 @@ import numpy as np
 
 from . import _dispatch, _kernels
 from ._dispatch import Call
+from ._types import _UNIT_BITS, _from_words
 
-REDUCTIONS = ("none", "sum", "mean")
+REDUCTIONS = ("none", "sum", "mean", "state")
 _REDUCTION = {r: r for r in REDUCTIONS}
 
 
@@ -140,7 +141,7 @@ def check_reduction(reduction):
         r = _REDUCTION.get(reduction)
         if r is not None:
             return r
-    raise ValueError(f"`reduction` must be one of 'none', 'sum', 'mean'; got {reduction!r}.")
+    raise ValueError(f"`reduction` must be one of 'none', 'sum', 'mean', 'state'; got {reduction!r}.")
 
 
 def check_smoothing(label_smoothing):
@@ -368,10 +369,21 @@ def outputs(r, owned, ax, kdt, cdt, reduction, den, want_grad, grad_out):
     return loss, gbuf, direct, scale
 
 
+def denominator(sw, n):
+    """The "mean" denominator: the sum of the sample weights `sw` (None: the
+    count `n`), exactly (a reproducible sum): (its value, rounded once; its
+    exact units of 2^-1074 and the flags of its infinities and NaNs)."""
+    if sw is None:
+        return float(n), (n << _UNIT_BITS, 0)
+    words = _kernels.rsum(sw)
+    return _kernels.rsum_value(words), _from_words(words)
+
+
 def _result(call, reduction, den, loss_shape, moved_shape, axis, gdt, grad_out, direct):
-    """What the caller needs to shape the results, on the record."""
+    """What the caller needs to shape the results, on the record; `den` is
+    the pair of :func:`denominator`."""
     call.reduction = reduction
-    call.den = den
+    call.den, call.den_exact = den
     call.loss_shape = loss_shape
     call.moved_shape = moved_shape
     call.axis = axis
@@ -452,11 +464,11 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
         y, has_ignore, ignore, den = class_indices(t, n_classes, ignore_index, cdt, nt, w, sw)
     else:
         tg, _ = rows(t, ax, cdt)
-        den = float(np.sum(sw, dtype=np.float64)) if sw is not None else float(tg.shape[0])
+        den = denominator(sw, tg.shape[0])
 
     kdt = _dispatch.storage(x, cdt)
     r, owned = rows(x, ax, kdt)
-    loss, gbuf, direct, scale = outputs(r, owned, ax, kdt, cdt, reduction, den, want_grad,
+    loss, gbuf, direct, scale = outputs(r, owned, ax, kdt, cdt, reduction, den[0], want_grad,
                                         grad_out)
     options = dict(temperature=check_scale(temperature, "temperature", cdt),
                    softcap=check_scale(softcap, "softcap", cdt) if softcap else 0.0, z_loss=z_loss)
@@ -471,7 +483,7 @@ def softmax_ce(logits, target, axis, weight, sample_weight, ignore_index, eps, r
     else:
         call = Call(kernels[1], r.shape[0], n_classes, kdt, nt, x=r, target=tg, weight=w,
                     sample_weight=sw, eps=eps, scale=scale, loss=loss, out=gbuf, **options)
-    call.empty = reduction == "mean" and den == 0   # nothing to average: no kernel runs
+    call.empty = reduction == "mean" and den[0] == 0   # nothing to average: no kernel runs
     if call.empty and gbuf is not None:
         gbuf.fill(0)
     return _result(call, reduction, den, sample_shape, sample_shape + (n_classes,), ax, gdt,
@@ -482,16 +494,18 @@ def class_indices(t, n_classes, ignore_index, cdt, nt, w=None, sw=None):
     """Integer class indices `t` as flat int64 labels, checked (a label
     outside [0, C) that is not `ignore_index` raises LabelError).  Returns
     (labels, has_ignore, ignore, the "mean" denominator sum_i s_i w_{y_i}
-    over the kept rows)."""
+    over the kept rows as :func:`denominator` gives it)."""
     has_ignore, ignore = check_ignore_index(ignore_index)
     y = c_array(t, np.int64).reshape(-1)
     if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size:
         has_ignore, ignore = _wide_uint_labels(t, y, has_ignore, ignore, ignore_index)
-    bad, den = _dispatch.run(Call("labels", y.shape[0], n_classes, cdt, nt, labels=y, weight=w,
-                                  sample_weight=sw, has_ignore=has_ignore, ignore=ignore))
+    call = Call("labels", y.shape[0], n_classes, cdt, nt, labels=y, weight=w, sample_weight=sw,
+                has_ignore=has_ignore, ignore=ignore)
+    call.state = np.empty(_kernels.RS_WORDS, dtype=np.int64)
+    bad, den = _dispatch.run(call)
     if bad >= 0:
         _raise_label(t, bad, n_classes, ignore_index)
-    return y, has_ignore, ignore, den
+    return y, has_ignore, ignore, (den, _from_words(call.state))
 
 
 def token_stats(logits, target, axis, temperature, ignore_index, nt):
@@ -573,17 +587,17 @@ def divergence(logits, target_logits, axis, temperature, sample_weight, ignore_i
         raise ValueError("`ignore_index` needs a `target` (the class indices it is compared "
                          "with); got target=None.")
     else:
-        den = float(np.sum(sw, dtype=np.float64)) if sw is not None else float(x.size // n_classes)
+        den = denominator(sw, x.size // n_classes)
     same = x.dtype.newbyteorder("=") == z.dtype.newbyteorder("=")
     kdt = _dispatch.storage(x, cdt) if same else cdt
     r, owned = rows(x, ax, kdt)
     zr, _ = rows(z, ax, kdt)
-    loss, gbuf, direct, scale = outputs(r, owned, ax, kdt, cdt, reduction, den, want_grad,
+    loss, gbuf, direct, scale = outputs(r, owned, ax, kdt, cdt, reduction, den[0], want_grad,
                                         grad_out)
     call = Call("div", r.shape[0], n_classes, kdt, nt, x=r, second=zr, labels=y,
                 sample_weight=sw, has_ignore=has_ignore, ignore=ignore, mode=mode, beta=beta,
                 temperature=temperature, scale=scale, loss=loss, out=gbuf)
-    call.empty = reduction == "mean" and den == 0
+    call.empty = reduction == "mean" and den[0] == 0
     if call.empty and gbuf is not None:
         gbuf.fill(0)
     return _result(call, reduction, den, sample_shape, sample_shape + (n_classes,), ax, gdt,
@@ -671,7 +685,8 @@ def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_
                 target=c_array(t, cdt).reshape(-1), weight2=w2, pos_weight2=pw2, eps=eps,
                 scale=scale, loss=loss, out=gbuf, **options)
     call.empty = False
-    return _result(call, reduction, n, x.shape, x.shape, -1, gdt, grad_out, direct)
+    return _result(call, reduction, denominator(None, n), x.shape, x.shape, -1, gdt, grad_out,
+                   direct)
 
 
 def broadcast_rows(arr, name, shape, n_rows, n_cols, cdt):
@@ -709,9 +724,9 @@ def softmax_rows(x, axis, out, mode, nt):
     call.empty = False
     if mode == 0:
         call.loss = np.empty(r.shape[0], dtype=cdt)
-        return _result(call, "none", 0, moved_shape[:-1], moved_shape, ax, cdt, None, False)
+        return _result(call, "none", (0.0, None), moved_shape[:-1], moved_shape, ax, cdt, None, False)
     odt = grad_dtype(a, cdt)
     if out is not None:
         check_out(out, "out", a.shape, odt, [("x", a)], alias_name="x")
     call.out, direct = grad_buffer(out, ax, kdt, r, owned)
-    return _result(call, "none", 0, moved_shape[:-1], moved_shape, ax, odt, out, direct)
+    return _result(call, "none", (0.0, None), moved_shape[:-1], moved_shape, ax, odt, out, direct)

@@ -59,14 +59,13 @@ XENT_INLINE N(bce_t) N(bce_safe)(T xv, T tv, T wv, T pv)
 }
 
 /* Sigmoid BCE over n contiguous elements; weight / pos_weight are read at
- * w[j] / pw[j] (contiguous: bce_rows gathers them), NULL = 1.  Returns the
- * float64 sum of the losses; writes them to `loss` and the gradient times
- * gscale to `grad` when those are not NULL.  One loop per output
- * combination, so that each vectorises, doing elements j and j + n/2 together
- * (two independent dependency chains per iteration: 32 -> 22 cycles per 16
- * elements, avx512 float from L1); the losses go to `loss` or a buffer
- * and are summed by one loop (bce_sum), so that the sum's order does not
- * depend on how the compiler vectorised the loop that made them. */
+ * w[j] / pw[j] (contiguous: bce_rows gathers them), NULL = 1.  Writes the
+ * losses to `loss` and the gradient times gscale to `grad` when those are
+ * not NULL.  One loop per output combination, so that each vectorises,
+ * doing elements j and j + n/2 together (two independent dependency chains
+ * per iteration: 32 -> 22 cycles per 16 elements, avx512 float from L1); the
+ * losses go to `loss` or a buffer, from which a chunk is added to the
+ * reproducible sum. */
 #define XT_W1(k) ((T)1)
 #define XT_WG(k) (w[k])
 #define XT_PG(k) (pw[k])
@@ -95,20 +94,22 @@ XENT_INLINE N(bce_t) N(bce_safe)(T xv, T tv, T wv, T pv)
             XT_BCE_LOOP(ELEM, WV, PV, XT_ST_L);                                   \
     } while (0)
 
-/* The losses summed in double: exactly the values "none" returns (a loop of
- * its own costs ~1 cycle per 16 floats; the conversions inside the loop
- * above lengthened its dependency chains and cost 7). */
-static double N(bce_sum)(const T* l, ptrdiff_t n)
+/* Whether the losses are all finite (a loop of its own costs ~1 cycle per
+ * 16 floats; the conversions inside the loop above lengthened its
+ * dependency chains and cost 7). */
+static int N(bce_finite)(const T* l, ptrdiff_t n)
 {
     double acc = 0.0;
     _Pragma("omp simd reduction(+ : acc)")
     for (ptrdiff_t j = 0; j < n; j++)
         acc += (double)l[j];
-    return acc;
+    return acc - acc == 0;
 }
 
-static double N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
-                           T half, T* loss, T* grad, T gscale)
+/* A chunk's losses (into `loss` when given) go to the reproducible sum `acc`
+ * (NULL: none) from L1, each as "none" returns it. */
+static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
+                         T half, T* loss, T* grad, T gscale, xent_rsum* acc)
 {
     T lb[XT_BCE_CHUNK], gb[XT_BCE_CHUNK];
     T* lout = loss ? loss : lb;
@@ -124,8 +125,7 @@ static double N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrd
     } else {
         XT_BCE_STORES(N(bce_fast), XT_W1, XT_W1);
     }
-    double acc = N(bce_sum)(lout, n);
-    if (!pw && !(acc - acc == 0)) {
+    if (!pw && !N(bce_finite)(lout, n)) {
         /* an inf or NaN among bce_fast's losses: the chunk again, each
          * non-finite value from bce_elem */
         gout = grad ? gout : gb;
@@ -133,11 +133,11 @@ static double N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrd
             XT_BCE_LOOP(N(bce_safe), XT_WG, XT_W1, XT_ST_LG);
         else
             XT_BCE_LOOP(N(bce_safe), XT_W1, XT_W1, XT_ST_LG);
-        acc = N(bce_sum)(lout, n);
     }
+    if (acc)
+        N(rsum_add)(acc, lout, n);
     if (grad && gout == gb)
         memcpy(grad, gb, (size_t)n * sizeof(T));
-    return acc;
 }
 #undef XT_BCE_STORES
 #undef XT_BCE_LOOP
@@ -147,11 +147,9 @@ static double N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrd
 #undef XT_WG
 #undef XT_W1
 
-/* The chunks' float64 sums Kahan-added: a tile of 32768 elements keeps ~1 ulp. */
-static double N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
-                         T half, T* loss, T* grad, T gscale)
+static void N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
+                       T half, T* loss, T* grad, T gscale, xent_rsum* acc)
 {
-    double s = 0.0, c = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
         /* logits and targets fetched 8 KiB ahead: two streams, read at the
          * rate of the loop, kept the hardware prefetcher behind (1 GB, 2
@@ -160,12 +158,10 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdif
             XENT_PREFETCH(x + j0, XT_BCE_AHEAD + k);
             XENT_PREFETCH(t + j0, XT_BCE_AHEAD + k);
         }
-        xent_kahan_add(&s, &c, N(bce_chunk)(x + j0, t + j0, w ? w + j0 : NULL, pw ? pw + j0 : NULL,
-                                          n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep,
-                                          half, loss ? loss + j0 : NULL, grad ? grad + j0 : NULL,
-                                          gscale));
+        N(bce_chunk)(x + j0, t + j0, w ? w + j0 : NULL, pw ? pw + j0 : NULL,
+                     n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep, half,
+                     loss ? loss + j0 : NULL, grad ? grad + j0 : NULL, gscale, acc);
     }
-    return s - c;
 }
 
 /* The weights of elements [e, e + len) (absolute, from row r = e / K,
@@ -215,14 +211,17 @@ XENT_INLINE const T* N(bce_weights)(xent_bcast b, int periodic, ptrdiff_t e, ptr
  * loss and grad point at element i0), weights w and pw (p NULL: none).
  * Without weights: one bce_seg.  With weights: stretches of XT_BCE_STRETCH
  * elements across rows, each one bce_seg over contiguous weights (see
- * bce_weights), their sums Kahan-added.  A bce_seg per row instead, each
+ * bce_weights).  A bce_seg per row instead, each
  * reading its weights with a gather, makes a (C,) pos_weight at C = 10 8x
  * slower than the unweighted loss (2.6M elements, 2 threads, AMD Zen 4). */
-static double N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0,
-                          ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale)
+static void N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0,
+                        ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale,
+                        xent_rsum* acc)
 {
-    if (!w.p && !pw.p)
-        return N(bce_seg)(x, t, NULL, NULL, n, keep, half, loss, grad, gscale);
+    if (!w.p && !pw.p) {
+        N(bce_seg)(x, t, NULL, NULL, n, keep, half, loss, grad, gscale, acc);
+        return;
+    }
     /* the repeating pattern (bce_periodic), or a stretch's gathered weights */
     T wbuf[2 * XT_BCE_STRETCH], pbuf[2 * XT_BCE_STRETCH];
     int wper = N(bce_periodic)(w, K), pper = N(bce_periodic)(pw, K);
@@ -238,20 +237,17 @@ static double N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, p
         if (pper)
             pbuf[j] = pbuf[j - K];
     }
-    double s = 0.0, cc = 0.0;
     ptrdiff_t r = i0 / K, c = i0 - r * K;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_STRETCH) {
         ptrdiff_t len = n - j0 < XT_BCE_STRETCH ? n - j0 : XT_BCE_STRETCH;
         const T* wv = N(bce_weights)(w, wper, i0 + j0, r, c, K, len, wbuf);
         const T* pv = N(bce_weights)(pw, pper, i0 + j0, r, c, K, len, pbuf);
-        xent_kahan_add(&s, &cc, N(bce_seg)(x + j0, t + j0, wv, pv, len, keep, half,
-                                         loss ? loss + j0 : NULL, grad ? grad + j0 : NULL,
-                                         gscale));
+        N(bce_seg)(x + j0, t + j0, wv, pv, len, keep, half, loss ? loss + j0 : NULL,
+                   grad ? grad + j0 : NULL, gscale, acc);
         c += len;
         r += c / K;
         c %= K;
     }
-    return s - cc;
 }
 
 #undef XT_BCE_STRETCH

@@ -15,6 +15,8 @@
  *
  * Its parts, in this order; each uses what the ones before it define:
  *   _xent_math.h       per-type constants, exp, log1p, Kahan addition
+ *   _xent_rsum_add.h   reproducible sums: terms added exactly to an
+ *                      xent_rsum (rsum_add, rsum_stage)
  *   _xent_row_stats.h  row statistics: block sums, max, merges (row_stats,
  *                      row_blocks, row_merge)
  *   _xent_rows.h       one row given its statistics: exp_map, exp_map_sub,
@@ -35,6 +37,7 @@
  * parts use, are undone here, for the next instantiation.
  */
 #include "_xent_math.h"
+#include "_xent_rsum_add.h"
 #include "_xent_row_stats.h"
 #include "_xent_rows.h"
 #include "_xent_small.h"
@@ -58,6 +61,7 @@
 #undef XT_PROB_SUB
 #undef XT_FAR
 #undef XT_BCE_CHUNK
+#undef XT_RS_CHUNK
 #undef XT_FABS
 #undef XT_BCE_AHEAD
 #undef XT_FAR_CLAMP

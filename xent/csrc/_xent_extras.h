@@ -241,19 +241,18 @@ XENT_INLINE N(sfocal_t) N(sfocal_elem)(double xv, double tv, double a0, double a
     return out;
 }
 
-static double N(sfocal_rows)(const float* x, const float* t, ptrdiff_t n, double al, int use_a,
-                             double g, float* loss, float* grad, double scale)
+static void N(sfocal_rows)(const float* x, const float* t, ptrdiff_t n, double al, int use_a,
+                           double g, float* loss, float* grad, double scale, xent_rsum* acc)
 {
     /* a chunk in double buffers first: the element loop then has one
      * element size (double) */
     double xd[XT_BCE_CHUNK], td[XT_BCE_CHUNK], lv[XT_BCE_CHUNK], gv[XT_BCE_CHUNK];
+    float lf[XT_BCE_CHUNK];
     /* a_t = alpha t + (1 - alpha)(1 - t) = a0 + a1 t (1 without the term): no
      * integer flag among the doubles, which kept gcc from vectorising */
     const double a0 = use_a ? 1.0 - al : 1.0, a1 = use_a ? 2.0 * al - 1.0 : 0.0;
-    double s = 0.0, c = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
         const ptrdiff_t ns = n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK;
-        double acc = 0.0;
 #pragma omp simd
         for (ptrdiff_t j = 0; j < ns; j++) {
             xd[j] = (double)x[j0 + j];
@@ -265,18 +264,15 @@ static double N(sfocal_rows)(const float* x, const float* t, ptrdiff_t n, double
             lv[j] = (double)(float)o.v;
             gv[j] = scale * o.g;
         }
-#pragma omp simd reduction(+ : acc)
+        float* lo = loss ? loss + j0 : lf;
         for (ptrdiff_t j = 0; j < ns; j++)
-            acc += lv[j];
-        if (loss)
-            for (ptrdiff_t j = 0; j < ns; j++)
-                loss[j0 + j] = (float)lv[j];
+            lo[j] = (float)lv[j];
+        if (acc)
+            N(rsum_add)(acc, lo, ns);
         if (grad)
             for (ptrdiff_t j = 0; j < ns; j++)
                 grad[j0 + j] = (float)gv[j];
-        xent_kahan_add(&s, &c, acc);
     }
-    return s - c;
 }
 #undef XT_D
 #endif

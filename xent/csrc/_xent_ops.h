@@ -22,15 +22,16 @@
 
 #define XENT_TYPED_OPS(X, XV, T, S)                                                                \
     X(S, xent_stats, row_stats, (const T* x, ptrdiff_t n), (x, n))                                 \
+    XV(S, rsum_add, (xent_rsum* a, const T* v, ptrdiff_t n), (a, v, n))                          \
     XV(S, exp_map, (const T* x, T* out, ptrdiff_t n, T m, T mul, T div), (x, out, n, m, mul, div)) \
     XV(S, exp_map_sub, (const T* x, const T* w, T* out, ptrdiff_t n, T m, double mul, double sub), (x, w, out, n, m, mul, sub)) \
     X(S, double, prob_row, (const T* x, const T* t, const T* w, ptrdiff_t n, T m, double keep, double spread, double* qsum), (x, t, w, n, m, keep, spread, qsum)) \
     XV(S, prob_grad, (const T* x, const T* t, const T* w, T* g, ptrdiff_t n, T m, double keep, double spread, double gmul, double gdiv, double gsub), (x, t, w, g, n, m, keep, spread, gmul, gdiv, gsub)) \
     XV(S, stats_rows, (const T* x, ptrdiff_t n, ptrdiff_t C, xent_stats* out), (x, n, C, out))    \
     XV(S, softmax_small, (const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* out), (x, n, C, mode, out)) \
-    X(S, double, prob_small, (const T* x, const T* t, ptrdiff_t n, ptrdiff_t C, const T* w, const T* sw, double eps, T* loss, T* grad, double scale), (x, t, n, C, w, sw, eps, loss, grad, scale)) \
-    X(S, double, index_small, (const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const T* w, const T* sw, int has_ignore, int64_t ignore, T* loss, T* grad, double scale), (x, y, n, C, w, sw, has_ignore, ignore, loss, grad, scale)) \
-    X(S, double, bce_rows, (const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0, ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale), (x, t, w, pw, i0, n, K, keep, half, loss, grad, gscale)) \
+    XV(S, prob_small, (const T* x, const T* t, ptrdiff_t n, ptrdiff_t C, const T* w, const T* sw, double eps, T* loss, T* grad, double scale, xent_rsum* acc), (x, t, n, C, w, sw, eps, loss, grad, scale, acc)) \
+    XV(S, index_small, (const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const T* w, const T* sw, int has_ignore, int64_t ignore, T* loss, T* grad, double scale, xent_rsum* acc), (x, y, n, C, w, sw, has_ignore, ignore, loss, grad, scale, acc)) \
+    XV(S, bce_rows, (const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0, ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale, xent_rsum* acc), (x, t, w, pw, i0, n, K, keep, half, loss, grad, gscale, acc)) \
     X(S, T, range_max, (const T* x, ptrdiff_t n), (x, n))                                          \
     XV(S, row_blocks, (const T* x, ptrdiff_t C, ptrdiff_t b_lo, ptrdiff_t b_hi, T gmax, xent_block* out), (x, C, b_lo, b_hi, gmax, out)) \
     X(S, xent_stats, row_merge, (const xent_block* blocks, ptrdiff_t n_blocks), (blocks, n_blocks)) \
@@ -51,7 +52,7 @@
     XV(f32, from_bf16, (const uint16_t* h, float* f, ptrdiff_t n), (h, f, n))                      \
     XV(f32, to_bf16, (const float* f, uint16_t* h, ptrdiff_t n), (f, h, n))                        \
     X(f32, int, count_labels, (const int64_t* y, ptrdiff_t n, int64_t C, int has_ignore, int64_t ignore, int64_t* kept), (y, n, C, has_ignore, ignore, kept)) \
-    X(f32, double, sfocal_rows, (const float* x, const float* t, ptrdiff_t n, double al, int use_a, double g, float* loss, float* grad, double scale), (x, t, n, al, use_a, g, loss, grad, scale))
+    XV(f32, sfocal_rows, (const float* x, const float* t, ptrdiff_t n, double al, int use_a, double g, float* loss, float* grad, double scale, xent_rsum* acc), (x, t, n, al, use_a, g, loss, grad, scale, acc))
 
 /* The row operations, one line each: X(OP, op) names XENT_OP_<OP>, the
  * function tile_<op> of _xent_tiles_body.h that runs it over a tile, and

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_xent_rsum.h"
+
 /* A row's statistics.  Keeping the max's own exp(0) = 1 out of the sum lets
  * log(sum_j exp(x_j - m)) = log1p(s + ties - 1) keep full relative precision
  * for tiny losses (a confident, correct row). */
@@ -264,6 +266,35 @@ static const char* xent_isa_active(void) { return xent_active->name; }
 XENT_ALL_OPS(XENT_WRAP, XENT_WRAPV)
 #undef XENT_WRAP
 #undef XENT_WRAPV
+
+/* One term into a reproducible sum's stage (its type: a->dbl), the stage
+ * added when full, and what is left of it added (_xent_rsum.h). */
+static inline void xent_rsum_push_f32(xent_rsum* a, float v)
+{
+    a->stage.f[a->nstage++] = v;
+    if (a->nstage == XENT_RS_STAGE) {
+        xent_rsum_add_f32(a, a->stage.f, XENT_RS_STAGE);
+        a->nstage = 0;
+    }
+}
+
+static inline void xent_rsum_push_f64(xent_rsum* a, double v)
+{
+    a->stage.d[a->nstage++] = v;
+    if (a->nstage == XENT_RS_STAGE) {
+        xent_rsum_add_f64(a, a->stage.d, XENT_RS_STAGE);
+        a->nstage = 0;
+    }
+}
+
+static inline void xent_rsum_flush(xent_rsum* a)
+{
+    if (a->dbl)
+        xent_rsum_add_f64(a, a->stage.d, a->nstage);
+    else
+        xent_rsum_add_f32(a, a->stage.f, a->nstage);
+    a->nstage = 0;
+}
 
 #undef N
 #endif

@@ -714,38 +714,11 @@ static void N(softmax_small)(const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* 
 #undef XT_LSE_GROUP
 
 /* Class-index CE over rows [0, n) of a tile, no label smoothing (the same
- * formulas as tile_index in _xent_tiles_body.h).  Returns the float64 sum of
- * s_i l_i, accumulated in row order. */
-/* Add the losses li[0, nl) of a tile (nl <= XENT_LANES) to the Kahan sum
- * (acc, comp), in an order fixed by the rows (not the threads).  Float: the
- * tile is summed first in double, pairwise over the lanes (relative error
- * below 2^-50, far under float's 2^-24), then Kahan-added once: a Kahan step
- * per row would be a serial chain of ~12 cycles per row, a third of index_small's
- * own time at C = 10 (AVX2, Zen 4).  Double: a Kahan step per row, in row
- * order (the float64 sum keeps its compensation). */
-XENT_INLINE void N(tile_add)(const T* li, ptrdiff_t nl, double* acc, double* comp)
-{
-#if XT_FLOAT
-#if XENT_LANES != 16
-#error "tile_add's tree is written for 16 lanes"
-#endif
-    /* the tree spelled out: as loops over the halving width gcc kept v in
-     * memory (a store-forwarding stall per level, ~15 % of index_small's
-     * own time at C = 10) */
-    double v[8];
-    for (ptrdiff_t l = 0; l < 8; l++)
-        v[l] = (l < nl ? (double)li[l] : 0.0) + (l + 8 < nl ? (double)li[l + 8] : 0.0);
-    double a0 = v[0] + v[4], a1 = v[1] + v[5], a2 = v[2] + v[6], a3 = v[3] + v[7];
-    xent_kahan_add(acc, comp, (a0 + a2) + (a1 + a3));
-#else
-    for (ptrdiff_t l = 0; l < nl; l++)
-        xent_kahan_add(acc, comp, (double)li[l]);
-#endif
-}
-
-static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C,
-                             const T* w, const T* sw, int has_ignore, int64_t ignore,
-                             T* loss, T* grad, double scale)
+ * formulas as tile_index in _xent_tiles_body.h).  Each row's s_i l_i, as
+ * "none" returns it, goes to the reproducible sum `acc` (NULL: none). */
+static void N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C,
+                           const T* w, const T* sw, int has_ignore, int64_t ignore,
+                           T* loss, T* grad, double scale, xent_rsum* acc)
 {
     T buf[XENT_SMALL_C * XENT_LANES], ebuf[XENT_SMALL_C * XENT_LANES];
     T m[XENT_LANES], ties[XENT_LANES], xy[XENT_LANES], wy[XENT_LANES], si[XENT_LANES];
@@ -753,7 +726,6 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
     double s[XENT_LANES];
     int64_t yl[XENT_LANES];
     int skip[XENT_LANES], nan_row[XENT_LANES];
-    double acc = 0.0, comp = 0.0;
     const ptrdiff_t L = XENT_LANES;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
         ptrdiff_t nl = n - i0 < L ? n - i0 : L;
@@ -772,7 +744,8 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
         if (loss)
             for (ptrdiff_t l = 0; l < nl; l++)
                 loss[i0 + l] = li[l];
-        N(tile_add)(li, nl, &acc, &comp);
+        if (acc)
+            N(rsum_stage)(acc, li, nl);
         if (grad) {
             for (ptrdiff_t j = 0; j < C; j++)
                 N(lanes_grad)(buf + j * L, have_e ? ebuf + j * L : NULL, m, mul, tgt, yl, j,
@@ -780,7 +753,6 @@ static double N(index_small)(const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_
             N(lanes_unload)(buf, nl, C, grad + i0 * C);
         }
     }
-    return acc - comp;
 }
 
 /* ---- Few classes, probability targets (as tile_prob, _xent_tiles_body.h) --
@@ -973,8 +945,9 @@ XENT_LANE_FN void N(lanes_prob_grad)(T* restrict col, const T* restrict ecol,
 /* Probability-target CE over rows [0, n) of a tile, few classes: returns
  * the float64 sum of s_i l_i in row order; writes the losses / gradient
  * when `loss` / `grad` are not NULL.  `grad` may be `x`. */
-static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, const T* w,
-                            const T* sw, double eps, T* loss, T* grad, double scale)
+static void N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, const T* w,
+                          const T* sw, double eps, T* loss, T* grad, double scale,
+                          xent_rsum* acc)
 {
     XENT_ALIGN64 T buf[XENT_SMALL_C * XENT_LANES];
     XENT_ALIGN64 T tbuf[XENT_SMALL_C * XENT_LANES];
@@ -991,7 +964,6 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
     int bad[XENT_LANES];
     const ptrdiff_t L = XENT_LANES;
     double keep = 1.0 - eps, spread = eps / (double)C;
-    double acc = 0.0, comp = 0.0;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += L) {
         ptrdiff_t nl = n - i0 < L ? n - i0 : L;
         int have_e = N(lanes_stats)(x + i0 * C, nl, C, buf, m, s, ties, ebuf);
@@ -1037,7 +1009,8 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
         if (loss)
             for (ptrdiff_t l = 0; l < nl; l++)
                 loss[i0 + l] = lt[l];
-        N(tile_add)(lt, nl, &acc, &comp);
+        if (acc)
+            N(rsum_stage)(acc, lt, nl);
         if (grad) {
             for (ptrdiff_t j = 0; j < C; j++)
                 N(lanes_prob_grad)(buf + j * L, have_e ? ebuf + j * L : NULL, tbuf + j * L,
@@ -1046,7 +1019,6 @@ static double N(prob_small)(const T* x, const T* tg, ptrdiff_t n, ptrdiff_t C, c
             N(lanes_unload)(buf, nl, C, grad + i0 * C);
         }
     }
-    return acc - comp;
 }
 
 #undef XT_LANES_AHEAD

@@ -260,15 +260,15 @@ static inline void xent_plan(xent_call* c, int n_threads)
  * into `out`.  `z`: the second logits of a two-stream op, already
  * prepared. */
 #define XENT_PREPARED(T, S)                                                                       \
-    static inline double xent_prepared_##S(const xent_call* c, ptrdiff_t t, ptrdiff_t r0,        \
-                                           ptrdiff_t r1, const T* x, T* zb, T* out, const T* z)   \
+    static inline void xent_prepared_##S(const xent_call* c, ptrdiff_t t, ptrdiff_t r0,          \
+                                         ptrdiff_t r1, const T* x, T* zb, T* out, const T* z,     \
+                                         xent_rsum* acc)                                          \
     {                                                                                             \
         const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);                                       \
         xent_cap_map_##S(x, zb, n, 1.0 / c->temp, c->cap);                                        \
-        double part = xent_tiles_##S[c->op](c, t, r0, r1, zb, x, z, out ? zb : NULL);             \
+        xent_tiles_##S[c->op](c, t, r0, r1, zb, x, z, out ? zb : NULL, acc);                      \
         if (out)                                                                                  \
             xent_cap_grad_##S(x, zb, out, n, 1.0 / c->temp, c->cap);                              \
-        return part;                                                                              \
     }
 XENT_PREPARED(float, f32)
 XENT_PREPARED(double, f64)
@@ -317,8 +317,8 @@ static inline const float* xent_second_f32(const xent_call* c, ptrdiff_t k, ptrd
 
 /* Tile t: units [r0, r1).  `buf`: the running thread's buffer of
  * xent_buffer_elems elements of the compute type (prepared tiles only). */
-static inline double xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                               void* buf)
+static inline void xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                             void* buf, xent_rsum* acc)
 {
     const ptrdiff_t k = r0 * xent_unit_elems(c);
     const ptrdiff_t n = (r1 - r0) * xent_unit_elems(c);
@@ -329,15 +329,19 @@ static inline double xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, pt
         const double* x = (const double*)c->x + k;
         const double* z = c->z ? xent_second_f64(c, k, n, (double*)buf + zoff) : NULL;
         if (c->prep)
-            return xent_prepared_f64(c, t, r0, r1, x, (double*)buf, XENT_AT(c->out, double, k), z);
-        return xent_tiles_f64[c->op](c, t, r0, r1, x, x, z, XENT_AT(c->out, double, k));
+            xent_prepared_f64(c, t, r0, r1, x, (double*)buf, XENT_AT(c->out, double, k), z, acc);
+        else
+            xent_tiles_f64[c->op](c, t, r0, r1, x, x, z, XENT_AT(c->out, double, k), acc);
+        return;
     }
     if (c->dt == XENT_F32) {
         const float* x = (const float*)c->x + k;
         const float* z = c->z ? xent_second_f32(c, k, n, (float*)buf + zoff) : NULL;
         if (c->prep)
-            return xent_prepared_f32(c, t, r0, r1, x, (float*)buf, XENT_AT(c->out, float, k), z);
-        return xent_tiles_f32[c->op](c, t, r0, r1, x, x, z, XENT_AT(c->out, float, k));
+            xent_prepared_f32(c, t, r0, r1, x, (float*)buf, XENT_AT(c->out, float, k), z, acc);
+        else
+            xent_tiles_f32[c->op](c, t, r0, r1, x, x, z, XENT_AT(c->out, float, k), acc);
+        return;
     }
     /* 16-bit: widened into the buffer, the float32 tile runs there, the
      * gradient is narrowed back (round to nearest even) */
@@ -345,14 +349,12 @@ static inline double xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, pt
     float* wide = (float*)buf;
     (bf16 ? xent_from_bf16_f32 : xent_from_half_f32)((const uint16_t*)c->x + k, wide, n);
     const float* z = c->z ? xent_second_f32(c, k, n, wide + zoff) : NULL;
-    double part;
     if (xent_transformed(c))
-        part = xent_prepared_f32(c, t, r0, r1, wide, wide + n, c->out ? wide : NULL, z);
+        xent_prepared_f32(c, t, r0, r1, wide, wide + n, c->out ? wide : NULL, z, acc);
     else
-        part = xent_tiles_f32[c->op](c, t, r0, r1, wide, wide, z, c->out ? wide : NULL);
+        xent_tiles_f32[c->op](c, t, r0, r1, wide, wide, z, c->out ? wide : NULL, acc);
     if (c->out)
         (bf16 ? xent_to_bf16_f32 : xent_to_half_f32)(wide, (uint16_t*)c->out + k, n);
-    return part;
 }
 
 /* sum_c w_c of the class weight (C without one) */

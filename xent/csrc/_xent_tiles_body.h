@@ -9,8 +9,8 @@
  * `gt` at row r0 of the gradient / softmax output (NULL: none), every other
  * array of the call is indexed by the absolute row.  `gt` may be `xt` (in
  * place, and the 16-bit tiles): every entry of a row is read before its
- * output is written.  Each returns the tile's partial sum of the losses it
- * wrote (0 where there is none).
+ * output is written.  Each adds the losses it computes, as "none" returns
+ * them, to the reproducible sum `acc` (NULL: not asked for).
  *
  * Compiled once, outside the SIMD variants: the scalar formulas here give the
  * same bits whichever variant runs the primitives they call. */
@@ -86,13 +86,15 @@ static inline void TS(job)(const xent_call* c, ptrdiff_t i, int kind, double a, 
         TS(run_job)(&jb, xr, (const T*)c->w, orow, 0, c->C);
 }
 
-/* Row i's loss v = s_i l_i, stored and summed as "none" returns it (rounded to T). */
-static inline void TS(row_loss)(T* loss, ptrdiff_t i, double v, xent_acc* num)
+/* Row i's loss v = s_i l_i, stored and summed as "none" returns it (rounded
+ * to T): into `loss` (NULL: not asked for), into the reproducible sum `acc`
+ * (NULL: none). */
+static inline void TS(row_loss)(T* loss, ptrdiff_t i, double v, xent_rsum* acc)
 {
-    v = (double)(T)v;
     if (loss)
         loss[i] = (T)v;
-    xent_acc_add(num, v);
+    if (acc)
+        TS(rsum_push)(acc, (T)v);
 }
 
 /* Softmax cross-entropy, class-index targets.
@@ -100,8 +102,8 @@ static inline void TS(row_loss)(T* loss, ptrdiff_t i, double v, xent_acc* num)
  *   dl/dx = (sum_c q_c) softmax - q,   q_c = (1-eps) w_y [c==y] + (eps/C) w_c
  * Each row's gradient is scaled by scale * s_i (scale = 1/denominator for
  * "mean", 1 otherwise). */
-static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                           const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const ptrdiff_t C = c->C;
     const int64_t* y = c->y;
@@ -114,10 +116,11 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     (void)t;
     (void)x0;
     (void)zt;
-    if (c->lanes)
-        return TS(index_small)(xt, y + r0, r1 - r0, C, w, sw ? sw + r0 : NULL, c->has_ignore,
-                               c->ignore, loss ? loss + r0 : NULL, gt, scale);
-    xent_acc num = {0.0, 0.0};
+    if (c->lanes) {
+        TS(index_small)(xt, y + r0, r1 - r0, C, w, sw ? sw + r0 : NULL, c->has_ignore,
+                        c->ignore, loss ? loss + r0 : NULL, gt, scale, acc);
+        return;
+    }
     xent_stats cache[XENT_LANES];
     ptrdiff_t cached_from = -1;
     for (ptrdiff_t i = r0; i < r1; i++) {
@@ -183,9 +186,8 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
             if (c->zl != 0.0)
                 li = li + c->zl * lse * lse;
         }
-        TS(row_loss)(loss, i, si * li, &num);
+        TS(row_loss)(loss, i, si * li, acc);
     }
-    return xent_acc_value(&num);
 }
 
 /* Softmax cross-entropy, probability targets (soft or one-hot; rows need not
@@ -193,8 +195,8 @@ static double TS(tile_index)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
  *   l_i = sum_c q_c (m - x_c) + (sum_c q_c) log(sum_j exp(x_j - m))
  *   dl/dx = (sum_c q_c) softmax - q
  * A term with q_c == 0 contributes exactly 0 (no 0 * inf at a -inf mask). */
-static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                            const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                          const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const ptrdiff_t C = c->C;
     const T* tg = (const T*)c->t;
@@ -207,10 +209,11 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
     (void)t;
     (void)x0;
     (void)zt;
-    if (c->lanes)
-        return TS(prob_small)(xt, tg + r0 * C, r1 - r0, C, w, sw ? sw + r0 : NULL, eps,
-                              loss ? loss + r0 : NULL, gt, scale);
-    xent_acc num = {0.0, 0.0};
+    if (c->lanes) {
+        TS(prob_small)(xt, tg + r0 * C, r1 - r0, C, w, sw ? sw + r0 : NULL, eps,
+                       loss ? loss + r0 : NULL, gt, scale, acc);
+        return;
+    }
     xent_stats cache[XENT_LANES];
     ptrdiff_t cached_from = -1;
     for (ptrdiff_t i = r0; i < r1; i++) {
@@ -259,42 +262,41 @@ static double TS(tile_prob)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdi
             if (c->zl != 0.0)
                 li = li + c->zl * lse * lse;
         }
-        TS(row_loss)(loss, i, si * li, &num);
+        TS(row_loss)(loss, i, si * li, acc);
     }
-    return xent_acc_value(&num);
 }
 
 /* Sigmoid binary cross-entropy over the elements [r0, r1) of the flat
  * logits, viewed as rows of C (the last axis) so that the weights can be
  * broadcast views (xent_bce_rows indexes them by the absolute position). */
-static double TS(tile_bce)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                           const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_bce)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                         const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     T* loss = (T*)c->loss;
     (void)t;
     (void)x0;
     (void)zt;
-    return TS(bce_rows)(xt, (const T*)c->t + r0, c->wb, c->pb, r0, r1 - r0, c->C,
-                        (T)(1.0 - c->eps), (T)(0.5 * c->eps), loss ? loss + r0 : NULL, gt,
-                        (T)c->scale);
+    TS(bce_rows)(xt, (const T*)c->t + r0, c->wb, c->pb, r0, r1 - r0, c->C, (T)(1.0 - c->eps),
+                 (T)(0.5 * c->eps), loss ? loss + r0 : NULL, gt, (T)c->scale, acc);
 }
 
 /* Softmax primitives on rows: mode 0 logsumexp (into `loss`, one value per
  * row), 1 log_softmax, 2 softmax.  Special rows follow scipy.special: an all
  * -inf row has lse -inf, log_softmax and softmax NaN; a +inf gives lse +inf;
  * a NaN gives NaN. */
-static double TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                               const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                             const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const ptrdiff_t C = c->C;
     const int mode = c->mode;
     T* lse = (T*)c->loss;
     (void)t;
+    (void)acc;
     (void)x0;
     (void)zt;
     if (c->lanes) {
         TS(softmax_small)(xt, r1 - r0, C, mode, mode == 0 ? lse + r0 : gt);
-        return 0.0;
+        return;
     }
     xent_stats cache[XENT_LANES];
     ptrdiff_t cached_from = -1;
@@ -319,7 +321,7 @@ static double TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, pt
         else
             TS(job)(c, i, XENT_JOB_SOFTMAX, st.m, 1.0, st.s + st.ties, -1, 0.0, xr, orow);
     }
-    return 0.0;
+    return;
 }
 
 /* Keras's losses on probabilities (xent.keras, from_logits=False), per row,
@@ -331,8 +333,8 @@ static double TS(tile_softmax)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, pt
  *          l = mean_c -(t' log q + (1-t') log1p(-q))
  * lo, hi are Keras's epsilon and 1 - epsilon rounded to the compute dtype.
  * Clipping passes NaN through (as np.clip); a row summing to 0 gives NaN. */
-static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                           const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const ptrdiff_t C = c->C;
     const int mode = c->mode;
@@ -343,20 +345,21 @@ static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     const double keep = 1.0 - c->eps;
     const double spread = mode == 0 ? c->eps / (double)C : 0.5 * c->eps;
     (void)t;
+    (void)acc;
     (void)x0;
     (void)zt;
     (void)gt;
     for (ptrdiff_t i = r0; i < r1; i++) {
         const T* pr = xt + (i - r0) * C;
-        double acc = 0.0;
+        double sum = 0.0;
         if (mode == 2) {
             const T* tr = tg + i * C;
             for (ptrdiff_t j = 0; j < C; j++) {
                 const double q = xent_clip((double)pr[j], lo, hi);
                 const double tv = keep * (double)tr[j] + spread;
-                acc -= tv * log(q) + (1.0 - tv) * log1p(-q);
+                sum -= tv * log(q) + (1.0 - tv) * log1p(-q);
             }
-            out[i] = (T)(acc / (double)C);
+            out[i] = (T)(sum / (double)C);
             continue;
         }
         if (mode == 1 && c->has_ignore && y[i] == c->ignore) {
@@ -364,21 +367,21 @@ static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
             continue;
         }
         for (ptrdiff_t j = 0; j < C; j++)
-            acc += (double)pr[j];
-        const double inv = 1.0 / acc;
+            sum += (double)pr[j];
+        const double inv = 1.0 / sum;
         if (mode == 1) {
             out[i] = (T)(-log(xent_clip((double)pr[y[i]] * inv, lo, hi)));
             continue;
         }
         const T* tr = tg + i * C;
-        acc = 0.0;
+        sum = 0.0;
         for (ptrdiff_t j = 0; j < C; j++) {
             const double tv = keep * (double)tr[j] + spread;
-            acc -= tv * log(xent_clip((double)pr[j] * inv, lo, hi));
+            sum -= tv * log(xent_clip((double)pr[j] * inv, lo, hi));
         }
-        out[i] = (T)acc;
+        out[i] = (T)sum;
     }
-    return 0.0;
+    return;
 }
 
 /* Token statistics per row, into the call's arrays (each may be NULL):
@@ -391,8 +394,8 @@ static double TS(tile_keras)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
  *   rank  how many logits as given exceed the target's; -1 where ignored
  * A row that is all -inf or holds a NaN: NaN floats, argmax and rank -1; a
  * +inf (no NaN): lse +inf, entropy and log-probability NaN. */
-static double TS(tile_stats)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_stats)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                           const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const ptrdiff_t C = c->C;
     const int64_t* y = c->y;
@@ -403,11 +406,12 @@ static double TS(tile_stats)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     xent_stats cache[XENT_LANES];
     ptrdiff_t cached_from = -1;
     (void)t;
+    (void)acc;
     (void)gt;
     (void)zt;
     if (lp && c->lanes)
         TS(index_small)(xt, y + r0, r1 - r0, C, NULL, NULL, c->has_ignore, c->ignore, lp + r0,
-                        NULL, 1.0);
+                        NULL, 1.0, NULL);
     for (ptrdiff_t i = r0; i < r1; i++) {
         const T* xr = xt + (i - r0) * C;
         const T* x0r = x0 + (i - r0) * C;
@@ -453,7 +457,7 @@ static double TS(tile_stats)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
         else
             lp[i] = -(T)((st.m - (double)xr[y[i]]) + ls);
     }
-    return 0.0;
+    return;
 }
 
 /* Softmax focal loss (Keras's CategoricalFocalCrossentropy from logits,
@@ -480,8 +484,8 @@ static inline double TS(focal_k)(double p, double q, double nlp, double mod, dou
     return mod * (1.0 + g * p * (q > 0.0 ? nlp / q : 1.0));
 }
 
-static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                             const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                           const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const ptrdiff_t C = c->C;
     const int64_t* y = c->y;
@@ -489,7 +493,6 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
     const T* w = (const T*)c->w;
     T* loss = (T*)c->loss;
     const double g = c->gamma, a = c->alpha, scale = c->scale;
-    xent_acc num = {0.0, 0.0};
     xent_stats cache[XENT_LANES];
     ptrdiff_t cached_from = -1;
     (void)t;
@@ -564,9 +567,8 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
                 }
             }
         }
-        TS(row_loss)(loss, i, li, &num);
+        TS(row_loss)(loss, i, li, acc);
     }
-    return xent_acc_value(&num);
 }
 
 /* Sigmoid focal loss (torchvision's sigmoid_focal_loss) over the elements
@@ -580,19 +582,17 @@ static double TS(tile_focal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrd
  *   dl/dx = a_t (1 - p_t)^g [(p - t) + g ce r (1 - 2t)],
  *   r = p (1 - p) / (1 - p_t) in [0, 1] (p for t = 1, 1 - p for t = 0).
  * Terms with a zero coefficient contribute 0 (no 0 * inf at x = +-inf). */
-static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                              const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                            const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const T* tg = (const T*)c->t + r0;
     T* loss = c->loss ? (T*)c->loss + r0 : NULL;
     const double g = c->gamma, al = c->alpha, scale = c->scale;
-    xent_acc num = {0.0, 0.0};
     (void)t;
     (void)x0;
     (void)zt;
 #if XTS_FLOAT
-    (void)num;
-    return xent_sfocal_rows_f32(xt, tg, r1 - r0, al, c->mode, g, loss, gt, scale);
+    xent_sfocal_rows_f32(xt, tg, r1 - r0, al, c->mode, g, loss, gt, scale, acc);
 #else
     for (ptrdiff_t j = 0; j < r1 - r0; j++) {
         const double x = xt[j], tv = tg[j];
@@ -616,10 +616,7 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
         const double mod = g == 0.0 ? 1.0 : pow(q, g);
         const double at = c->mode ? (1.0 - al) + (2.0 * al - 1.0) * tv : 1.0;   /* as sfocal_rows */
         double v = at != 0.0 && ce != 0.0 ? at * ce * mod : 0.0;
-        v = (double)(T)v;
-        if (loss)
-            loss[j] = (T)v;
-        xent_acc_add(&num, v);
+        TS(row_loss)(loss, j, v, acc);
         if (gt) {
             const double pmt = tv == 1.0 ? -pn : (tv == 0.0 ? p : p - tv);
             double gv = pmt;
@@ -628,7 +625,6 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
             gt[j] = (T)(at != 0.0 ? scale * at * mod * gv : 0.0);
         }
     }
-    return xent_acc_value(&num);
 #endif
 }
 
@@ -649,14 +645,13 @@ static double TS(tile_sfocal)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
  * ignored label, a weight of 0): 0 and a zero gradient, even if NaN.  A row
  * of either that is all -inf, holds a +inf or a NaN: NaN and a NaN
  * gradient; an infinite reverse KL has a NaN gradient too. */
-static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                           const T* xt, const T* x0, const T* zt, T* gt)
+static void TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                         const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const ptrdiff_t C = c->C;
     const T* sw = (const T*)c->sw;
     T* loss = (T*)c->loss;
     const int mode = c->mode;
-    xent_acc num = {0.0, 0.0};
     xent_stats cx[XENT_LANES], cz[XENT_LANES];
     ptrdiff_t fx = -1, fz = -1;
     double f[XENT_JS_TERMS];                 /* Jensen-Shannon's series, once a tile */
@@ -752,22 +747,20 @@ static double TS(tile_div)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdif
                 TS(kl_grad)(ar, br, gr, C, ma, mb, d, c->scale * si / (out[0] / scl));
             }
         }
-        TS(row_loss)(loss, i, si * li, &num);
+        TS(row_loss)(loss, i, si * li, acc);
     }
-    return xent_acc_value(&num);
 }
 
 /* Class indices checked and the "mean" denominator: the tile's first bad
  * position into bad[t] (-1: none), and sum_i s_i w_{y_i} over its kept rows
- * returned.  `w` and `sw` are of T; no logits are read. */
-static double TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
-                              const T* xt, const T* x0, const T* zt, T* gt)
+ * into `acc` (whose stage holds doubles: the products are not rounded).  `w` and `sw` are of T; no logits are read. */
+static void TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
+                            const T* xt, const T* x0, const T* zt, T* gt, xent_rsum* acc)
 {
     const int64_t* y = c->y;
     const T* w = (const T*)c->w;
     const T* sw = (const T*)c->sw;
     const int64_t C = (int64_t)c->C;
-    xent_acc acc = {0.0, 0.0};
     int64_t kept = 0;
     (void)xt;
     (void)x0;
@@ -777,8 +770,10 @@ static double TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
     /* Unweighted: the count of kept rows, an integer (exact in double: the
      * bits of the loop below), counted in the variant's vectors.  A bad
      * label: the loop below finds the first one. */
-    if (!w && !sw && !xent_count_labels_f32(y + r0, r1 - r0, C, c->has_ignore, c->ignore, &kept))
-        return (double)kept;
+    if (!w && !sw && !xent_count_labels_f32(y + r0, r1 - r0, C, c->has_ignore, c->ignore, &kept)) {
+        xent_rsum_put(acc, (double)kept);
+        return;
+    }
     for (ptrdiff_t i = r0; i < r1; i++) {
         const int64_t yi = y[i];
         if (c->has_ignore && yi == c->ignore)
@@ -790,9 +785,8 @@ static double TS(tile_labels)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptr
         double d = w ? (double)w[yi] : 1.0;
         if (sw)
             d = d * (double)sw[i];
-        xent_acc_add(&acc, d);
+        xent_rsum_push_f64(acc, d);
     }
-    return xent_acc_value(&acc);
 }
 
 /* sum_c w_c in class order, in double (C without weights) */
@@ -807,8 +801,8 @@ static double TS(wsum)(const T* w, ptrdiff_t C)
 }
 
 #define XENT_TILE_ENTRY(OP, op) [XENT_OP_##OP] = TS(tile_##op),
-static double (*const TS(tiles)[])(const xent_call*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T*,
-                                   const T*, const T*, T*) = {XENT_TILE_OPS(XENT_TILE_ENTRY)};
+static void (*const TS(tiles)[])(const xent_call*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T*,
+                                 const T*, const T*, T*, xent_rsum*) = {XENT_TILE_OPS(XENT_TILE_ENTRY)};
 #undef XENT_TILE_ENTRY
 
 /* A row's job for the split's last phase: columns [c0, c1) of row i. */
