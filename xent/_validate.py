@@ -13,6 +13,7 @@ validates the arrays and hands the dispatch one record of the call
 resolved, and what the caller needs to shape the result.
 """
 
+import contextvars
 import math
 import numbers
 import operator
@@ -357,16 +358,31 @@ def grad_buffer(grad_out, axis, dtype, r, owned):
     return np.empty_like(r), False
 
 
+# xent.dask's chunks of a "mean" take the gradient of the whole array's mean:
+# a chunk's call with reduction="state" then scales its gradient by 1 / this
+# denominator (None: the gradient of the sum, as "state" gives otherwise).
+GRAD_DEN = contextvars.ContextVar("xent_grad_den", default=None)
+
+
 def outputs(r, owned, ax, kdt, cdt, reduction, den, want_grad, grad_out):
     """What a loss kernel writes, and its gradient's factor: (per-row losses
     for "none" or None, the gradient buffer and whether it is grad_out
     (grad_buffer), 1 / den for "mean" (0 when den is 0), else 1)."""
     loss = np.empty(r.shape[0], dtype=cdt) if reduction == "none" else None
     gbuf, direct = grad_buffer(grad_out, ax, kdt, r, owned) if want_grad else (None, False)
-    scale = 1.0
-    if reduction == "mean":
-        scale = 1.0 / den if den != 0 else 0.0
-    return loss, gbuf, direct, scale
+    return loss, gbuf, direct, grad_scale(reduction, den)
+
+
+def grad_scale(reduction, den):
+    """The gradient's factor: 1 / den for "mean" (0 when den is 0; for
+    "state", 1 / GRAD_DEN when set), else 1."""
+    if reduction == "state":
+        den = GRAD_DEN.get()
+        if den is None:
+            return 1.0
+    elif reduction != "mean":
+        return 1.0
+    return 1.0 / den if den != 0 else 0.0
 
 
 def denominator(sw, n):
@@ -677,7 +693,7 @@ def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_
     gbuf, direct = None, False
     if want_grad:
         gbuf, direct = grad_buffer(grad_out, -1, kdt, flat, owned) if x.ndim else (np.empty_like(flat), False)
-    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    scale = grad_scale(reduction, n) if n else 1.0
     options = {}
     if focal is not None:
         options = dict(mode=int(focal[0]), alpha=focal[1], gamma=focal[2])
