@@ -211,16 +211,22 @@ def softmax_cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight
         Adds ``z_loss * lse_i**2`` to each row's loss (PaLM's auxiliary
         loss), times its sample weight but not its class weight; ignored rows
         get none.
-    reduction : {"mean", "sum", "none"}, default "mean"
+    reduction : {"mean", "sum", "none", "state"}, default "mean"
+        "sum" is the exact sum of the per-sample losses that "none" returns,
+        rounded once to float64 (``math.fsum`` of them); "mean" divides it
+        by the denominator's exact sum, rounded once.  "state" returns both
+        exact sums as an :class:`xent.ReductionState`, to merge with the
+        states of other chunks of rows (its gradient is the sum's).
     n_threads : int, optional
         None: OpenMP's default (``OMP_NUM_THREADS``, threadpoolctl); -1: all
         cores; or a count >= 1.  The result does not depend on it, bit for bit.
 
     Returns
     -------
-    loss : float or ndarray, shape = per-sample loss shape
-        A Python float (accumulated in float64) for "mean" and "sum"; the
-        per-sample losses ``s_i * l_i`` in the compute dtype for "none".
+    loss : float, ndarray (per-sample loss shape) or ReductionState
+        A Python float for "mean" and "sum"; the per-sample losses
+        ``s_i * l_i`` in the compute dtype for "none"; the exact state for
+        "state".
 
     Raises
     ------
@@ -330,7 +336,7 @@ def sigmoid_binary_cross_entropy(logits, target, *, weight=None, pos_weight=None
         Weights the positive term (shape (C,): one per label of the last axis).
     label_smoothing : float in [0, 1], default 0
         Keras's: targets become ``t (1 - eps) + eps / 2``.
-    reduction : {"mean", "sum", "none"}, default "mean"
+    reduction : {"mean", "sum", "none", "state"}, default "mean"
         "mean" divides by the number of elements (weights are not in the
         denominator, as PyTorch).
     n_threads : int, optional
@@ -609,7 +615,7 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
     gamma : float >= 0, default 2
         The focusing exponent; 0 gives the binary cross-entropy (times
         ``alpha_t``).
-    reduction : {"mean", "sum", "none"}, default "mean"
+    reduction : {"mean", "sum", "none", "state"}, default "mean"
         "mean" divides by the number of elements.  torchvision's default is
         "none".
     n_threads : int, optional
@@ -704,7 +710,7 @@ def softmax_focal_loss(logits, target, *, alpha=None, gamma=2.0, axis=-1, weight
         probability term.
     ignore_index : int, optional
         Class-index targets only, as in :func:`softmax_cross_entropy`.
-    reduction : {"mean", "sum", "none"}, default "mean"
+    reduction : {"mean", "sum", "none", "state"}, default "mean"
         "mean" divides by ``sum_i w_{y_i}`` over the rows not ignored (class
         indices, as cross-entropy) or by the row count (probabilities).
     n_threads : int, optional
@@ -812,7 +818,7 @@ def kl_divergence(logits, target_logits, *, axis=-1, temperature=1.0, reverse=Fa
     target : array_like of int, shape = logits.shape without `axis`, optional
         Class indices, read only to compare with `ignore_index` (and checked
         as labels: each in ``[0, C)`` or `ignore_index`).
-    reduction : {"mean", "sum", "none"}, default "mean"
+    reduction : {"mean", "sum", "none", "state"}, default "mean"
         "none" returns ``s_i d_i`` per row; "sum" their sum; "mean" divides
         it by the number of rows kept (the sum of their sample weights):
         PyTorch's ``reduction="batchmean"``, not its ``"mean"``, which divides
