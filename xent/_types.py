@@ -156,3 +156,6 @@ class ReductionState:
 
 
 ReductionState.__module__ = "xent"
+
+# doctest's finder skips classes shown under another module's name (xent)
+__test__ = {"ReductionState": ReductionState}

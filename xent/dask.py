@@ -51,6 +51,7 @@ from ._types import ReductionState
 
 __all__ = [
     "XentChunkWarning",
+    "from_npy",
     "js_divergence",
     "js_divergence_with_grad",
     "kl_divergence",
@@ -72,6 +73,66 @@ __all__ = [
 
 class XentChunkWarning(UserWarning):
     """The logits' class axis spanned several chunks and was rechunked."""
+
+
+# ---------------------------------------------------------------------------
+# Reading a .npy file in the workers
+# ---------------------------------------------------------------------------
+def _npy_rows(path, lo, hi):
+    """Rows [lo, hi) of a .npy file, memory-mapped: the pages are read where
+    this runs, and only when the kernel reads them."""
+    return np.load(path, mmap_mode="r")[lo:hi]
+
+
+def from_npy(path, chunk_rows=None):
+    """A Dask array of a ``.npy`` file's rows, each chunk read (memory-mapped)
+    by the worker that computes on it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npy`` file of a C-ordered array, at least 1-D (float16, bfloat16
+        with ml_dtypes imported, float32, float64, or integer labels).
+    chunk_rows : int, optional
+        Rows (first-axis entries) per chunk; default: about 64 MiB a chunk.
+
+    Returns
+    -------
+    dask.array.Array
+        The file's shape and dtype, chunked along the first axis only.  The
+        graph holds the path, not the data: nothing is read on the client,
+        and a cluster's workers must see the same file.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, xent.dask
+    >>> path = os.path.join(tempfile.mkdtemp(), "logits.npy")
+    >>> np.save(path, np.zeros((10, 4), np.float32))
+    >>> xent.dask.from_npy(path, chunk_rows=4).chunks
+    ((4, 4, 2), (4,))
+    """
+    import os
+    path = os.fspath(path)
+    head = np.load(path, mmap_mode="r")
+    if head.ndim == 0 or not head.flags.c_contiguous:
+        raise ValueError(f"`path` must hold a C-ordered array of at least one dimension; got "
+                         f"shape {head.shape}{', Fortran order' if head.ndim > 1 else ''}.")
+    n = head.shape[0]
+    row_bytes = max(1, head.itemsize * (head.size // n if n else 1))
+    if chunk_rows is None:
+        chunk_rows = max(1, (64 << 20) // row_bytes)
+    chunk_rows = int(chunk_rows)
+    if chunk_rows < 1:
+        raise ValueError(f"`chunk_rows` must be at least 1; got {chunk_rows}.")
+    dtype, rest = head.dtype, head.shape[1:]
+    del head
+    load = dask.delayed(_npy_rows, pure=True)
+    parts = [da.from_delayed(load(path, lo, min(lo + chunk_rows, n)),
+                             shape=(min(lo + chunk_rows, n) - lo,) + rest, dtype=dtype)
+             for lo in range(0, n, chunk_rows)]
+    if not parts:
+        return da.zeros((0,) + rest, dtype=dtype)
+    return da.concatenate(parts, axis=0)
 
 
 # ---------------------------------------------------------------------------
@@ -291,18 +352,96 @@ def _whole(a):
     return np.asarray(a.compute() if isinstance(a, da.Array) else a)
 
 
+# The examples of the docstrings: the arrays each family takes, then the call
+_SETUP = {
+    "labels": "y = np.array([0, 3, 1, 2, 2, 0])",
+    "binary": "t = (x > 0).astype(float)",
+    "logits": "z = rng.standard_normal((6, 4))",
+    "none": "",
+}
+_FAMILY = {
+    "softmax_cross_entropy": "labels", "softmax_focal_loss": "labels", "token_stats": "labels",
+    "sigmoid_binary_cross_entropy": "binary", "sigmoid_focal_loss": "binary",
+    "kl_divergence": "logits", "js_divergence": "logits",
+    "logsumexp": "none", "softmax": "none", "log_softmax": "none",
+}
+_RETURNS = {
+    "loss": """loss : dask.array.Array (0-d), dask.array.Array, or Delayed
+        "sum" / "mean": a lazy float64 scalar; "none": the per-sample losses
+        in the logits' row chunks; "state": a Delayed ReductionState.""",
+    "grad": """loss : dask.array.Array (0-d), dask.array.Array, or Delayed
+        As the function without the gradient returns it.
+    grad : dask.array.Array, shape = logits.shape
+        In the logits' chunks (the gradient of a "mean" over the whole array).""",
+    "token_stats": """xent.TokenStats
+        Its fields are Dask arrays of the per-sample shape, in the logits' row
+        chunks.""",
+    "rows": """dask.array.Array
+        In the logits' chunks (per-row results: without the class axis).""",
+}
+
+
 def _mirror(name, grad=False):
-    """Give a function of this module the signature-level documentation of
-    the in-memory one it runs."""
+    """A numpydoc docstring for xent.dask.<name>: the in-memory function it
+    runs, what it returns here, and an example that checks the bits."""
     full = name + ("_with_grad" if grad else "")
+    family = _FAMILY[name]
+    arg = {"labels": ", y", "binary": ", t", "logits": ", z", "none": ""}[family]
+    setup = _SETUP[family]
+    if grad:
+        ret, check = _RETURNS["grad"], (
+            f">>> loss, grad = xent.dask.{full}(X{arg})\n"
+            f"    >>> bool(np.array_equal(grad.compute(), xent.{full}(x{arg})[1]))\n    True")
+    elif name == "token_stats":
+        ret, check = _RETURNS["token_stats"], (
+            f">>> stats = xent.dask.token_stats(X{arg})\n"
+            f"    >>> bool(np.array_equal(stats.lse.compute(), xent.token_stats(x{arg}).lse))\n"
+            "    True")
+    elif family == "none":
+        ret, check = _RETURNS["rows"], (
+            f">>> bool(np.array_equal(xent.dask.{full}(X).compute(), xent.{full}(x)))\n    True")
+    else:
+        ret, check = _RETURNS["loss"], (
+            f">>> xent.dask.{full}(X{arg}).compute() == xent.{full}(x{arg})\n    True")
+    first = "x" if family == "none" else "logits"
 
     def wrap(f):
         f.__name__ = full
         f.__qualname__ = full
-        f.__doc__ = (f":func:`xent.{full}` on Dask arrays, chunk by chunk, with its bits.\n\n"
-                     f"The arguments are those of :func:`xent.{full}` (Dask or NumPy arrays; "
-                     "``grad_out`` is not taken).  See :mod:`xent.dask` for the chunks, what "
-                     "each reduction returns, and the threads.")
+        f.__doc__ = f""":func:`xent.{full}` on Dask arrays, chunk by chunk, with its bits.
+
+    Parameters
+    ----------
+    {first} : dask.array.Array or array_like, shape (..., C, ...)
+        Chunked along the rows; a class axis in several chunks is rechunked
+        (with an :class:`XentChunkWarning`).
+    *args, **kwargs
+        Those of :func:`xent.{full}`, arrays as Dask or NumPy arrays (rechunked
+        to the logits' chunks); ``grad_out`` and ``out`` are not taken.
+
+    Returns
+    -------
+    {ret}
+
+    See Also
+    --------
+    xent.{full} : the in-memory function each chunk runs.
+
+    Notes
+    -----
+    Each chunk runs :func:`xent.{full}` where the scheduler puts it; sums are
+    the merge of the chunks' exact states (:class:`xent.ReductionState`), so
+    the result is the in-memory call's, bit for bit, for any chunking and on
+    any scheduler.  :mod:`xent.dask` has the rules on chunks and threads.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, xent, xent.dask
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 4))
+    >>> X = da.from_array(x, chunks=(4, 4))
+    {(">>> " + setup + chr(10) + "    ") if setup else ""}{check}
+    """
         return f
     return wrap
 
