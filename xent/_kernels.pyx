@@ -31,11 +31,12 @@ XENT_TILE_OPS in ``csrc/_xent_ops.h`` (which names it for
 builds its record.
 
 Determinism: the tile size depends only on the shape (xent_tile_units),
-every row/element is computed by exactly one thread, per-tile sums are
-written to their own slot and combined in tile order.  Rows split into
-column chunks compute every block as the row path does and merge the
-blocks in order.  Results are therefore bitwise identical for any number
-of threads.
+every row/element is computed by exactly one thread, and the losses are
+summed exactly (csrc/_xent_rsum.h: an integer accumulator per thread, merged
+at the end), so the sums depend neither on the threads nor on the order.
+Rows split into column chunks compute every block as the row path does and
+merge the blocks in order.  Results are therefore bitwise identical for any
+number of threads, and sums for any split of the rows into calls.
 
 Which path a call takes (xent_plan; ``xent._dispatch.path`` reports it):
 
@@ -72,7 +73,7 @@ threads) or tools/row_stats_bench.c (build line in its header; ``avx512
 1000 256``: row statistics, ns per element, one core, from L2).
 
 * XENT_TILE_ELEMS = 32768: rows per tile, BCE's tile, the small-call limit,
-  the 16-bit buffer.  Amortises scheduling and the tile's float64 partial sum;
+  the 16-bit buffer.  Amortises scheduling;
   2 x 16 cores get dozens of tiles on 10M elements.  Size not measured;
   dynamic vs static hand-out: a few % on a 2-core cloud VM (noise level).
 * Small-call limit, N * C <= 32768, any C: skips NumPy's Python-level

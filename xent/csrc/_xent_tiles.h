@@ -26,9 +26,9 @@ enum { XENT_TILE_OPS(XENT_OP_ENUM) XENT_N_OPS };
  * float16 or bfloat16 (float32 math). */
 enum { XENT_F32 = 0, XENT_F64 = 1, XENT_F16 = 2, XENT_BF16 = 3 };
 
-/* Elements per tile: large enough that a tile amortises scheduling and its
- * float64 partial sum, small enough that 2 x 16 cores get dozens of tiles on
- * 10M elements (the size itself: not measured).  Also the small-call limit
+/* Elements per tile: large enough that a tile amortises scheduling, small
+ * enough that 2 x 16 cores get dozens of tiles on 10M elements (the size
+ * itself: not measured).  Also the small-call limit
  * and the 16-bit buffer of a thread. */
 #define XENT_TILE_ELEMS 32768
 /* Rows split into column chunks: SPLIT_CHUNK elements per unit (64 KiB of
@@ -316,7 +316,8 @@ static inline const float* xent_second_f32(const xent_call* c, ptrdiff_t k, ptrd
 }
 
 /* Tile t: units [r0, r1).  `buf`: the running thread's buffer of
- * xent_buffer_elems elements of the compute type (prepared tiles only). */
+ * xent_buffer_elems elements of the compute type (prepared tiles only);
+ * `acc`: the running thread's reproducible sum of the losses (NULL: none). */
 static inline void xent_tile(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t r1,
                              void* buf, xent_rsum* acc)
 {
