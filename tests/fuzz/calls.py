@@ -343,7 +343,7 @@ FUNCTIONS = ("softmax_cross_entropy", "softmax_cross_entropy_with_grad",
 SHAPES = ((4, 5), (1, 1), (3, 1), (2, 3, 4), (7,), (0, 5), (5, 0), (), (32, 10), (1, 1000),
           (40, 1000), (2, 70000), (0,), (2, 1, 3))
 
-REDUCTIONS = ("mean", "sum", "none", "MEAN", "avg", None, "0d-array", "np.str_", "list",
+REDUCTIONS = ("mean", "sum", "none", "state", "MEAN", "avg", None, "0d-array", "np.str_", "list",
               "two-array", 1)
 
 N_THREADS = (None, 1, 2, -1, 0, -2, 3, 1000, 100000, 2**31 - 1, 2**40, 2**80, 1.5, True, "2",
@@ -941,7 +941,7 @@ def _check_accepted(call):
                 raise Finding(f"{call}: accepted an output that overlaps `{name}`")
     kw = call.kwargs
     red = kw.get("reduction", "mean")
-    if "reduction" in kw and not (isinstance(red, str) and red in ("none", "sum", "mean")):
+    if "reduction" in kw and not (isinstance(red, str) and red in ("none", "sum", "mean", "state")):
         raise Finding(f"{call}: accepted reduction={red!r}")
     nt = kw.get("n_threads")
     if nt is not None and not (isinstance(nt, (int, np.integer)) and not isinstance(nt, (bool, np.bool_))
@@ -1036,6 +1036,8 @@ def _reference(call):
         return None
     kwargs = {k: (np.array(v) if isinstance(v, (np.ndarray, memoryview)) else v)
               for k, v in call.kwargs.items() if k not in ("grad_out", "out", "n_threads")}
+    if isinstance(kwargs.get("reduction"), str) and kwargs["reduction"] == "state":
+        kwargs["reduction"] = "sum"          # the state's sum() is judged against it
     for k in ("weight", "sample_weight", "pos_weight"):
         v = kwargs.get(k)
         if v is not None and (not isinstance(v, np.ndarray) or v.dtype != np.float64):
@@ -1094,6 +1096,10 @@ def _check_result(call, result, ref):
     else:
         loss, grad = result, None
     red = call.kwargs.get("reduction", "mean")
+    if isinstance(red, str) and red == "state":
+        if not isinstance(loss, xent.ReductionState):
+            raise Finding(f"{call}: reduction='state' returned {type(loss).__name__}")
+        loss, red = loss.sum(), "sum"
     if call.name.startswith(("softmax_cross", "sigmoid", "softmax_focal", "kl_", "js_")) \
             and red in ("mean", "sum") \
             and type(loss) is not float:
