@@ -31,6 +31,7 @@ from ._api import (
     token_stats,
 )
 from ._types import ReductionState, TokenStats
+from ._compare import compare
 from ._config import config, show_config
 from . import keras, reference
 
@@ -40,6 +41,7 @@ __all__ = [
     "LabelError",
     "ReductionState",
     "TokenStats",
+    "compare",
     "config",
     "js_divergence",
     "js_divergence_with_grad",

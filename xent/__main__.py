@@ -1,9 +1,12 @@
-"""Command line of xent: ``python -m xent bench`` and ``python -m xent info``."""
+"""Command line of xent: ``python -m xent bench``, ``python -m xent compare`` and
+``python -m xent info``."""
 
 import argparse
 import sys
 
 from . import _bench
+from ._compare import DESCRIPTION as _COMPARE_DESCRIPTION, EPILOG as _COMPARE_EPILOG
+from ._compare import add_arguments as _compare_arguments, run_args as _compare_run
 
 
 def build_parser():
@@ -29,6 +32,14 @@ def build_parser():
                     "it loaded, the default number of threads, and the SIMD variant in use "
                     "(what xent.show_config() prints).")
     info.set_defaults(handler=_info)
+    compare = sub.add_parser(
+        "compare", prog="python -m xent compare",
+        help="compare two models' logits for the same tokens (.npy files of any size): "
+             "perplexities, percentiles of KL(base || test), argmax agreement",
+        description=_COMPARE_DESCRIPTION, epilog=_COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _compare_arguments(compare)
+    compare.set_defaults(handler=lambda args: _compare_run(args, compare))
     return p
 
 
