@@ -32,6 +32,7 @@ function on its worker.
 clusters).
 """
 
+import sys
 import threading
 import warnings
 
@@ -142,20 +143,32 @@ def _as_dask(a):
     return a if isinstance(a, da.Array) else da.asarray(a)
 
 
+def _caller_level():
+    """The warnings' stacklevel of the first frame outside this module (the
+    user's call), seen from the function that calls this one."""
+    f, level = sys._getframe(1), 1
+    while f is not None and f.f_globals.get("__name__") == __name__:
+        f, level = f.f_back, level + 1
+    return level
+
+
 def _class_axis_whole(x, axis, name):
     """`x` with its class axis in one chunk (rechunked, with a warning)."""
     if len(x.chunks[axis]) > 1:
         warnings.warn(f"`{name}` has its class axis {axis} in {len(x.chunks[axis])} chunks; "
                       "rechunked to one chunk along it (xent reduces a row in one call).",
-                      XentChunkWarning, stacklevel=4)
+                      XentChunkWarning, stacklevel=_caller_level())
         x = x.rechunk({axis: -1})
     return x
 
 
-def _like(a, x, name):
-    """`a` (an array of the logits' shape, or one that broadcasts to it)
-    with the logits' chunks."""
+def _like(a, x, name, broadcast=False):
+    """`a` (an array of the logits' shape, or with `broadcast` one that
+    broadcasts to it) with the logits' chunks."""
     a = _as_dask(a)
+    if a.shape != x.shape and not broadcast:
+        raise ValueError(f"`{name}` must have the shape of `logits`, {x.shape}; got shape "
+                         f"{a.shape}.")
     if a.shape != x.shape:
         try:
             a = da.broadcast_to(a, x.shape)
@@ -230,10 +243,11 @@ class _Plan:
         self.grid = x.numblocks
         self.arrays = {}                 # argument name -> Delayed ndarray of its blocks
 
-    def add_like(self, name, a):
-        """An argument of the logits' shape (or broadcasting to it)."""
+    def add_like(self, name, a, broadcast=False):
+        """An argument of the logits' shape (with `broadcast`, or one that
+        broadcasts to it)."""
         if a is not None:
-            self.arrays[name] = _blocks(_like(a, self.x, name))
+            self.arrays[name] = _blocks(_like(a, self.x, name, broadcast))
 
     def add_sample(self, name, a):
         """An argument of the per-sample shape (the logits' without the class axis)."""
@@ -337,11 +351,20 @@ def _dtypes(x, *others):
     return cdt, _validate.grad_dtype(np.empty(0, x.dtype), cdt)
 
 
-def _prepare(logits, axis):
+def _prepare(logits, axis, name="logits"):
+    """The logits as a Dask array with the class axis in one chunk, and the
+    axis (the in-memory function's checks and messages)."""
     x = _as_dask(logits)
     if x.ndim == 0:
-        raise ValueError("`logits` must have at least one dimension (the classes); got a 0-d array.")
-    ax = _validate.check_axis(axis, x.ndim)
+        raise ValueError(f"`{name}` must have at least one dimension (the classes); got a 0-d "
+                         "array.")
+    ax = _validate.check_axis(axis, x.ndim, array_name=name)
+    if x.shape[ax] == 0:
+        if name == "x":
+            raise ValueError(f"`x` must have at least one element along axis {ax}; got shape "
+                             f"{x.shape}.")
+        raise ValueError(f"`logits` must have at least one class; axis {ax} of shape {x.shape} "
+                         "has length 0.")
     return _class_axis_whole(x, ax, "logits"), ax
 
 
@@ -505,7 +528,7 @@ def _binary_family(name, grad, logits, target, reduction, n_threads, weights, **
     plan = _Plan(x, None)
     plan.add_like("target", target)
     for k, v in weights.items():
-        plan.add_like(k, v)
+        plan.add_like(k, v, broadcast=True)
     cdt, gdt = _dtypes(x)
     return _run(name, plan, options, reduction, n_threads, (cdt, gdt), grad, float(x.size))
 
@@ -612,9 +635,9 @@ def _item(r, k):
 
 @_mirror("logsumexp")
 def logsumexp(x, axis=-1, b=None, keepdims=False, return_sign=False):
-    a, ax = _prepare(x, axis)
+    a, ax = _prepare(x, axis, "x")
     plan = _Plan(a, ax)
-    plan.add_like("b", b)
+    plan.add_like("b", b, broadcast=True)
     xb = a.to_delayed()
     kwargs = dict(axis=ax, keepdims=keepdims, return_sign=return_sign)
     parts = {i: dask.delayed(_lse_block, pure=True)(xb[i], plan.block_args(i).get("b"), kwargs)
@@ -633,7 +656,7 @@ def logsumexp(x, axis=-1, b=None, keepdims=False, return_sign=False):
 
 
 def _softmax_like(fn, x, axis):
-    a, ax = _prepare(x, axis)
+    a, ax = _prepare(x, axis, "x")
     plan = _Plan(a, ax)
     xb = a.to_delayed()
     return plan.like_logits({i: dask.delayed(fn, pure=True)(xb[i], axis=ax)
