@@ -459,14 +459,40 @@ def test_sigmoid_binary_cross_entropy(rng, chunking, scheduler, dtype, case):
     t[: n // 2] = np.round(t[: n // 2])           # hard and soft targets
     kw = BCE_CASES[case](rng, n, dtype)
     rows = row_chunks(n, chunking)
-    # the logits chunked along both axes (kept as they are); the others not alike
-    X = da.from_array(x, chunks=(rows, (2, 4)))
+    # the logits chunked along the rows (a row, the last axis, is one chunk);
+    # the others not alike
+    X = da.from_array(x, chunks=(rows, C_BCE))
     check_loss("sigmoid_binary_cross_entropy", x, X, (t,),
                (to_dask(t, other_chunks(n), split_last=True),), kw,
                {k: (da.from_array(v, chunks=4) if v.ndim == 1 else
                     to_dask(v, other_chunks(n), split_last=True)) if isinstance(v, np.ndarray)
                 else v for k, v in kw.items()},
-               scheduler=scheduler, loss_chunks=(rows, (2, 4)))
+               scheduler=scheduler, loss_chunks=(rows, (C_BCE,)))
+
+
+@pytest.mark.parametrize("c", [C_BCE, 300])
+def test_bce_last_axis_split_is_rechunked(rng, c):
+    """BCE's rows are the last axis (from 128 elements a row's partial sum is
+    one term): a split last axis is rechunked, with the warning."""
+    x = logits(rng, (40, c), np.float32)
+    t = rng.random((40, c)).astype(np.float32)
+    X = da.from_array(x, chunks=(7, (c // 2, c - c // 2)))
+    with pytest.warns(xd.XentChunkWarning, match=r"^`logits` has its class axis 1 in 2 chunks"):
+        got = xd.sigmoid_binary_cross_entropy(X, t)
+    assert got.compute() == xent.sigmoid_binary_cross_entropy(x, t)
+
+
+def test_bce_1d_is_rows_of_one_element(rng):
+    """1-D logits: every element is a term, so any chunking serves as it is."""
+    x = logits(rng, (1001,), np.float32)
+    t = rng.random(1001).astype(np.float32)
+    X = da.from_array(x, chunks=((1, 500, 3, 497),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        st = xd.sigmoid_binary_cross_entropy(X, t, reduction="state").compute()
+    assert st == xent.sigmoid_binary_cross_entropy(x, t, reduction="state")
+    per = xent.sigmoid_binary_cross_entropy(x, t, reduction="none")
+    assert st.sum() == math.fsum(per.astype(np.float64).tolist())
 
 
 def test_sigmoid_binary_cross_entropy_bool_target_3d(rng):

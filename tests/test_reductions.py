@@ -272,3 +272,27 @@ def test_state_keeps_infinities_and_nans():
     nan = xent.softmax_cross_entropy(np.array([[np.nan, 0.0]]), np.array([0]), reduction="state")
     assert math.isnan(inf.merge(nan).mean())
     assert (inf + _state()).sum() == math.inf
+
+
+@pytest.mark.parametrize("c", [127, 128, 1000, 5000])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bce_rows_of_the_last_axis(c, weighted):
+    """From 128 elements, a BCE row's partial sum (taken in an order fixed by
+    the row) is one term: the sum is fsum of the rows' sums, each the sum of
+    the row alone; shorter rows add every element.  Either way any split of
+    the rows gives the same bits."""
+    rng = np.random.default_rng(c)
+    n = 70
+    x = (rng.standard_normal((n, c)) * 4).astype(np.float32)
+    t = rng.random((n, c)).astype(np.float32)
+    kw = dict(pos_weight=(rng.random(c) + 0.5).astype(np.float32)) if weighted else {}
+    total = xent.sigmoid_binary_cross_entropy(x, t, reduction="sum", **kw)
+    if c >= 128:
+        rows = [xent.sigmoid_binary_cross_entropy(x[i:i + 1], t[i:i + 1], reduction="sum", **kw)
+                for i in range(n)]
+    else:
+        rows = xent.sigmoid_binary_cross_entropy(x, t, reduction="none", **kw).ravel().tolist()
+    assert total == math.fsum(rows)
+    parts = [xent.sigmoid_binary_cross_entropy(x[a:b], t[a:b], reduction="state", **kw)
+             for a, b in [(0, 1), (1, 30), (30, 31), (31, n)]]
+    assert sum(parts).sum() == total

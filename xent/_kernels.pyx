@@ -276,6 +276,7 @@ cdef extern from "_xent_tiles.h" nogil:
     Py_ssize_t xent_buffer_elems(const xent_call* c)
     double xent_wsum(const xent_call* c)
     void xent_split_job(const xent_call* c, Py_ssize_t i, Py_ssize_t c0, Py_ssize_t c1)
+    int xent_sum_in_double(const xent_call* c)
 
 
 def isa_supported(str name):
@@ -351,8 +352,7 @@ cdef double _drive(xent_call* c, int n_threads, bint want_sum, int64_t* state=NU
     cdef xent_rsum* accs = &one
     cdef unsigned char[::1] acc_mem
     cdef int n_acc = 1, k
-    # the stage's type: the compute type's (the labels' products: double)
-    cdef int dbl = c.dt == XENT_F64 or c.op == XENT_OP_LABELS
+    cdef int dbl = xent_sum_in_double(c)
     if c.n == 0:
         if state != NULL:
             xent_rsum_init(&one, 1)

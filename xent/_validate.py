@@ -673,7 +673,9 @@ def bce(logits, target, weight, pos_weight, eps, reduction, nt, want_grad, grad_
             bad = int(np.argmax(outside.reshape(-1)))
             raise ValueError(f"`target` of a focal loss must hold values in [0, 1]; got "
                              f"{t.reshape(-1)[bad]} at position {position(bad, t.shape)}.")
-    n_cols = x.shape[-1] if x.ndim else 1
+    # rows: the last axis; 1-D logits are rows of one element (each its own
+    # term of the reproducible sum, so that any split of them gives its bits)
+    n_cols = x.shape[-1] if x.ndim >= 2 else 1
     n_rows = x.size // n_cols if n_cols else 0
     weight = None if weight is None else as_array(weight, "weight")
     pos_weight = None if pos_weight is None else as_array(pos_weight, "pos_weight")

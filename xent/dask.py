@@ -2,8 +2,9 @@
 
 Each function here has the name and the arguments of the top-level one and
 takes Dask arrays (NumPy arrays are wrapped): the logits chunked along their
-rows, with the class axis in one chunk (other chunkings are rechunked, with a
-:class:`XentChunkWarning`).  The per-sample arrays (class indices,
+rows, with the class axis in one chunk (for BCE and the sigmoid focal loss:
+the last axis, and 1-D logits chunked any way; other chunkings are
+rechunked, with a :class:`XentChunkWarning`).  The per-sample arrays (class indices,
 ``sample_weight``, ``target`` of the divergences) and the arrays of the
 logits' shape (probability targets, ``target_logits``, BCE's targets and
 weights) are rechunked to match the logits.  Each chunk runs the in-memory
@@ -519,12 +520,15 @@ softmax_focal_loss_with_grad = _sfl(True)
 
 
 # ---------------------------------------------------------------------------
-# Sigmoid binary cross-entropy and the sigmoid focal loss: every element is
-# its own term, so any chunking of any axis serves as it is
+# Sigmoid binary cross-entropy and the sigmoid focal loss: a row is the last
+# axis (BCE sums a long row into one term), so that axis is one chunk; 1-D
+# logits are rows of one element, chunked any way
 # ---------------------------------------------------------------------------
 def _binary_family(name, grad, logits, target, reduction, n_threads, weights, **options):
     reduction = _validate.check_reduction(reduction)
     x = _as_dask(logits)
+    if x.ndim >= 2:
+        x = _class_axis_whole(x, x.ndim - 1, "logits")
     plan = _Plan(x, None)
     plan.add_like("target", target)
     for k, v in weights.items():

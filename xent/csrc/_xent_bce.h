@@ -93,39 +93,61 @@ XENT_INLINE N(bce_t) N(bce_safe)(T xv, T tv, T wv, T pv)
         else                                                                      \
             XT_BCE_LOOP(ELEM, WV, PV, XT_ST_L);                                   \
     } while (0)
+/* the loop for the weights given (pos_weight: the guarded bce_elem) */
+#define XT_BCE_ALL()                                                              \
+    do {                                                                          \
+        if (pw && w)                                                              \
+            XT_BCE_STORES(N(bce_elem), XT_WG, XT_PG);                             \
+        else if (pw)                                                              \
+            XT_BCE_STORES(N(bce_elem), XT_W1, XT_PG);                             \
+        else if (w)                                                               \
+            XT_BCE_STORES(N(bce_fast), XT_WG, XT_W1);                             \
+        else                                                                      \
+            XT_BCE_STORES(N(bce_fast), XT_W1, XT_W1);                             \
+    } while (0)
 
-/* Whether the losses are all finite (a loop of its own costs ~1 cycle per
- * 16 floats; the conversions inside the loop above lengthened its
- * dependency chains and cost 7). */
-static int N(bce_finite)(const T* l, ptrdiff_t n)
+/* The losses summed in double, in an order fixed by the chunk (a row's
+ * partial sum, when BCE sums by rows). */
+static double N(bce_sum)(const T* l, ptrdiff_t n)
 {
     double acc = 0.0;
     _Pragma("omp simd reduction(+ : acc)")
     for (ptrdiff_t j = 0; j < n; j++)
         acc += (double)l[j];
-    return acc - acc == 0;
+    return acc;
 }
 
-/* A chunk's losses (into `loss` when given) go to the reproducible sum `acc`
- * (NULL: none) from L1, each as "none" returns it. */
-static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
-                         T half, T* loss, T* grad, T gscale, xent_rsum* acc)
+/* Whether a chunk's losses hold an inf or a NaN: the reproducible sum's range
+ * scan (their largest and smallest magnitude) when `acc` takes each loss,
+ * else their sum (into *s). */
+XENT_INLINE int N(bce_check)(const xent_rsum* acc, const T* l, ptrdiff_t n, T* mx, T* mn,
+                             double* s)
+{
+    if (acc)
+        return N(rsum_scan)(l, n, mx, mn);
+    *s = N(bce_sum)(l, n);
+    return !(*s - *s == 0);
+}
+
+/* A chunk's losses (into `loss` when given): each added to the reproducible
+ * sum `acc` from L1 (NULL: none), or their sum returned (`want_sum`). */
+static double N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
+                           T half, T* loss, T* grad, T gscale, xent_rsum* acc, int want_sum)
 {
     T lb[XT_BCE_CHUNK], gb[XT_BCE_CHUNK];
     T* lout = loss ? loss : lb;
     /* in place (grad is x): the gradient goes to a buffer first, so that the
      * second pass below can still read x */
     T* gout = grad == x ? gb : grad;
-    if (pw && w) {
-        XT_BCE_STORES(N(bce_elem), XT_WG, XT_PG);
-    } else if (pw) {
-        XT_BCE_STORES(N(bce_elem), XT_W1, XT_PG);
-    } else if (w) {
-        XT_BCE_STORES(N(bce_fast), XT_WG, XT_W1);
-    } else {
-        XT_BCE_STORES(N(bce_fast), XT_W1, XT_W1);
-    }
-    if (!pw && !N(bce_finite)(lout, n)) {
+    XT_BCE_ALL();
+    /* one sweep for whether a loss is inf or NaN: the split's range scan
+     * when each loss is a term of the reproducible sum, else the chunk's sum
+     * (a loop of its own costs ~1 cycle per 16 floats; inside the loop above
+     * it lengthened the dependency chains) */
+    T mx = 0, mn = 0;
+    double s = 0.0;
+    int odd = N(bce_check)(acc, lout, n, &mx, &mn, &s);
+    if (!pw && odd) {
         /* an inf or NaN among bce_fast's losses: the chunk again, each
          * non-finite value from bce_elem */
         gout = grad ? gout : gb;
@@ -133,13 +155,22 @@ static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdif
             XT_BCE_LOOP(N(bce_safe), XT_WG, XT_W1, XT_ST_LG);
         else
             XT_BCE_LOOP(N(bce_safe), XT_W1, XT_W1, XT_ST_LG);
+        odd = N(bce_check)(acc, lout, n, &mx, &mn, &s);
     }
-    if (acc)
-        N(rsum_add)(acc, lout, n);
+    if (acc) {
+        if (odd)
+            for (ptrdiff_t j = 0; j < n; j++)
+                xent_rsum_put(acc, (double)lout[j]);
+        else
+            N(rsum_split)(acc, lout, n, mx, mn);
+    }
+    (void)want_sum;
     if (grad && gout == gb)
         memcpy(grad, gb, (size_t)n * sizeof(T));
+    return s;
 }
 #undef XT_BCE_STORES
+#undef XT_BCE_ALL
 #undef XT_BCE_LOOP
 #undef XT_ST_L
 #undef XT_ST_LG
@@ -147,9 +178,12 @@ static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdif
 #undef XT_WG
 #undef XT_W1
 
-static void N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
-                       T half, T* loss, T* grad, T gscale, xent_rsum* acc)
+/* The chunks' float64 sums Kahan-added (`want_sum`: a row's partial sum, in
+ * an order fixed by the row), or every loss into `acc`. */
+static double N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
+                         T half, T* loss, T* grad, T gscale, xent_rsum* acc, int want_sum)
 {
+    double s = 0.0, c = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
         /* logits and targets fetched 8 KiB ahead: two streams, read at the
          * rate of the loop, kept the hardware prefetcher behind (1 GB, 2
@@ -158,10 +192,13 @@ static void N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_
             XENT_PREFETCH(x + j0, XT_BCE_AHEAD + k);
             XENT_PREFETCH(t + j0, XT_BCE_AHEAD + k);
         }
-        N(bce_chunk)(x + j0, t + j0, w ? w + j0 : NULL, pw ? pw + j0 : NULL,
-                     n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep, half,
-                     loss ? loss + j0 : NULL, grad ? grad + j0 : NULL, gscale, acc);
+        xent_kahan_add(&s, &c, N(bce_chunk)(x + j0, t + j0, w ? w + j0 : NULL,
+                                          pw ? pw + j0 : NULL,
+                                          n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep,
+                                          half, loss ? loss + j0 : NULL,
+                                          grad ? grad + j0 : NULL, gscale, acc, want_sum));
     }
+    return s - c;
 }
 
 /* The weights of elements [e, e + len) (absolute, from row r = e / K,
@@ -211,15 +248,19 @@ XENT_INLINE const T* N(bce_weights)(xent_bcast b, int periodic, ptrdiff_t e, ptr
  * loss and grad point at element i0), weights w and pw (p NULL: none).
  * Without weights: one bce_seg.  With weights: stretches of XT_BCE_STRETCH
  * elements across rows, each one bce_seg over contiguous weights (see
- * bce_weights).  A bce_seg per row instead, each
- * reading its weights with a gather, makes a (C,) pos_weight at C = 10 8x
- * slower than the unweighted loss (2.6M elements, 2 threads, AMD Zen 4). */
+ * bce_weights).  A bce_seg per row instead, each reading its weights with a
+ * gather, makes a (C,) pos_weight at C = 10 8x slower than the unweighted
+ * loss (2.6M elements, 2 threads, AMD Zen 4).
+ * The losses go to the reproducible sum `acc`, one by one; or, with
+ * `row_sums`, [i0, i0 + n) are whole rows and each row's partial sum (its
+ * stretches' bce_seg sums Kahan-added, in an order fixed by the row) goes to
+ * row_sums[r]. */
 static void N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0,
                         ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale,
-                        xent_rsum* acc)
+                        xent_rsum* acc, double* row_sums)
 {
-    if (!w.p && !pw.p) {
-        N(bce_seg)(x, t, NULL, NULL, n, keep, half, loss, grad, gscale, acc);
+    if (!w.p && !pw.p && !row_sums) {
+        N(bce_seg)(x, t, NULL, NULL, n, keep, half, loss, grad, gscale, acc, 0);
         return;
     }
     /* the repeating pattern (bce_periodic), or a stretch's gathered weights */
@@ -237,13 +278,29 @@ static void N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, ptr
         if (pper)
             pbuf[j] = pbuf[j - K];
     }
+    if (row_sums) {
+        for (ptrdiff_t r0 = 0; r0 < n; r0 += K) {
+            const ptrdiff_t r = (i0 + r0) / K;
+            double s = 0.0, cc = 0.0;
+            for (ptrdiff_t j0 = 0; j0 < K; j0 += XT_BCE_STRETCH) {
+                ptrdiff_t len = K - j0 < XT_BCE_STRETCH ? K - j0 : XT_BCE_STRETCH;
+                const T* wv = N(bce_weights)(w, wper, i0 + r0 + j0, r, j0, K, len, wbuf);
+                const T* pv = N(bce_weights)(pw, pper, i0 + r0 + j0, r, j0, K, len, pbuf);
+                xent_kahan_add(&s, &cc, N(bce_seg)(x + r0 + j0, t + r0 + j0, wv, pv, len, keep,
+                                                 half, loss ? loss + r0 + j0 : NULL,
+                                                 grad ? grad + r0 + j0 : NULL, gscale, NULL, 1));
+            }
+            row_sums[r0 / K] = s - cc;
+        }
+        return;
+    }
     ptrdiff_t r = i0 / K, c = i0 - r * K;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_STRETCH) {
         ptrdiff_t len = n - j0 < XT_BCE_STRETCH ? n - j0 : XT_BCE_STRETCH;
         const T* wv = N(bce_weights)(w, wper, i0 + j0, r, c, K, len, wbuf);
         const T* pv = N(bce_weights)(pw, pper, i0 + j0, r, c, K, len, pbuf);
         N(bce_seg)(x + j0, t + j0, wv, pv, len, keep, half, loss ? loss + j0 : NULL,
-                   grad ? grad + j0 : NULL, gscale, acc);
+                   grad ? grad + j0 : NULL, gscale, acc, 0);
         c += len;
         r += c / K;
         c %= K;

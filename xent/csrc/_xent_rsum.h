@@ -36,30 +36,50 @@ typedef struct {
     int64_t d[XENT_RS_LIMBS];   /* the exact sum: sum_k d[k] 2^(32 k - 1074) */
     int64_t puts;               /* terms added since the limbs were last normalised */
     int64_t special;            /* XENT_RS_NAN | XENT_RS_PINF | XENT_RS_NINF */
+    int lo, hi;                 /* limbs below lo and above hi are 0 (hi < lo: all are) */
     int dbl;                    /* the stage holds doubles (else floats) */
     int nstage;
     union { float f[XENT_RS_STAGE]; double d[XENT_RS_STAGE]; } stage;
 } xent_rsum;
+
+/* 2^k for a normal double's exponent range, from its bits */
+static inline double xent_pow2(int k)
+{
+    uint64_t b = (uint64_t)(k + 1023) << 52;
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
 
 static inline void xent_rsum_init(xent_rsum* a, int dbl)
 {
     memset(a->d, 0, sizeof a->d);
     a->puts = 0;
     a->special = 0;
+    a->lo = XENT_RS_LIMBS;
+    a->hi = -1;
     a->dbl = dbl;
     a->nstage = 0;
 }
 
 /* Carry every limb into the next: limbs 0 .. L-2 in [0, 2^32), the last
- * signed (the sign of the whole sum). */
+ * signed (the sign of the whole sum).  Only the limbs from lo up are
+ * visited, as far as a carry goes (a negative sum's borrow runs to the top). */
 static inline void xent_rsum_normalize(xent_rsum* a)
 {
-    for (int k = 0; k < XENT_RS_LIMBS - 1; k++) {
+    a->puts = 0;
+    if (a->hi < a->lo)
+        return;
+    int k = a->lo;
+    for (; k < XENT_RS_LIMBS - 1; k++) {
         int64_t c = a->d[k] >> 32;          /* arithmetic shift: floor(d / 2^32) */
         a->d[k] -= c * ((int64_t)1 << 32);
         a->d[k + 1] += c;
+        if (c == 0 && k >= a->hi)
+            break;
     }
-    a->puts = 0;
+    if (k + 1 > a->hi)
+        a->hi = k + 1 < XENT_RS_LIMBS ? k + 1 : XENT_RS_LIMBS - 1;
 }
 
 /* Add one double, exactly. */
@@ -86,6 +106,8 @@ static inline void xent_rsum_put(xent_rsum* a, double x)
     a->d[k] += ((int64_t)lo ^ neg) - neg;
     a->d[k + 1] += ((int64_t)mid ^ neg) - neg;
     a->d[k + 2] += ((int64_t)hi ^ neg) - neg;
+    a->lo = k < a->lo ? k : a->lo;
+    a->hi = k + 2 > a->hi ? k + 2 : a->hi;
     if (++a->puts >= ((int64_t)1 << 30))
         xent_rsum_normalize(a);
 }
@@ -95,8 +117,10 @@ static inline void xent_rsum_merge(xent_rsum* b, xent_rsum* a)
 {
     xent_rsum_normalize(a);
     xent_rsum_normalize(b);
-    for (int k = 0; k < XENT_RS_LIMBS; k++)
+    for (int k = a->lo; k <= a->hi; k++)
         b->d[k] += a->d[k];
+    b->lo = a->lo < b->lo ? a->lo : b->lo;
+    b->hi = a->hi > b->hi ? a->hi : b->hi;
     b->special |= a->special;
     xent_rsum_normalize(b);
 }
@@ -113,29 +137,34 @@ static inline double xent_rsum_value(xent_rsum* a)
     if (a->special)
         return a->special & XENT_RS_PINF ? INFINITY : -INFINITY;
     xent_rsum_normalize(a);
-    uint64_t u[XENT_RS_LIMBS];
+    if (a->hi < a->lo)
+        return 0.0;
+    uint64_t ubuf[XENT_RS_LIMBS];
     const int neg = a->d[XENT_RS_LIMBS - 1] < 0;
-    /* |sum| as unsigned digits: the two's complement of the digits, carried */
-    uint64_t carry = 1;
-    for (int k = 0; k < XENT_RS_LIMBS; k++) {
-        uint64_t v = (uint64_t)a->d[k] & 0xffffffffu;
-        if (neg) {
-            v = (~v & 0xffffffffu) + carry;
+    /* the digits of |sum|: the limbs themselves (normalised, so in [0, 2^32);
+     * 0 below lo), or for a negative sum their two's complement, carried */
+    const uint64_t* u = (const uint64_t*)a->d;
+    int t = a->hi, lo = a->lo;
+    if (neg) {
+        uint64_t carry = 1;
+        for (int k = 0; k < XENT_RS_LIMBS; k++) {
+            uint64_t v = (~(uint64_t)a->d[k] & 0xffffffffu) + carry;
             carry = v >> 32;
-            v &= 0xffffffffu;
+            ubuf[k] = v & 0xffffffffu;
         }
-        u[k] = v;
+        u = ubuf;
+        t = XENT_RS_LIMBS - 1;
+        lo = 0;
     }
-    int t = XENT_RS_LIMBS - 1;
-    while (t >= 0 && u[t] == 0)
+    while (t >= lo && u[t] == 0)
         t--;
-    if (t < 0)
+    if (t < lo)
         return 0.0;
     /* the 96 bits of limbs t, t-1, t-2 (absent ones 0), and the rest's sticky bit */
-    uint64_t top = u[t] << 32 | (t >= 1 ? u[t - 1] : 0);
-    uint64_t low = t >= 2 ? u[t - 2] : 0;
+    uint64_t top = u[t] << 32 | (t - 1 >= lo ? u[t - 1] : 0);
+    uint64_t low = t - 2 >= lo ? u[t - 2] : 0;
     int sticky = 0;
-    for (int k = 0; k < t - 2; k++)
+    for (int k = lo; k < t - 2; k++)
         sticky |= u[k] != 0;
     /* shift left until the leading one is bit 63 of `top`: u[t] has its
      * leading one in bit 31 or below, so at least 32 - (bits of u[t]) */
@@ -164,6 +193,8 @@ static inline void xent_rsum_import(xent_rsum* a, const int64_t* in)
     xent_rsum_init(a, 1);
     memcpy(a->d, in, sizeof a->d);
     a->special = in[XENT_RS_LIMBS];
+    a->lo = 0;
+    a->hi = XENT_RS_LIMBS - 1;
 }
 
 #endif

@@ -2,77 +2,125 @@
  * xent_rsum (_xent_rsum.h), and single terms staged.  A part of the body
  * (_xent_body.h).
  *
- * A chunk of up to XT_RS_CHUNK terms is split, vector by vector, at two
- * fixed multiples of its largest magnitude 2^E (E from the chunk's max):
- *   q = fl(fl(x + M) - M),  M = 1.5 2^(E + 8): x rounded to a multiple of
- *       u1 = 2^(E - 44), |q| <= 2^E, exactly;
+ * A chunk of up to XT_RS_CHUNK terms whose magnitudes are below 2^E (E from
+ * the chunk's max) is split, vector by vector, at a multiple of u1 =
+ * 2^(E - XT_RS_W):
+ *   q = fl(fl(x + M) - M),  M = 1.5 2^(E - XT_RS_W + mantissa bits): x
+ *       rounded to a multiple of u1, |q| <= 2^E, exactly;
  *   r = x - q, exactly: |r| <= u1 / 2 and a multiple of x's last bit.
- * Every q is a multiple of u1 below 2^44 u1, every r a multiple of
- * u2 = 2^(E - 89) below 2^44 u2 when x's last bit is at least u2 (|x| >=
- * 2^(E - 66) for float terms, 2^(E - 37) for double ones), so 256 of each
- * sum exactly in double (below 2^52 units, in any order of the lanes).  The
- * two sums then go to the limbs as two exact terms.  The few terms below
- * that range, and chunks with an inf, a NaN or magnitudes beyond 2^960 or
- * below 2^-900, are added one at a time (xent_rsum_put).  So the result is
- * the exact sum whatever the variant, the chunking or the order.
+ * 256 q's, multiples of u1 below 2^XT_RS_W u1, sum exactly in T in any
+ * order of the lanes (float: below 2^24 u1; double: below 2^53 u1); the r's
+ * sum exactly in double when every x's last bit is at least u2 (256 of them
+ * stay below 2^53 u2), which holds for |x| >= 2^(E - XT_RS_SPAN).  The two
+ * sums then go to the limbs as two exact terms.  The terms below that range
+ * are gathered and the chunk is run again on them alone (their own max,
+ * at least 2^XT_RS_SPAN smaller); chunks with an inf, a NaN, or magnitudes
+ * where M or u2 would leave the normal range go one term at a time
+ * (xent_rsum_put).  So the result is the exact sum whatever the variant,
+ * the chunking or the order.
  *
- * Cost: two sweeps of the chunk from L1 (its max, then the split), about
- * half a cycle per float term on AVX-512. */
+ * Float terms are split in float (16 lanes on AVX-512) and only r widened:
+ * the split costs half of the double one's instructions. */
 
 #define XT_RS_CHUNK 256
 #if XT_FLOAT
-#define XT_RS_SPAN 66       /* a float's 24 bits above u2 = 2^(E - 89) */
+#define XT_RS_W 16          /* 256 x 2^16 u1 = 2^24 u1: a float sum stays exact */
+#define XT_RS_SPAN 39       /* r's unit u2 = 2^(E - 62): a float's 24 bits from 2^(E - 39) */
+#define XT_RS_TOP 0x1p100   /* M = 1.5 2^(E + 7) must be a float */
+#define XT_RS_LOW 0x1p-100  /* u1 and the threshold must be normal floats */
 #else
-#define XT_RS_SPAN 37       /* a double's 53 bits */
+#define XT_RS_W 44          /* 256 x 2^44 u1 = 2^52 u1 */
+#define XT_RS_SPAN 37       /* u2 = 2^(E - 89): a double's 53 bits from 2^(E - 37) */
+#define XT_RS_TOP 0x1p960
+#define XT_RS_LOW 0x1p-900
 #endif
+
+/* The largest and smallest |v| over a chunk; nonzero when it holds an inf
+ * or a NaN. */
+static int N(rsum_scan)(const T* restrict v, ptrdiff_t n, T* mx_out, T* mn_out)
+{
+    T mx = 0, mn = XT_HUGE;
+    int odd = 0;
+    _Pragma("omp simd reduction(max : mx) reduction(min : mn) reduction(| : odd)")
+    for (ptrdiff_t j = 0; j < n; j++) {
+        T ax = XT_FABS(v[j]);
+        odd |= !(ax <= XT_HUGE);
+        mx = ax > mx ? ax : mx;
+        mn = ax < mn ? ax : mn;
+    }
+    *mx_out = mx;
+    *mn_out = mn;
+    return odd;
+}
+
+/* A chunk of n <= XT_RS_CHUNK finite terms whose magnitudes lie in [mn, mx]. */
+static void N(rsum_split)(xent_rsum* a, const T* restrict v, ptrdiff_t n, T mx, T mn)
+{
+    T low[XT_RS_CHUNK];
+    while (n > 0 && mx != 0) {
+        if (!(mx <= (T)XT_RS_TOP) || mx < (T)XT_RS_LOW) {
+            for (ptrdiff_t j = 0; j < n; j++)
+                xent_rsum_put(a, (double)v[j]);
+            return;
+        }
+        /* mx < 2^E; M and the threshold from their bits */
+        const double dmx = (double)mx;
+        uint64_t mb;
+        memcpy(&mb, &dmx, sizeof mb);
+        const int E = (int)(mb >> 52) - 1022;
+        const T M = (T)(1.5 * xent_pow2(E - XT_RS_W + (XT_FLOAT ? 23 : 52)));
+        const T thr = (T)xent_pow2(E - XT_RS_SPAN);
+        T s1 = 0;
+        double s2 = 0.0;
+        if (mn >= thr) {
+            /* every term in range (the usual chunk): no mask */
+            _Pragma("omp simd reduction(+ : s1, s2)")
+            for (ptrdiff_t j = 0; j < n; j++) {
+                T q = (v[j] + M) - M;
+                s1 += q;
+                s2 += (double)(v[j] - q);
+            }
+            xent_rsum_put(a, (double)s1);
+            xent_rsum_put(a, s2);
+            return;
+        }
+        _Pragma("omp simd reduction(+ : s1, s2)")
+        for (ptrdiff_t j = 0; j < n; j++) {
+            T xs = XT_FABS(v[j]) >= thr ? v[j] : (T)0;
+            T q = (xs + M) - M;
+            s1 += q;
+            s2 += (double)(xs - q);
+        }
+        xent_rsum_put(a, (double)s1);
+        xent_rsum_put(a, s2);
+        /* the terms below 2^(E - XT_RS_SPAN) (zeros add nothing), again on
+         * their own */
+        ptrdiff_t m = 0;
+        T lmx = 0, lmn = XT_HUGE;
+        for (ptrdiff_t j = 0; j < n; j++) {
+            T ax = XT_FABS(v[j]);
+            if (ax < thr && ax != 0) {
+                low[m++] = v[j];
+                lmx = ax > lmx ? ax : lmx;
+                lmn = ax < lmn ? ax : lmn;
+            }
+        }
+        v = low;
+        n = m;
+        mx = lmx;
+        mn = lmn;
+    }
+}
 
 static void N(rsum_chunk)(xent_rsum* a, const T* restrict v, ptrdiff_t n)
 {
-    double mx = 0.0;
-    int odd = 0;
-    _Pragma("omp simd reduction(max : mx) reduction(| : odd)")
-    for (ptrdiff_t j = 0; j < n; j++) {
-        double ax = fabs((double)v[j]);
-        odd |= !(ax <= 0x1p960);            /* inf, NaN, or too large to split */
-        mx = ax > mx ? ax : mx;
-    }
-    if (mx == 0.0 && !odd)
-        return;
-    if (odd || mx < 0x1p-900) {
+    T mx, mn;
+    if (N(rsum_scan)(v, n, &mx, &mn)) {
         for (ptrdiff_t j = 0; j < n; j++)
             xent_rsum_put(a, (double)v[j]);
         return;
     }
-    /* mx < 2^E; M and thr from their bits (normal numbers: E is in
-     * [-899, 961]) */
-    uint64_t mb;
-    memcpy(&mb, &mx, sizeof mb);
-    const int64_t E = (int64_t)(mb >> 52) - 1022;
-    const uint64_t Mb = (uint64_t)(E + 8 + 1023) << 52 | (uint64_t)1 << 51;
-    const uint64_t tb = (uint64_t)(E - XT_RS_SPAN + 1023) << 52;
-    double M, thr;
-    memcpy(&M, &Mb, sizeof M);
-    memcpy(&thr, &tb, sizeof thr);
-    double s1 = 0.0, s2 = 0.0;
-    int slow = 0;
-    _Pragma("omp simd reduction(+ : s1, s2) reduction(| : slow)")
-    for (ptrdiff_t j = 0; j < n; j++) {
-        double x = (double)v[j];
-        int ok = fabs(x) >= thr || x == 0.0;
-        double xs = ok ? x : 0.0;
-        double q = (xs + M) - M;
-        s1 += q;
-        s2 += xs - q;
-        slow |= !ok;
-    }
-    xent_rsum_put(a, s1);
-    xent_rsum_put(a, s2);
-    if (slow)
-        for (ptrdiff_t j = 0; j < n; j++) {
-            double x = (double)v[j];
-            if (!(fabs(x) >= thr || x == 0.0))
-                xent_rsum_put(a, x);
-        }
+    N(rsum_split)(a, v, n, mx, mn);
 }
 
 static void N(rsum_add)(xent_rsum* a, const T* v, ptrdiff_t n)
@@ -94,4 +142,7 @@ XENT_INLINE void N(rsum_stage)(xent_rsum* a, const T* v, ptrdiff_t n)
     }
 }
 
+#undef XT_RS_W
 #undef XT_RS_SPAN
+#undef XT_RS_TOP
+#undef XT_RS_LOW
