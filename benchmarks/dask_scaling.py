@@ -51,7 +51,6 @@ def main():
     ap.add_argument("--chunk-rows", type=int, default=None)
     args = ap.parse_args()
 
-    import dask.array as da
     from distributed import Client, LocalCluster
 
     import xent
@@ -68,8 +67,9 @@ def main():
 
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster):
+        # both read in the workers: the graph carries the paths
         X = xent.dask.from_npy(path, chunk_rows=args.chunk_rows)
-        Y = da.from_array(labels, chunks=(X.chunks[0],))
+        Y = xent.dask.from_npy(ypath, chunk_rows=args.chunk_rows or X.chunks[0][0])
         on_cluster = lambda: xent.dask.softmax_cross_entropy(X, Y).compute()   # noqa: E731
         first = in_memory()
         assert on_cluster() == first, "the cluster's result differs from the in-memory call"

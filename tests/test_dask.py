@@ -1033,3 +1033,59 @@ def test_distributed_bce_kl_token_stats(client, rng):
     results += list(xd.token_stats(X, to_dask(y, 80), ignore_index=-1))
     whats += [f"token_stats.{f}" for f in want._fields]
     check_all(results, wants, whats, client)
+
+
+# ---------------------------------------------------------------------------
+# from_npy: chunks read by the tasks that compute on them
+# ---------------------------------------------------------------------------
+def _npy_files(tmp_path, rng, n=500, c=37):
+    x = logits(rng, (n, c), np.float32)
+    y = labels(rng, n, c, ignored=0.1)
+    z = (x + rng.normal(size=(n, c))).astype(np.float32)
+    paths = {}
+    for name, a in (("x", x), ("y", y), ("z", z)):
+        paths[name] = str(tmp_path / f"{name}.npy")
+        np.save(paths[name], a)
+    return x, y, z, paths
+
+
+def test_from_npy_chunks_and_errors(tmp_path, rng):
+    x, y, z, p = _npy_files(tmp_path, rng)
+    X = xd.from_npy(p["x"], chunk_rows=120)
+    assert X.chunks == ((120, 120, 120, 120, 20), (37,)) and X.dtype == np.float32
+    assert np.array_equal(X.compute(scheduler="sync"), x)
+    assert xd.from_npy(p["x"]).chunks == ((500,), (37,))
+    with pytest.raises(ValueError, match=r"^`chunk_rows` must be at least 1; got 0\.$"):
+        xd.from_npy(p["x"], chunk_rows=0)
+
+
+@pytest.mark.parametrize("chunk_rows", [1000, 120, 7])
+def test_from_npy_is_read_in_the_call_and_bitwise(tmp_path, rng, chunk_rows):
+    x, y, z, p = _npy_files(tmp_path, rng)
+    X, Y, Z = (xd.from_npy(p[k], chunk_rows=chunk_rows) for k in ("x", "y", "z"))
+    loss = xd.softmax_cross_entropy(X, Y, ignore_index=-100)
+    # one task per chunk: the call reads its rows (none of from_npy's own
+    # read-and-concatenate tasks is in the graph)
+    keys = [str(k) for k in dict(loss.__dask_graph__())]
+    assert not any("concatenate" in k for k in keys)
+    assert sum(k.startswith("_block_call") for k in keys) == len(X.chunks[0])
+    rechunked = xd.softmax_cross_entropy(X.rechunk(50), Y, ignore_index=-100)
+    assert any("concatenate" in str(k) for k in dict(rechunked.__dask_graph__()))
+    assert loss.compute(scheduler="sync") == xent.softmax_cross_entropy(x, y, ignore_index=-100)
+    kl, g = xd.kl_divergence_with_grad(X, Z, target=Y, ignore_index=-100)
+    want_kl, want_g = xent.kl_divergence_with_grad(x, z, target=y, ignore_index=-100)
+    assert kl.compute(scheduler="threads") == want_kl
+    assert np.array_equal(g.compute(scheduler="threads"), want_g)
+    ts = xd.token_stats(X, Y, ignore_index=-100)
+    assert np.array_equal(ts.logprob.compute(scheduler="sync"),
+                          xent.token_stats(x, y, ignore_index=-100).logprob)
+
+
+def test_distributed_from_npy(client, tmp_path, rng):
+    x, y, z, p = _npy_files(tmp_path, rng)
+    X, Y = xd.from_npy(p["x"], chunk_rows=64), xd.from_npy(p["y"], chunk_rows=64)
+    got = client.compute(xd.softmax_cross_entropy(X, Y, ignore_index=-100)).result()
+    assert got == xent.softmax_cross_entropy(x, y, ignore_index=-100)
+    st = client.compute(xd.softmax_cross_entropy(X, Y, ignore_index=-100,
+                                                 reduction="state")).result()
+    assert st == xent.softmax_cross_entropy(x, y, ignore_index=-100, reduction="state")

@@ -80,10 +80,31 @@ class XentChunkWarning(UserWarning):
 # ---------------------------------------------------------------------------
 # Reading a .npy file in the workers
 # ---------------------------------------------------------------------------
+class _NpyRows:
+    """Rows [lo, hi) of a .npy file, as a chunk's task reads them: memory-
+    mapped where the task runs, the pages read when the kernel reads them.
+    A reference to them is what the graph carries; the call on the chunk
+    loads them in the same task (one task per chunk, not a read and then a
+    call)."""
+
+    __slots__ = ("path", "lo", "hi")
+
+    def __init__(self, path, lo, hi):
+        self.path, self.lo, self.hi = path, lo, hi
+
+    def __reduce__(self):
+        return (_NpyRows, (self.path, self.lo, self.hi))
+
+    def load(self):
+        return np.load(self.path, mmap_mode="r")[self.lo:self.hi]
+
+
 def _npy_rows(path, lo, hi):
-    """Rows [lo, hi) of a .npy file, memory-mapped: the pages are read where
-    this runs, and only when the kernel reads them."""
-    return np.load(path, mmap_mode="r")[lo:hi]
+    return _NpyRows(path, lo, hi).load()
+
+
+def _loaded(v):
+    return v.load() if isinstance(v, _NpyRows) else v
 
 
 def from_npy(path, chunk_rows=None):
@@ -96,14 +117,21 @@ def from_npy(path, chunk_rows=None):
         A ``.npy`` file of a C-ordered array, at least 1-D (float16, bfloat16
         with ml_dtypes imported, float32, float64, or integer labels).
     chunk_rows : int, optional
-        Rows (first-axis entries) per chunk; default: about 64 MiB a chunk.
+        Rows (first-axis entries) per chunk; default: about 512 MiB a chunk.
+        A chunk's pages are the operating system's file cache, not the
+        worker's memory, and each chunk costs a task of a few milliseconds
+        of scheduling: large chunks suit losses and statistics.  A gradient
+        or ``reduction="none"`` makes an output the size of the chunk (the
+        gradient) in the worker: choose chunk_rows for that.
 
     Returns
     -------
     dask.array.Array
         The file's shape and dtype, chunked along the first axis only.  The
         graph holds the path, not the data: nothing is read on the client,
-        and a cluster's workers must see the same file.
+        and a cluster's workers must see the same file.  Given as it is to
+        this module's functions (not rechunked), each chunk is read by the
+        task that computes on it.
 
     Examples
     --------
@@ -122,7 +150,7 @@ def from_npy(path, chunk_rows=None):
     n = head.shape[0]
     row_bytes = max(1, head.itemsize * (head.size // n if n else 1))
     if chunk_rows is None:
-        chunk_rows = max(1, (64 << 20) // row_bytes)
+        chunk_rows = max(1, (512 << 20) // row_bytes)
     chunk_rows = int(chunk_rows)
     if chunk_rows < 1:
         raise ValueError(f"`chunk_rows` must be at least 1; got {chunk_rows}.")
@@ -134,7 +162,9 @@ def from_npy(path, chunk_rows=None):
              for lo in range(0, n, chunk_rows)]
     if not parts:
         return da.zeros((0,) + rest, dtype=dtype)
-    return da.concatenate(parts, axis=0)
+    out = da.concatenate(parts, axis=0)
+    out._xent_rows = (path, list(range(0, n, chunk_rows)) + [n])
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -191,9 +221,18 @@ def _per_sample(a, x, axis, name):
 
 
 def _blocks(a, drop=None):
-    """The Delayed blocks of `a` by the index of the logits' block (the
-    class axis `drop` absent from `a`: index 0 there)."""
-    d = a.to_delayed()
+    """The blocks of `a` by the index of the logits' block (the class axis
+    `drop` absent from `a`: index 0 there): Delayed blocks, or for an array
+    of from_npy chunked as it made it, references to the file's rows that
+    the call's task reads itself."""
+    rows = getattr(a, "_xent_rows", None)
+    if rows is not None and all(len(c) == 1 for c in a.chunks[1:]):
+        path, bounds = rows
+        d = np.empty(a.numblocks, dtype=object)
+        for k in range(a.numblocks[0]):
+            d[(k,) + (0,) * (a.ndim - 1)] = _NpyRows(path, bounds[k], bounds[k + 1])
+    else:
+        d = a.to_delayed()
     if drop is not None:
         d = np.expand_dims(d, drop)
     return d
@@ -242,7 +281,8 @@ class _Plan:
         self.x = x
         self.axis = axis
         self.grid = x.numblocks
-        self.arrays = {}                 # argument name -> Delayed ndarray of its blocks
+        self.xb = _blocks(x)             # the logits' blocks
+        self.arrays = {}                 # argument name -> its blocks (_blocks)
 
     def add_like(self, name, a, broadcast=False):
         """An argument of the logits' shape (with `broadcast`, or one that
@@ -285,7 +325,8 @@ class _Plan:
 
 
 def _block_call(fn, x, arrays, kwargs, n_threads):
-    return fn(x, **arrays, **kwargs, n_threads=_threads(n_threads))
+    arrays = {k: _loaded(v) for k, v in arrays.items()}
+    return fn(_loaded(x), **arrays, **kwargs, n_threads=_threads(n_threads))
 
 
 def _block_state_grad(fn, x, arrays, kwargs, n_threads, den):
@@ -293,7 +334,7 @@ def _block_state_grad(fn, x, arrays, kwargs, n_threads, den):
     `den` that of the mean over the whole array."""
     token = _validate.GRAD_DEN.set(den)
     try:
-        return fn(x, **arrays, **kwargs, reduction="state", n_threads=_threads(n_threads))
+        return _block_call(fn, x, arrays, dict(kwargs, reduction="state"), n_threads)
     finally:
         _validate.GRAD_DEN.reset(token)
 
@@ -307,7 +348,7 @@ def _run(name, plan, kwargs, reduction, n_threads, dtypes, grad=False, den_known
     `grad`) on every block; `dtypes`: (per-sample losses, gradient)."""
     fn = getattr(xent, name + ("_with_grad" if grad else ""))
     idx = plan.indices()
-    xb = plan.x.to_delayed()
+    xb = plan.xb
 
     def call(f, i, nout=None, **extra):
         return dask.delayed(_block_call, pure=True, nout=nout)(
@@ -617,10 +658,10 @@ def token_stats(logits, target=None, *, axis=-1, temperature=1.0, ignore_index=N
     plan = _Plan(x, ax)
     plan.add_sample("target", target)
     cdt = _dtypes(x)[0]
-    xb = x.to_delayed()
     kwargs = dict(axis=ax, temperature=temperature, ignore_index=ignore_index)
-    parts = {i: dask.delayed(_block_call, pure=True)(xent.token_stats, xb[i], plan.block_args(i),
-                                                    kwargs, n_threads) for i in plan.indices()}
+    parts = {i: dask.delayed(_block_call, pure=True)(xent.token_stats, plan.xb[i],
+                                                    plan.block_args(i), kwargs, n_threads)
+             for i in plan.indices()}
     fields = [("lse", cdt), ("entropy", cdt), ("argmax", np.int64)]
     if target is not None:
         fields += [("logprob", cdt), ("rank", np.int64)]
@@ -630,7 +671,7 @@ def token_stats(logits, target=None, *, axis=-1, temperature=1.0, ignore_index=N
 
 
 def _lse_block(x, b, kwargs):
-    return xent.logsumexp(x, **({} if b is None else {"b": b}), **kwargs)
+    return xent.logsumexp(_loaded(x), **({} if b is None else {"b": _loaded(b)}), **kwargs)
 
 
 def _item(r, k):
@@ -642,9 +683,9 @@ def logsumexp(x, axis=-1, b=None, keepdims=False, return_sign=False):
     a, ax = _prepare(x, axis, "x")
     plan = _Plan(a, ax)
     plan.add_like("b", b, broadcast=True)
-    xb = a.to_delayed()
     kwargs = dict(axis=ax, keepdims=keepdims, return_sign=return_sign)
-    parts = {i: dask.delayed(_lse_block, pure=True)(xb[i], plan.block_args(i).get("b"), kwargs)
+    parts = {i: dask.delayed(_lse_block, pure=True)(plan.xb[i], plan.block_args(i).get("b"),
+                                                   kwargs)
              for i in plan.indices()}
     cdt = _dtypes(a)[0]
 
@@ -659,11 +700,14 @@ def logsumexp(x, axis=-1, b=None, keepdims=False, return_sign=False):
                  for k in (0, 1))
 
 
+def _rowwise_block(fn, x, axis):
+    return fn(_loaded(x), axis=axis)
+
+
 def _softmax_like(fn, x, axis):
     a, ax = _prepare(x, axis, "x")
     plan = _Plan(a, ax)
-    xb = a.to_delayed()
-    return plan.like_logits({i: dask.delayed(fn, pure=True)(xb[i], axis=ax)
+    return plan.like_logits({i: dask.delayed(_rowwise_block, pure=True)(fn, plan.xb[i], ax)
                              for i in plan.indices()}, _dtypes(a)[1])
 
 
