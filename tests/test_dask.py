@@ -1069,8 +1069,9 @@ def test_from_npy_is_read_in_the_call_and_bitwise(tmp_path, rng, chunk_rows):
     keys = [str(k) for k in dict(loss.__dask_graph__())]
     assert not any("concatenate" in k for k in keys)
     assert sum(k.startswith("_block_call") for k in keys) == len(X.chunks[0])
-    rechunked = xd.softmax_cross_entropy(X.rechunk(50), Y, ignore_index=-100)
-    assert any("concatenate" in str(k) for k in dict(rechunked.__dask_graph__()))
+    if len(X.chunks[0]) > 1:            # rechunked, the file's own tasks come back
+        rechunked = xd.softmax_cross_entropy(X.rechunk(50), Y, ignore_index=-100)
+        assert any("concatenate" in str(k) for k in dict(rechunked.__dask_graph__()))
     assert loss.compute(scheduler="sync") == xent.softmax_cross_entropy(x, y, ignore_index=-100)
     kl, g = xd.kl_divergence_with_grad(X, Z, target=Y, ignore_index=-100)
     want_kl, want_g = xent.kl_divergence_with_grad(x, z, target=y, ignore_index=-100)
