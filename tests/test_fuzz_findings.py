@@ -299,3 +299,31 @@ def test_small_call_with_grad_out_names_an_unconvertible_input(call, exc):
         kwargs["grad_out"] = g
     with pytest.raises(ValueError, match=f"`{name}` must be an array-like"):
         fn(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# 8. a NaN class weight of a used class, the mean's gradient: the denominator
+#    is NaN, and the ignored rows' gradient stays 0 (the reference gave them
+#    0 / NaN)
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", [xent, ref], ids=["xent", "reference"])
+@pytest.mark.parametrize("name", ["softmax_cross_entropy_with_grad", "softmax_focal_loss_with_grad"])
+@pytest.mark.parametrize("n, c", [(6, 4), (40, 1000)])
+def test_nan_weight_of_a_used_class_keeps_ignored_rows_at_zero(impl, name, n, c):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c))
+    y = rng.integers(0, c, n)
+    y[:3] = [0, 1, 1]                   # class 0 (weight NaN) used; class 1 ignored
+    w = rng.uniform(0.5, 2.0, c)
+    w[0] = np.nan
+    loss, grad = getattr(impl, name)(x, y, weight=w, ignore_index=1)
+    assert np.isnan(loss)
+    assert (grad[y == 1] == 0).all()
+    assert np.isnan(grad[y != 1]).all()
+    if name == "softmax_cross_entropy_with_grad":
+        torch = pytest.importorskip("torch", reason="PyTorch is the outside oracle of this pattern")
+        xt = torch.tensor(x, requires_grad=True)
+        torch.nn.functional.cross_entropy(xt, torch.tensor(y), weight=torch.tensor(w),
+                                          ignore_index=1).backward()
+        np.testing.assert_array_equal(np.isnan(grad), np.isnan(xt.grad.numpy()))

@@ -799,10 +799,10 @@ def _softmax_focal(logits, target, alpha, gamma, axis, weight, ignore_index, red
         if not want_grad:
             return value
         grad = np.where(bad[:, None], np.nan, grad)
-        grad = np.where(ignored[:, None], 0, grad)
         if denom is not None:                            # mean: / denominator, 0 if none
             grad = np.zeros_like(grad) if denom == 0 else grad.astype(np.float64) / denom
-        grad = grad.astype(cdt)
+        # ignored rows are 0 even when the denominator is NaN (a NaN class weight)
+        grad = np.where(ignored[:, None], 0, grad).astype(cdt)
     grad = _from_rows(grad.astype(_grad_dtype(logits.dtype)), moved_shape, axis)
     return value, grad
 

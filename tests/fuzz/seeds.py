@@ -197,6 +197,11 @@ SEEDS = {
     "js-grad-beta-large": {"fn": "js_divergence_with_grad", "beta": 0.1, "shape": (40, 1000),
                            "logits.scale": 10.0, "target_logits.scale": 10.0},
     "js-beta-one": {"fn": "js_divergence", "beta": 1.0},
+    # a NaN class weight of a used class, the mean's gradient: the reference
+    # gave the ignored rows NaN (0 / NaN) where xent and PyTorch give 0
+    "softmax_focal-grad-nan-weight-ignore": {"fn": "softmax_focal_loss_with_grad", "shape": (32, 10),
+                                             "weight.given": True, "weight.kind": "nan",
+                                             "ignore_index": 1, "reduction": "mean"},
     "js-grad-masks": {"fn": "js_divergence_with_grad", "logits.n_specials": 2, "logits.special": -math.inf,
                       "target_logits.n_specials": 2, "target_logits.special": -math.inf},
 }
