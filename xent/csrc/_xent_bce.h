@@ -74,18 +74,23 @@ XENT_INLINE N(bce_t) N(bce_safe)(T xv, T tv, T wv, T pv)
 #define XT_BCE_LOOP(ELEM, WV, PV, ST)                                             \
     do {                                                                          \
         ptrdiff_t h_ = n / 2;                                                     \
-        _Pragma("omp simd")                                                        \
+        _Pragma("omp simd reduction(max : mx) reduction(min : mn)")               \
         for (ptrdiff_t i = 0; i < h_; i++) {                                      \
             N(bce_t) r0_ = ELEM(x[i], keep * t[i] + half, WV(i), PV(i));          \
             N(bce_t) r1_ = ELEM(x[i + h_], keep * t[i + h_] + half, WV(i + h_), PV(i + h_)); \
             ST(i, r0_);                                                           \
             ST(i + h_, r1_);                                                      \
+            XT_BCE_RANGE(r0_.loss);                                               \
+            XT_BCE_RANGE(r1_.loss);                                               \
         }                                                                         \
         if (n & 1) {                                                              \
             N(bce_t) r_ = ELEM(x[n - 1], keep * t[n - 1] + half, WV(n - 1), PV(n - 1)); \
             ST(n - 1, r_);                                                        \
+            XT_BCE_RANGE(r_.loss);                                                \
         }                                                                         \
     } while (0)
+/* the losses' range (a NaN is in neither: the chunk's sum finds it) */
+#define XT_BCE_RANGE(l) (mx = (l) > mx ? (l) : mx, mn = (l) < mn ? (l) : mn)
 #define XT_BCE_STORES(ELEM, WV, PV)                                               \
     do {                                                                          \
         if (gout)                                                                 \
@@ -106,84 +111,58 @@ XENT_INLINE N(bce_t) N(bce_safe)(T xv, T tv, T wv, T pv)
             XT_BCE_STORES(N(bce_fast), XT_W1, XT_W1);                             \
     } while (0)
 
-/* The losses summed in double, in an order fixed by the chunk (a row's
- * partial sum, when BCE sums by rows). */
-static double N(bce_sum)(const T* l, ptrdiff_t n)
-{
-    double acc = 0.0;
-    _Pragma("omp simd reduction(+ : acc)")
-    for (ptrdiff_t j = 0; j < n; j++)
-        acc += (double)l[j];
-    return acc;
-}
-
-/* Whether a chunk's losses hold an inf or a NaN: the reproducible sum's range
- * scan (their largest and smallest magnitude) when `acc` takes each loss,
- * else their sum (into *s). */
-XENT_INLINE int N(bce_check)(const xent_rsum* acc, const T* l, ptrdiff_t n, T* mx, T* mn,
-                             double* s)
-{
-    if (acc)
-        return N(rsum_scan)(l, n, mx, mn);
-    *s = N(bce_sum)(l, n);
-    return !(*s - *s == 0);
-}
-
-/* A chunk's losses (into `loss` when given): each added to the reproducible
- * sum `acc` from L1 (NULL: none), or their sum returned (`want_sum`). */
-static double N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
-                           T half, T* loss, T* grad, T gscale, xent_rsum* acc, int want_sum)
+/* A chunk's losses (into `loss` when given), each added to the reproducible
+ * sum `acc` (NULL: none) from L1.  The loop above keeps the losses' largest
+ * and smallest value (two vector instructions per vector, in registers: a
+ * separate sweep of the losses cost as much as the loss's log1p at C = 10);
+ * when they are all positive and span few enough binades (rsum_fits) their
+ * double sum is exact, and joins the run's; otherwise (a zero, a negative
+ * weight, an inf or a NaN, a wide range) the chunk goes to rsum_chunk. */
+static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
+                         T half, T* loss, T* grad, T gscale, xent_rsum_run* run)
 {
     T lb[XT_BCE_CHUNK], gb[XT_BCE_CHUNK];
     T* lout = loss ? loss : lb;
     /* in place (grad is x): the gradient goes to a buffer first, so that the
      * second pass below can still read x */
     T* gout = grad == x ? gb : grad;
+    T mx = 0, mn = XT_HUGE;
     XT_BCE_ALL();
-    /* one sweep for whether a loss is inf or NaN: the split's range scan
-     * when each loss is a term of the reproducible sum, else the chunk's sum
-     * (a loop of its own costs ~1 cycle per 16 floats; inside the loop above
-     * it lengthened the dependency chains) */
-    T mx = 0, mn = 0;
-    double s = 0.0;
-    int odd = N(bce_check)(acc, lout, n, &mx, &mn, &s);
-    if (!pw && odd) {
-        /* an inf or NaN among bce_fast's losses: the chunk again, each
+    double s = N(rsum_dsum)(lout, n);
+    if (!pw && !(s - s == 0)) {
+        /* an inf or a NaN among bce_fast's losses: the chunk again, each
          * non-finite value from bce_elem */
         gout = grad ? gout : gb;
         if (w)
             XT_BCE_LOOP(N(bce_safe), XT_WG, XT_W1, XT_ST_LG);
         else
             XT_BCE_LOOP(N(bce_safe), XT_W1, XT_W1, XT_ST_LG);
-        odd = N(bce_check)(acc, lout, n, &mx, &mn, &s);
     }
-    if (acc) {
-        if (odd)
-            for (ptrdiff_t j = 0; j < n; j++)
-                xent_rsum_put(acc, (double)lout[j]);
+    int E, U;
+    if (run->acc) {
+        if (s - s == 0 && mn > 0 && N(rsum_fits)(mx, mn, &E, &U))
+            xent_run_add(run, s, (int)n, E, U);
         else
-            N(rsum_split)(acc, lout, n, mx, mn);
+            N(rsum_chunk)(run->acc, lout, n);
     }
-    (void)want_sum;
     if (grad && gout == gb)
         memcpy(grad, gb, (size_t)n * sizeof(T));
-    return s;
 }
 #undef XT_BCE_STORES
 #undef XT_BCE_ALL
 #undef XT_BCE_LOOP
+#undef XT_BCE_RANGE
 #undef XT_ST_L
 #undef XT_ST_LG
 #undef XT_PG
 #undef XT_WG
 #undef XT_W1
 
-/* The chunks' float64 sums Kahan-added (`want_sum`: a row's partial sum, in
- * an order fixed by the row), or every loss into `acc`. */
-static double N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
-                         T half, T* loss, T* grad, T gscale, xent_rsum* acc, int want_sum)
+/* n contiguous elements, a chunk of XT_BCE_CHUNK at a time */
+static void N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
+                       T half, T* loss, T* grad, T gscale, xent_rsum* acc)
 {
-    double s = 0.0, c = 0.0;
+    xent_rsum_run run = {acc, 0.0, 0, 0, 0};
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
         /* logits and targets fetched 8 KiB ahead: two streams, read at the
          * rate of the loop, kept the hardware prefetcher behind (1 GB, 2
@@ -192,13 +171,11 @@ static double N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdif
             XENT_PREFETCH(x + j0, XT_BCE_AHEAD + k);
             XENT_PREFETCH(t + j0, XT_BCE_AHEAD + k);
         }
-        xent_kahan_add(&s, &c, N(bce_chunk)(x + j0, t + j0, w ? w + j0 : NULL,
-                                          pw ? pw + j0 : NULL,
-                                          n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep,
-                                          half, loss ? loss + j0 : NULL,
-                                          grad ? grad + j0 : NULL, gscale, acc, want_sum));
+        N(bce_chunk)(x + j0, t + j0, w ? w + j0 : NULL, pw ? pw + j0 : NULL,
+                     n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK, keep, half,
+                     loss ? loss + j0 : NULL, grad ? grad + j0 : NULL, gscale, &run);
     }
-    return s - c;
+    xent_run_flush(&run);
 }
 
 /* The weights of elements [e, e + len) (absolute, from row r = e / K,
@@ -251,16 +228,13 @@ XENT_INLINE const T* N(bce_weights)(xent_bcast b, int periodic, ptrdiff_t e, ptr
  * bce_weights).  A bce_seg per row instead, each reading its weights with a
  * gather, makes a (C,) pos_weight at C = 10 8x slower than the unweighted
  * loss (2.6M elements, 2 threads, AMD Zen 4).
- * The losses go to the reproducible sum `acc`, one by one; or, with
- * `row_sums`, [i0, i0 + n) are whole rows and each row's partial sum (its
- * stretches' bce_seg sums Kahan-added, in an order fixed by the row) goes to
- * row_sums[r]. */
+ * Every loss goes to the reproducible sum `acc`. */
 static void N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0,
                         ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale,
-                        xent_rsum* acc, double* row_sums)
+                        xent_rsum* acc)
 {
-    if (!w.p && !pw.p && !row_sums) {
-        N(bce_seg)(x, t, NULL, NULL, n, keep, half, loss, grad, gscale, acc, 0);
+    if (!w.p && !pw.p) {
+        N(bce_seg)(x, t, NULL, NULL, n, keep, half, loss, grad, gscale, acc);
         return;
     }
     /* the repeating pattern (bce_periodic), or a stretch's gathered weights */
@@ -278,29 +252,13 @@ static void N(bce_rows)(const T* x, const T* t, xent_bcast w, xent_bcast pw, ptr
         if (pper)
             pbuf[j] = pbuf[j - K];
     }
-    if (row_sums) {
-        for (ptrdiff_t r0 = 0; r0 < n; r0 += K) {
-            const ptrdiff_t r = (i0 + r0) / K;
-            double s = 0.0, cc = 0.0;
-            for (ptrdiff_t j0 = 0; j0 < K; j0 += XT_BCE_STRETCH) {
-                ptrdiff_t len = K - j0 < XT_BCE_STRETCH ? K - j0 : XT_BCE_STRETCH;
-                const T* wv = N(bce_weights)(w, wper, i0 + r0 + j0, r, j0, K, len, wbuf);
-                const T* pv = N(bce_weights)(pw, pper, i0 + r0 + j0, r, j0, K, len, pbuf);
-                xent_kahan_add(&s, &cc, N(bce_seg)(x + r0 + j0, t + r0 + j0, wv, pv, len, keep,
-                                                 half, loss ? loss + r0 + j0 : NULL,
-                                                 grad ? grad + r0 + j0 : NULL, gscale, NULL, 1));
-            }
-            row_sums[r0 / K] = s - cc;
-        }
-        return;
-    }
     ptrdiff_t r = i0 / K, c = i0 - r * K;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_STRETCH) {
         ptrdiff_t len = n - j0 < XT_BCE_STRETCH ? n - j0 : XT_BCE_STRETCH;
         const T* wv = N(bce_weights)(w, wper, i0 + j0, r, c, K, len, wbuf);
         const T* pv = N(bce_weights)(pw, pper, i0 + j0, r, c, K, len, pbuf);
         N(bce_seg)(x + j0, t + j0, wv, pv, len, keep, half, loss ? loss + j0 : NULL,
-                   grad ? grad + j0 : NULL, gscale, acc, 0);
+                   grad ? grad + j0 : NULL, gscale, acc);
         c += len;
         r += c / K;
         c %= K;

@@ -31,7 +31,7 @@
     XV(S, softmax_small, (const T* x, ptrdiff_t n, ptrdiff_t C, int mode, T* out), (x, n, C, mode, out)) \
     XV(S, prob_small, (const T* x, const T* t, ptrdiff_t n, ptrdiff_t C, const T* w, const T* sw, double eps, T* loss, T* grad, double scale, xent_rsum* acc), (x, t, n, C, w, sw, eps, loss, grad, scale, acc)) \
     XV(S, index_small, (const T* x, const int64_t* y, ptrdiff_t n, ptrdiff_t C, const T* w, const T* sw, int has_ignore, int64_t ignore, T* loss, T* grad, double scale, xent_rsum* acc), (x, y, n, C, w, sw, has_ignore, ignore, loss, grad, scale, acc)) \
-    XV(S, bce_rows, (const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0, ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale, xent_rsum* acc, double* row_sums), (x, t, w, pw, i0, n, K, keep, half, loss, grad, gscale, acc, row_sums)) \
+    XV(S, bce_rows, (const T* x, const T* t, xent_bcast w, xent_bcast pw, ptrdiff_t i0, ptrdiff_t n, ptrdiff_t K, T keep, T half, T* loss, T* grad, T gscale, xent_rsum* acc), (x, t, w, pw, i0, n, K, keep, half, loss, grad, gscale, acc)) \
     X(S, T, range_max, (const T* x, ptrdiff_t n), (x, n))                                          \
     XV(S, row_blocks, (const T* x, ptrdiff_t C, ptrdiff_t b_lo, ptrdiff_t b_hi, T gmax, xent_block* out), (x, C, b_lo, b_hi, gmax, out)) \
     X(S, xent_stats, row_merge, (const xent_block* blocks, ptrdiff_t n_blocks), (blocks, n_blocks)) \

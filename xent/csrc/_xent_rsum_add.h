@@ -204,6 +204,34 @@ static double N(rsum_dsum)(const T* restrict v, ptrdiff_t n)
 }
 #endif
 
+/* Whether up to XT_RS_CHUNK finite terms whose nonzero magnitudes lie in
+ * [mn, mx] (mx > 0) sum to a double in any order.  Every float term is a
+ * multiple of u = 2^U, mn's last bit (2^-149 at least), and below 2^E:
+ * n <= 2^8 of them sum to multiples of u below 2^(E + 8), so when
+ * E + 8 <= 53 + U every partial sum is a double, and their double sum is
+ * one exact term.  (A chunk of BCE losses from logits of unit scale spans a
+ * few binades.)  Double terms never qualify. */
+XENT_INLINE int N(rsum_fits)(T mx, T mn, int* E_out, int* U_out)
+{
+#if XT_FLOAT
+    const double dmx = (double)mx, dmn = (double)mn;
+    uint64_t mb, nb;
+    memcpy(&mb, &dmx, sizeof mb);
+    memcpy(&nb, &dmn, sizeof nb);
+    const int E = (int)(mb >> 52) - 1022;           /* mx < 2^E */
+    int U = (int)(nb >> 52) - 1023 - 23;
+    U = U < -149 ? -149 : U;
+    *E_out = E;
+    *U_out = U;
+    return E - U <= 45;
+#else
+    (void)mx;
+    (void)mn;
+    *E_out = *U_out = 0;
+    return 0;
+#endif
+}
+
 /* A chunk of n <= XT_RS_CHUNK finite terms whose nonzero magnitudes lie in
  * [mn, mx]: split window by window, each 2^XT_RS_SPAN wide from the top
  * (a masked sweep per window: the terms of a chunk usually fit in one). */
@@ -221,24 +249,11 @@ static void N(rsum_split)(xent_rsum* a, const T* restrict v, ptrdiff_t n, T mx, 
     uint64_t mb;
     memcpy(&mb, &dmx, sizeof mb);
     int E = (int)(mb >> 52) - 1022;
-#if XT_FLOAT
-    {
-        /* Every float term is a multiple of u = 2^U, mn's last bit (2^-149
-         * at least), and below 2^E: n <= 2^8 of them sum to multiples of u
-         * below 2^(E + 8), so when E + 8 <= 53 + U every partial sum, in any
-         * order, is a double; their sum is then one exact term.  (A chunk of
-         * BCE losses from logits of unit scale spans a few binades.) */
-        const double dmn = (double)mn;
-        uint64_t nb;
-        memcpy(&nb, &dmn, sizeof nb);
-        int U = (int)(nb >> 52) - 1023 - 23;
-        U = U < -149 ? -149 : U;
-        if (E - U <= 45) {
-            xent_rsum_put(a, N(rsum_dsum)(v, n));
-            return;
-        }
+    int Ef, Uf;
+    if (N(rsum_fits)(mx, mn, &Ef, &Uf)) {
+        xent_rsum_put(a, N(rsum_dsum)(v, n));
+        return;
     }
-#endif
     T top = XT_HUGE;                        /* the window's upper end (excluded) */
     for (;;) {
         /* M and the window's lower end from their bits */

@@ -22,18 +22,6 @@
 enum { XENT_TILE_OPS(XENT_OP_ENUM) XENT_N_OPS };
 #undef XENT_OP_ENUM
 
-/* BCE sums a row (the last axis) into one term of the reproducible sum once
- * rows have XENT_BCE_ROW_MIN elements: a row's partial sum costs one sweep
- * of its losses in L1, while adding every element exactly costs ~1.3 cycles
- * per float32 element, 60-80 % of the loss itself (1 GB, 2 threads, AVX-512).
- * Shorter rows (1-D logits are rows of one element) add each element.
- * Either way a row's terms do not depend on how the rows are split. */
-#define XENT_BCE_ROW_MIN 128
-static inline int xent_bce_row_sums(int op, ptrdiff_t C)
-{
-    return op == XENT_OP_BCE && C >= XENT_BCE_ROW_MIN;
-}
-
 /* How the logits are stored: float, double, or the bits of a 16-bit float,
  * float16 or bfloat16 (float32 math). */
 enum { XENT_F32 = 0, XENT_F64 = 1, XENT_F16 = 2, XENT_BF16 = 3 };
@@ -225,18 +213,16 @@ static inline int xent_elementwise(int op)
 static inline ptrdiff_t xent_tile_units(int op, ptrdiff_t C)
 {
     ptrdiff_t rows = C >= XENT_TILE_ELEMS ? 1 : XENT_TILE_ELEMS / (C > 0 ? C : 1);
-    if (xent_bce_row_sums(op, C))
-        return rows * C;                /* elements, whole rows */
     if (xent_elementwise(op))
         return XENT_TILE_ELEMS;
     return op == XENT_OP_LABELS ? 4 * rows : rows;
 }
 
-/* The reproducible sum's stage holds doubles: float64 losses, the labels'
- * weights (products not rounded) and BCE's row sums; else floats. */
+/* The reproducible sum's stage holds doubles: float64 losses and the
+ * labels' weights (products not rounded); else floats. */
 static inline int xent_sum_in_double(const xent_call* c)
 {
-    return c->dt == XENT_F64 || c->op == XENT_OP_LABELS || xent_bce_row_sums(c->op, c->C);
+    return c->dt == XENT_F64 || c->op == XENT_OP_LABELS;
 }
 
 /* Elements of the logits per unit of xent_tile_units. */

@@ -276,18 +276,8 @@ static void TS(tile_bce)(const xent_call* c, ptrdiff_t t, ptrdiff_t r0, ptrdiff_
     (void)t;
     (void)x0;
     (void)zt;
-    if (acc && xent_bce_row_sums(c->op, c->C)) {
-        /* whole rows (xent_tile_units): each row's partial sum is one term */
-        double rs[XENT_TILE_ELEMS / XENT_BCE_ROW_MIN];
-        TS(bce_rows)(xt, (const T*)c->t + r0, c->wb, c->pb, r0, r1 - r0, c->C,
-                     (T)(1.0 - c->eps), (T)(0.5 * c->eps), loss ? loss + r0 : NULL, gt,
-                     (T)c->scale, NULL, rs);
-        for (ptrdiff_t k = 0; k < (r1 - r0) / c->C; k++)
-            xent_rsum_push_f64(acc, rs[k]);
-        return;
-    }
     TS(bce_rows)(xt, (const T*)c->t + r0, c->wb, c->pb, r0, r1 - r0, c->C, (T)(1.0 - c->eps),
-                 (T)(0.5 * c->eps), loss ? loss + r0 : NULL, gt, (T)c->scale, acc, NULL);
+                 (T)(0.5 * c->eps), loss ? loss + r0 : NULL, gt, (T)c->scale, acc);
 }
 
 /* Softmax primitives on rows: mode 0 logsumexp (into `loss`, one value per
