@@ -74,23 +74,18 @@ XENT_INLINE N(bce_t) N(bce_safe)(T xv, T tv, T wv, T pv)
 #define XT_BCE_LOOP(ELEM, WV, PV, ST)                                             \
     do {                                                                          \
         ptrdiff_t h_ = n / 2;                                                     \
-        _Pragma("omp simd reduction(max : mx) reduction(min : mn)")               \
+        _Pragma("omp simd")                                                        \
         for (ptrdiff_t i = 0; i < h_; i++) {                                      \
             N(bce_t) r0_ = ELEM(x[i], keep * t[i] + half, WV(i), PV(i));          \
             N(bce_t) r1_ = ELEM(x[i + h_], keep * t[i + h_] + half, WV(i + h_), PV(i + h_)); \
             ST(i, r0_);                                                           \
             ST(i + h_, r1_);                                                      \
-            XT_BCE_RANGE(r0_.loss);                                               \
-            XT_BCE_RANGE(r1_.loss);                                               \
         }                                                                         \
         if (n & 1) {                                                              \
             N(bce_t) r_ = ELEM(x[n - 1], keep * t[n - 1] + half, WV(n - 1), PV(n - 1)); \
             ST(n - 1, r_);                                                        \
-            XT_BCE_RANGE(r_.loss);                                                \
         }                                                                         \
     } while (0)
-/* the losses' range (a NaN is in neither: the chunk's sum finds it) */
-#define XT_BCE_RANGE(l) (mx = (l) > mx ? (l) : mx, mn = (l) < mn ? (l) : mn)
 #define XT_BCE_STORES(ELEM, WV, PV)                                               \
     do {                                                                          \
         if (gout)                                                                 \
@@ -112,12 +107,11 @@ XENT_INLINE N(bce_t) N(bce_safe)(T xv, T tv, T wv, T pv)
     } while (0)
 
 /* A chunk's losses (into `loss` when given), each added to the reproducible
- * sum `acc` (NULL: none) from L1.  The loop above keeps the losses' largest
- * and smallest value (two vector instructions per vector, in registers: a
- * separate sweep of the losses cost as much as the loss's log1p at C = 10);
- * when they are all positive and span few enough binades (rsum_fits) their
- * double sum is exact, and joins the run's; otherwise (a zero, a negative
- * weight, an inf or a NaN, a wide range) the chunk goes to rsum_chunk. */
+ * sum of `run` (its acc NULL: none) from L1.  One sweep gives their double
+ * sum and their least value: when they are all positive and that sum is
+ * exact (rsum_pos_fits: a chunk of losses of logits of unit scale, or of 3,
+ * usually is), it joins the run's; otherwise (a zero, a negative weight, an
+ * inf or a NaN, or too wide a range) the chunk goes to rsum_chunk. */
 static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
                          T half, T* loss, T* grad, T gscale, xent_rsum_run* run)
 {
@@ -126,9 +120,9 @@ static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdif
     /* in place (grad is x): the gradient goes to a buffer first, so that the
      * second pass below can still read x */
     T* gout = grad == x ? gb : grad;
-    T mx = 0, mn = XT_HUGE;
     XT_BCE_ALL();
-    double s = N(rsum_dsum)(lout, n);
+    T mn;
+    double s = N(rsum_dsum_min)(lout, n, &mn);
     if (!pw && !(s - s == 0)) {
         /* an inf or a NaN among bce_fast's losses: the chunk again, each
          * non-finite value from bce_elem */
@@ -138,10 +132,10 @@ static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdif
         else
             XT_BCE_LOOP(N(bce_safe), XT_W1, XT_W1, XT_ST_LG);
     }
-    int E, U;
+    int U;
     if (run->acc) {
-        if (s - s == 0 && mn > 0 && N(rsum_fits)(mx, mn, &E, &U))
-            xent_run_add(run, s, (int)n, E, U);
+        if (s - s == 0 && mn > 0 && N(rsum_pos_fits)(s, mn, &U))
+            xent_run_add(run, s, U);
         else
             N(rsum_chunk)(run->acc, lout, n);
     }
@@ -151,7 +145,6 @@ static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdif
 #undef XT_BCE_STORES
 #undef XT_BCE_ALL
 #undef XT_BCE_LOOP
-#undef XT_BCE_RANGE
 #undef XT_ST_L
 #undef XT_ST_LG
 #undef XT_PG
@@ -162,7 +155,7 @@ static void N(bce_chunk)(const T* x, const T* t, const T* w, const T* pw, ptrdif
 static void N(bce_seg)(const T* x, const T* t, const T* w, const T* pw, ptrdiff_t n, T keep,
                        T half, T* loss, T* grad, T gscale, xent_rsum* acc)
 {
-    xent_rsum_run run = {acc, 0.0, 0, 0, 0};
+    xent_rsum_run run = {acc, 0.0, 0, 0};
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
         /* logits and targets fetched 8 KiB ahead: two streams, read at the
          * rate of the loop, kept the hardware prefetcher behind (1 GB, 2

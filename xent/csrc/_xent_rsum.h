@@ -112,34 +112,30 @@ static inline void xent_rsum_put(xent_rsum* a, double x)
         xent_rsum_normalize(a);
 }
 
-/* Exact double sums of chunks of terms (rsum_fits), added up in one double
- * while that stays exact, and put into the accumulator when it would not:
- * a put per chunk of 256 BCE losses cost ~3 % of the loss.  The run's n
- * terms (at most XENT_RUN_MAX) are multiples of 2^U below 2^E, so while
- * log2(XENT_RUN_MAX) + E - U <= 53 every partial sum is a double. */
-#define XENT_RUN_MAX 4096
+/* Exact double sums of chunks of positive terms (rsum_pos_fits), added up
+ * in one double while that stays exact, and put into the accumulator when
+ * it would not: a put per chunk of 256 BCE losses cost ~3 % of the loss.
+ * The run's terms are multiples of 2^U (the least of its chunks' units), so
+ * while its sum stays below 2^(53 + U) every partial sum is a double. */
 typedef struct {
     xent_rsum* acc;
     double s;
-    int n, E, U;
+    int n, U;
 } xent_rsum_run;
 
-static inline void xent_run_add(xent_rsum_run* r, double s, int n, int E, int U)
+static inline void xent_run_add(xent_rsum_run* r, double s, int U)
 {
     if (r->n) {
-        const int E2 = E > r->E ? E : r->E, U2 = U < r->U ? U : r->U;
-        if (r->n + n <= XENT_RUN_MAX && E2 - U2 <= 53 - 12) {
+        const int U2 = U < r->U ? U : r->U;
+        if (r->s + s < xent_pow2(52 + U2)) {
             r->s += s;
-            r->n += n;
-            r->E = E2;
             r->U = U2;
             return;
         }
         xent_rsum_put(r->acc, r->s);
     }
     r->s = s;
-    r->n = n;
-    r->E = E;
+    r->n = 1;
     r->U = U;
 }
 

@@ -60,8 +60,15 @@
 #define XT_RDADD _mm512_add_pd
 #define XT_RDSTORE _mm512_storeu_pd
 /* the two halves of 16 floats as doubles */
-#define XT_RLO(x) _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_castsi512_ps(x)))
-#define XT_RHI(x) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castsi512_pd(x), 1)))
+#define XT_RF __m512
+#define XT_RFLOAD _mm512_loadu_ps
+#define XT_RFSTORE _mm512_storeu_ps
+#define XT_RFSET1 _mm512_set1_ps
+#define XT_RFMIN _mm512_min_ps
+#define XT_RDHSUM _mm512_reduce_add_pd
+#define XT_RFHMIN _mm512_reduce_min_ps
+#define XT_RLO(x) _mm512_cvtps_pd(_mm512_castps512_ps256(x))
+#define XT_RHI(x) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)))
 #else
 #define XT_RL 8
 #define XT_RI __m256i
@@ -76,8 +83,31 @@
 #define XT_RDZERO _mm256_setzero_pd()
 #define XT_RDADD _mm256_add_pd
 #define XT_RDSTORE _mm256_storeu_pd
-#define XT_RLO(x) _mm256_cvtps_pd(_mm256_castps256_ps128(_mm256_castsi256_ps(x)))
-#define XT_RHI(x) _mm256_cvtps_pd(_mm256_extractf128_ps(_mm256_castsi256_ps(x), 1))
+#define XT_RF __m256
+#define XT_RFLOAD _mm256_loadu_ps
+#define XT_RFSTORE _mm256_storeu_ps
+#define XT_RFSET1 _mm256_set1_ps
+#define XT_RFMIN _mm256_min_ps
+#define XT_RDHSUM N(hsum_d4)
+#define XT_RFHMIN N(hmin_f8)
+#define XT_RLO(x) _mm256_cvtps_pd(_mm256_castps256_ps128(x))
+#define XT_RHI(x) _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))
+#endif
+#if !XENT_ISA_AVX512
+/* horizontal reductions in log2(lanes) steps (a loop over the lanes is a
+ * chain of dependent scalar operations: it cost more than the sweep over a
+ * chunk of 256) */
+XENT_INLINE double N(hsum_d4)(__m256d v)
+{
+    __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
+}
+XENT_INLINE float N(hmin_f8)(__m256 v)
+{
+    __m128 a = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_min_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_min_ss(a, _mm_movehdup_ps(a)));
+}
 #endif
 #define XT_RSCAN(a, b, p)                                                         \
     do {                                                                          \
@@ -127,35 +157,49 @@ static int N(rsum_scan)(const T* restrict v, ptrdiff_t n, T* mx_out, T* mn_out)
     return hi > hb;
 }
 
-/* The terms' sum in double, in no fixed order: only for terms whose every
- * partial sum is a double (rsum_split's test) */
-static double N(rsum_dsum)(const T* restrict v, ptrdiff_t n)
+/* The terms' sum in double, in no fixed order (exact only for terms that
+ * pass rsum_fits or rsum_pos_fits), and with `mn` their smallest value
+ * (signed; a NaN leaves it: the sum shows it). */
+static double N(rsum_dsum_min)(const T* restrict v, ptrdiff_t n, T* mn)
 {
     XT_RD s0 = XT_RDZERO, s1 = s0, s2 = s0, s3 = s0;
+    XT_RF l0 = XT_RFSET1(XT_HUGE), l1 = l0;
     ptrdiff_t j = 0;
     for (; j + 2 * XT_RL <= n; j += 2 * XT_RL) {
-        XT_RI x = XT_RLOAD(v + j), y = XT_RLOAD(v + j + XT_RL);
+        XT_RF x = XT_RFLOAD(v + j), y = XT_RFLOAD(v + j + XT_RL);
         s0 = XT_RDADD(s0, XT_RLO(x));
         s1 = XT_RDADD(s1, XT_RHI(x));
         s2 = XT_RDADD(s2, XT_RLO(y));
         s3 = XT_RDADD(s3, XT_RHI(y));
+        l0 = XT_RFMIN(l0, x);
+        l1 = XT_RFMIN(l1, y);
     }
     if (j < n) {
-        XENT_ALIGN64 float tail[2 * XT_RL] = {0};
-        memcpy(tail, v + j, (size_t)(n - j) * sizeof(float));
-        XT_RI x = XT_RLOAD(tail), y = XT_RLOAD(tail + XT_RL);
+        /* the tail padded with copies of its first term for the minimum,
+         * with zeros for the sum */
+        XENT_ALIGN64 float tail[2 * XT_RL];
+        for (int k = 0; k < 2 * XT_RL; k++)
+            tail[k] = j + k < n ? v[j + k] : v[j];
+        XT_RF x = XT_RFLOAD(tail), y = XT_RFLOAD(tail + XT_RL);
+        l0 = XT_RFMIN(l0, XT_RFMIN(x, y));
+        for (int k = (int)(n - j); k < 2 * XT_RL; k++)
+            tail[k] = 0.0f;
+        x = XT_RFLOAD(tail);
+        y = XT_RFLOAD(tail + XT_RL);
         s0 = XT_RDADD(s0, XT_RLO(x));
         s1 = XT_RDADD(s1, XT_RHI(x));
         s2 = XT_RDADD(s2, XT_RLO(y));
         s3 = XT_RDADD(s3, XT_RHI(y));
     }
-    s0 = XT_RDADD(XT_RDADD(s0, s1), XT_RDADD(s2, s3));
-    XENT_ALIGN64 double l[XT_RL / 2];
-    XT_RDSTORE(l, s0);
-    double s = 0.0;
-    for (int k = 0; k < XT_RL / 2; k++)
-        s += l[k];
-    return s;
+    *mn = XT_RFHMIN(XT_RFMIN(l0, l1));
+    return XT_RDHSUM(XT_RDADD(XT_RDADD(s0, s1), XT_RDADD(s2, s3)));
+}
+
+/* The terms' sum alone */
+static double N(rsum_dsum)(const T* restrict v, ptrdiff_t n)
+{
+    T mn;
+    return N(rsum_dsum_min)(v, n, &mn);
 }
 #undef XT_RSCAN
 #undef XT_RL
@@ -172,6 +216,13 @@ static double N(rsum_dsum)(const T* restrict v, ptrdiff_t n)
 #undef XT_RDADD
 #undef XT_RDSTORE
 #undef XT_RLO
+#undef XT_RDHSUM
+#undef XT_RFHMIN
+#undef XT_RF
+#undef XT_RFLOAD
+#undef XT_RFSTORE
+#undef XT_RFSET1
+#undef XT_RFMIN
 #undef XT_RHI
 #else
 /* The largest and the smallest nonzero |v| over a chunk (XT_HUGE: none);
@@ -194,6 +245,19 @@ static int N(rsum_scan)(const T* restrict v, ptrdiff_t n, T* mx_out, T* mn_out)
 
 /* The terms' sum in double, in no fixed order: only for terms whose every
  * partial sum is a double (rsum_split's test) */
+static double N(rsum_dsum_min)(const T* restrict v, ptrdiff_t n, T* mn)
+{
+    double s = 0.0;
+    T lo = XT_HUGE;
+    _Pragma("omp simd reduction(+ : s) reduction(min : lo)")
+    for (ptrdiff_t j = 0; j < n; j++) {
+        s += (double)v[j];
+        lo = v[j] < lo ? v[j] : lo;
+    }
+    *mn = lo;
+    return s;
+}
+
 static double N(rsum_dsum)(const T* restrict v, ptrdiff_t n)
 {
     double s = 0.0;
@@ -228,6 +292,30 @@ XENT_INLINE int N(rsum_fits)(T mx, T mn, int* E_out, int* U_out)
     (void)mx;
     (void)mn;
     *E_out = *U_out = 0;
+    return 0;
+#endif
+}
+
+/* Whether the double sum s of positive terms, the smallest mn, is exact:
+ * every term and partial sum is a multiple of u = 2^U, mn's last bit, and
+ * at most the sum; below 2^(52 + U) (s's rounding error, under 2^-44 s for
+ * 2^8 terms, cannot hide a sum of 2^(53 + U)) they are doubles, so every
+ * addition was exact.  Double terms never qualify (their U is that of a
+ * double, not of a float). */
+XENT_INLINE int N(rsum_pos_fits)(double s, T mn, int* U_out)
+{
+#if XT_FLOAT
+    const double dmn = (double)mn;
+    uint64_t nb;
+    memcpy(&nb, &dmn, sizeof nb);
+    int U = (int)(nb >> 52) - 1023 - 23;
+    U = U < -149 ? -149 : U;
+    *U_out = U;
+    return s < xent_pow2(52 + U);
+#else
+    (void)s;
+    (void)mn;
+    *U_out = 0;
     return 0;
 #endif
 }
