@@ -55,7 +55,6 @@
 #define XT_RMIN _mm512_min_epu32
 #define XT_RSUB _mm512_sub_epi32
 #define XT_RSET1 _mm512_set1_epi32
-#define XT_RSTORE(p, v) _mm512_storeu_si512((void*)(p), v)
 #define XT_RDZERO _mm512_setzero_pd()
 #define XT_RDADD _mm512_add_pd
 #define XT_RDSTORE _mm512_storeu_pd
@@ -65,7 +64,18 @@
 #define XT_RFSTORE _mm512_storeu_ps
 #define XT_RFSET1 _mm512_set1_ps
 #define XT_RFMIN _mm512_min_ps
+#define XT_RFADD _mm512_add_ps
+#define XT_RFSUB _mm512_sub_ps
+#define XT_RFAND _mm512_and_ps
+#define XT_RFCAST _mm512_castsi512_ps
+#define XT_RFHSUM _mm512_reduce_add_ps
+/* x where thr <= ax < top, else 0 */
+#define XT_RFSEL(x, ax, thr, top)                                                 \
+    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ax, thr, _CMP_GE_OQ) &                 \
+                        _mm512_cmp_ps_mask(ax, top, _CMP_LT_OQ), x)
 #define XT_RDHSUM _mm512_reduce_add_pd
+#define XT_RUHMAX(v) ((uint32_t)_mm512_reduce_max_epu32(v))
+#define XT_RUHMIN(v) ((uint32_t)_mm512_reduce_min_epu32(v))
 #define XT_RFHMIN _mm512_reduce_min_ps
 #define XT_RLO(x) _mm512_cvtps_pd(_mm512_castps512_ps256(x))
 #define XT_RHI(x) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)))
@@ -79,7 +89,6 @@
 #define XT_RMIN _mm256_min_epu32
 #define XT_RSUB _mm256_sub_epi32
 #define XT_RSET1 _mm256_set1_epi32
-#define XT_RSTORE(p, v) _mm256_storeu_si256((__m256i*)(p), v)
 #define XT_RDZERO _mm256_setzero_pd()
 #define XT_RDADD _mm256_add_pd
 #define XT_RDSTORE _mm256_storeu_pd
@@ -88,7 +97,17 @@
 #define XT_RFSTORE _mm256_storeu_ps
 #define XT_RFSET1 _mm256_set1_ps
 #define XT_RFMIN _mm256_min_ps
+#define XT_RFADD _mm256_add_ps
+#define XT_RFSUB _mm256_sub_ps
+#define XT_RFAND _mm256_and_ps
+#define XT_RFCAST _mm256_castsi256_ps
+#define XT_RFHSUM N(hsum_f8)
+#define XT_RFSEL(x, ax, thr, top)                                                 \
+    _mm256_and_ps(x, _mm256_and_ps(_mm256_cmp_ps(ax, thr, _CMP_GE_OQ),           \
+                                   _mm256_cmp_ps(ax, top, _CMP_LT_OQ)))
 #define XT_RDHSUM N(hsum_d4)
+#define XT_RUHMAX N(hmax_u8)
+#define XT_RUHMIN N(hmin_u8)
 #define XT_RFHMIN N(hmin_f8)
 #define XT_RLO(x) _mm256_cvtps_pd(_mm256_castps256_ps128(x))
 #define XT_RHI(x) _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))
@@ -101,6 +120,24 @@ XENT_INLINE double N(hsum_d4)(__m256d v)
 {
     __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
+}
+XENT_INLINE uint32_t N(hmax_u8)(__m256i v)
+{
+    __m128i a = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    a = _mm_max_epu32(a, _mm_shuffle_epi32(a, 0x4e));
+    return (uint32_t)_mm_cvtsi128_si32(_mm_max_epu32(a, _mm_shuffle_epi32(a, 0xb1)));
+}
+XENT_INLINE uint32_t N(hmin_u8)(__m256i v)
+{
+    __m128i a = _mm_min_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    a = _mm_min_epu32(a, _mm_shuffle_epi32(a, 0x4e));
+    return (uint32_t)_mm_cvtsi128_si32(_mm_min_epu32(a, _mm_shuffle_epi32(a, 0xb1)));
+}
+XENT_INLINE float N(hsum_f8)(__m256 v)
+{
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_add_ss(a, _mm_movehdup_ps(a)));
 }
 XENT_INLINE float N(hmin_f8)(__m256 v)
 {
@@ -137,14 +174,7 @@ static int N(rsum_scan)(const T* restrict v, ptrdiff_t n, T* mx_out, T* mn_out)
     }
     a0 = XT_RMAX(XT_RMAX(a0, a1), XT_RMAX(a2, a3));
     b0 = XT_RMIN(XT_RMIN(b0, b1), XT_RMIN(b2, b3));
-    XENT_ALIGN64 uint32_t la[XT_RL], lb[XT_RL];
-    XT_RSTORE(la, a0);
-    XT_RSTORE(lb, b0);
-    uint32_t hi = 0, lo = 0xffffffffu;
-    for (int k = 0; k < XT_RL; k++) {
-        hi = la[k] > hi ? la[k] : hi;
-        lo = lb[k] < lo ? lb[k] : lo;
-    }
+    uint32_t hi = XT_RUHMAX(a0), lo = XT_RUHMIN(b0);
     const float huge = XT_HUGE;
     uint32_t hb;
     memcpy(&hb, &huge, sizeof hb);
@@ -201,6 +231,42 @@ static double N(rsum_dsum)(const T* restrict v, ptrdiff_t n)
     T mn;
     return N(rsum_dsum_min)(v, n, &mn);
 }
+/* One window's sweep of rsum_split (the C version's comment), with four
+ * accumulators and tree reductions: gcc's code for the C loops summed the
+ * lanes one by one from memory, a chain of 16 dependent adds per window. */
+static void N(rsum_window)(const T* restrict v, ptrdiff_t n, T M, T thr, T top, int masked,
+                           T* s1_out, double* s2_out)
+{
+    const XT_RF Mv = XT_RFSET1(M), thv = XT_RFSET1(thr), tov = XT_RFSET1(top);
+    const XT_RF am = XT_RFCAST(XT_RSET1(0x7fffffff));
+    XT_RF q0 = XT_RFSET1(0.0f), q1 = q0;
+    XT_RD r0 = XT_RDZERO, r1 = r0, r2 = r0, r3 = r0;
+    XENT_ALIGN64 float tail[2 * XT_RL];
+    for (ptrdiff_t j = 0; j < n; j += 2 * XT_RL) {
+        const float* p = v + j;
+        if (n - j < 2 * XT_RL) {
+            for (int k = 0; k < 2 * XT_RL; k++)
+                tail[k] = j + k < n ? v[j + k] : 0.0f;      /* zeros add nothing */
+            p = tail;
+        }
+        XT_RF x = XT_RFLOAD(p), y = XT_RFLOAD(p + XT_RL);
+        if (masked) {
+            x = XT_RFSEL(x, XT_RFAND(x, am), thv, tov);
+            y = XT_RFSEL(y, XT_RFAND(y, am), thv, tov);
+        }
+        XT_RF qx = XT_RFSUB(XT_RFADD(x, Mv), Mv), qy = XT_RFSUB(XT_RFADD(y, Mv), Mv);
+        q0 = XT_RFADD(q0, qx);
+        q1 = XT_RFADD(q1, qy);
+        x = XT_RFSUB(x, qx);
+        y = XT_RFSUB(y, qy);
+        r0 = XT_RDADD(r0, XT_RLO(x));
+        r1 = XT_RDADD(r1, XT_RHI(x));
+        r2 = XT_RDADD(r2, XT_RLO(y));
+        r3 = XT_RDADD(r3, XT_RHI(y));
+    }
+    *s1_out = XT_RFHSUM(XT_RFADD(q0, q1));
+    *s2_out = XT_RDHSUM(XT_RDADD(XT_RDADD(r0, r1), XT_RDADD(r2, r3)));
+}
 #undef XT_RSCAN
 #undef XT_RL
 #undef XT_RI
@@ -211,18 +277,25 @@ static double N(rsum_dsum)(const T* restrict v, ptrdiff_t n)
 #undef XT_RMIN
 #undef XT_RSUB
 #undef XT_RSET1
-#undef XT_RSTORE
 #undef XT_RDZERO
 #undef XT_RDADD
 #undef XT_RDSTORE
 #undef XT_RLO
 #undef XT_RDHSUM
+#undef XT_RUHMAX
+#undef XT_RUHMIN
 #undef XT_RFHMIN
 #undef XT_RF
 #undef XT_RFLOAD
 #undef XT_RFSTORE
 #undef XT_RFSET1
 #undef XT_RFMIN
+#undef XT_RFADD
+#undef XT_RFSUB
+#undef XT_RFAND
+#undef XT_RFCAST
+#undef XT_RFHSUM
+#undef XT_RFSEL
 #undef XT_RHI
 #else
 /* The largest and the smallest nonzero |v| over a chunk (XT_HUGE: none);
@@ -266,7 +339,37 @@ static double N(rsum_dsum)(const T* restrict v, ptrdiff_t n)
         s += (double)v[j];
     return s;
 }
+
+/* One window's sweep of rsum_split: the q's summed in T (s1) and the r's
+ * in double (s2), of the terms with thr <= |v| < top when `masked`, else of
+ * all; both sums are exact, in any order. */
+static void N(rsum_window)(const T* restrict v, ptrdiff_t n, T M, T thr, T top, int masked,
+                           T* s1_out, double* s2_out)
+{
+    T s1 = 0;
+    double s2 = 0.0;
+    if (!masked) {
+        _Pragma("omp simd reduction(+ : s1, s2)")
+        for (ptrdiff_t j = 0; j < n; j++) {
+            T q = (v[j] + M) - M;
+            s1 += q;
+            s2 += (double)(v[j] - q);
+        }
+    } else {
+        _Pragma("omp simd reduction(+ : s1, s2)")
+        for (ptrdiff_t j = 0; j < n; j++) {
+            T ax = XT_FABS(v[j]);
+            T xs = ax >= thr && ax < top ? v[j] : (T)0;
+            T q = (xs + M) - M;
+            s1 += q;
+            s2 += (double)(xs - q);
+        }
+    }
+    *s1_out = s1;
+    *s2_out = s2;
+}
 #endif
+
 
 /* Whether up to XT_RS_CHUNK finite terms whose nonzero magnitudes lie in
  * [mn, mx] (mx > 0) sum to a double in any order.  Every float term is a
@@ -347,26 +450,10 @@ static void N(rsum_split)(xent_rsum* a, const T* restrict v, ptrdiff_t n, T mx, 
         /* M and the window's lower end from their bits */
         const T M = (T)(1.5 * xent_pow2(E - XT_RS_W + (XT_FLOAT ? 23 : 52)));
         const T thr = (T)xent_pow2(E - XT_RS_SPAN);
-        T s1 = 0;
-        double s2 = 0.0;
-        if (mn >= thr && top == XT_HUGE) {
-            /* every term in one window (the usual chunk): no mask */
-            _Pragma("omp simd reduction(+ : s1, s2)")
-            for (ptrdiff_t j = 0; j < n; j++) {
-                T q = (v[j] + M) - M;
-                s1 += q;
-                s2 += (double)(v[j] - q);
-            }
-        } else {
-            _Pragma("omp simd reduction(+ : s1, s2)")
-            for (ptrdiff_t j = 0; j < n; j++) {
-                T ax = XT_FABS(v[j]);
-                T xs = ax >= thr && ax < top ? v[j] : (T)0;
-                T q = (xs + M) - M;
-                s1 += q;
-                s2 += (double)(xs - q);
-            }
-        }
+        T s1;
+        double s2;
+        /* every term in one window (the usual chunk): no mask */
+        N(rsum_window)(v, n, M, thr, top, !(mn >= thr && top == XT_HUGE), &s1, &s2);
         xent_rsum_put(a, (double)s1);
         xent_rsum_put(a, s2);
         if (mn >= thr)
