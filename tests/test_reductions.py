@@ -274,25 +274,36 @@ def test_state_keeps_infinities_and_nans():
     assert (inf + _state()).sum() == math.inf
 
 
-@pytest.mark.parametrize("c", [127, 128, 1000, 5000])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_bce_rows_of_the_last_axis(c, weighted):
-    """From 128 elements, a BCE row's partial sum (taken in an order fixed by
-    the row) is one term: the sum is fsum of the rows' sums, each the sum of
-    the row alone; shorter rows add every element.  Either way any split of
-    the rows gives the same bits."""
+@pytest.mark.parametrize("c", [1, 10, 127, 128, 1000, 5000])
+@pytest.mark.parametrize("data", ["unit", "scale-3", "wide", "neg-weight", "zeros", "subnormal"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_sum_is_fsum_of_every_element(c, data, dtype):
+    """Every BCE element is a term, whatever the row length: the sum is fsum
+    of the "none" values and any split of the rows gives the same bits.  The
+    data reach each way a chunk of losses is added: its double sum (positive
+    losses of a few binades, logits of scale 1 or 3), the windowed split (a
+    wide range), terms one by one (negative weights, zeros, subnormal
+    losses)."""
     rng = np.random.default_rng(c)
     n = 70
-    x = (rng.standard_normal((n, c)) * 4).astype(np.float32)
-    t = rng.random((n, c)).astype(np.float32)
-    kw = dict(pos_weight=(rng.random(c) + 0.5).astype(np.float32)) if weighted else {}
-    total = xent.sigmoid_binary_cross_entropy(x, t, reduction="sum", **kw)
-    if c >= 128:
-        rows = [xent.sigmoid_binary_cross_entropy(x[i:i + 1], t[i:i + 1], reduction="sum", **kw)
-                for i in range(n)]
-    else:
-        rows = xent.sigmoid_binary_cross_entropy(x, t, reduction="none", **kw).ravel().tolist()
-    assert total == math.fsum(rows)
-    parts = [xent.sigmoid_binary_cross_entropy(x[a:b], t[a:b], reduction="state", **kw)
-             for a, b in [(0, 1), (1, 30), (30, 31), (31, n)]]
-    assert sum(parts).sum() == total
+    x = rng.standard_normal((n, c)) * {"scale-3": 3, "wide": 40, "subnormal": 110}.get(data, 1)
+    t = (rng.random((n, c)) < 0.3).astype(np.float64)
+    kw = {}
+    if data == "neg-weight":
+        kw["weight"] = rng.uniform(-1.0, 1.0, c).astype(dtype)
+    if data == "zeros":
+        x[:, ::3] = np.inf
+        t[:, ::3] = 1.0
+    x, t = x.astype(dtype), t.astype(dtype)
+    with np.errstate(over="ignore"):
+        total = xent.sigmoid_binary_cross_entropy(x, t, reduction="sum", **kw)
+        none = xent.sigmoid_binary_cross_entropy(x, t, reduction="none", **kw)
+        assert total == math.fsum(none.ravel().tolist())
+        parts = [xent.sigmoid_binary_cross_entropy(x[a:b], t[a:b], reduction="state", **kw)
+                 for a, b in [(0, 1), (1, 30), (30, 31), (31, n)]]
+        assert sum(parts).sum() == total
+        # 1-D logits: rows of one element; any split of the elements
+        flat = [xent.sigmoid_binary_cross_entropy(x.ravel()[a:b], t.ravel()[a:b], reduction="state")
+                for a, b in [(0, 7), (7, 1000), (1000, n * c)] if a < n * c]
+        assert sum(flat).sum() == math.fsum(
+            xent.sigmoid_binary_cross_entropy(x.ravel(), t.ravel(), reduction="none").tolist())
