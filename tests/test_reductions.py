@@ -307,3 +307,23 @@ def test_bce_sum_is_fsum_of_every_element(c, data, dtype):
                 for a, b in [(0, 7), (7, 1000), (1000, n * c)] if a < n * c]
         assert sum(flat).sum() == math.fsum(
             xent.sigmoid_binary_cross_entropy(x.ravel(), t.ravel(), reduction="none").tolist())
+
+
+@pytest.mark.parametrize("scale", [0.5, 3, 30])
+@pytest.mark.parametrize("alpha", [None, 0.25, -0.5])
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_sigmoid_focal_sum_is_fsum_of_every_element(scale, alpha, gamma):
+    """The sigmoid focal loss adds every element: chunk after chunk in two
+    bands split below the last chunk's sum when both are exact, else through
+    the split (the first chunk, wide chunks, negative losses of alpha < 0)."""
+    rng = np.random.default_rng(abs(int(scale * 10 + (alpha or 0) * 100)))
+    x = (rng.standard_normal((300, 1000)) * scale).astype(np.float32)
+    t = (rng.random(x.shape) < 0.3).astype(np.float32)
+    kw = dict(alpha=alpha, gamma=gamma)
+    none = xent.sigmoid_focal_loss(x, t, reduction="none", **kw)
+    total = xent.sigmoid_focal_loss(x, t, reduction="sum", **kw)
+    assert total == math.fsum(none.ravel().tolist())
+    assert xent.sigmoid_focal_loss(x, t, reduction="sum", n_threads=1, **kw) == total
+    parts = [xent.sigmoid_focal_loss(x[a:b], t[a:b], reduction="state", **kw)
+             for a, b in [(0, 3), (3, 150), (150, 300)]]
+    assert sum(parts).sum() == total

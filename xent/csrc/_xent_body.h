@@ -62,6 +62,7 @@
 #undef XT_FAR
 #undef XT_BCE_CHUNK
 #undef XT_RS_CHUNK
+#undef XT_BANDS
 #undef XT_FABS
 #undef XT_BCE_AHEAD
 #undef XT_FAR_CLAMP

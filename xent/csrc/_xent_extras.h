@@ -251,6 +251,9 @@ static void N(sfocal_rows)(const float* x, const float* t, ptrdiff_t n, double a
     /* a_t = alpha t + (1 - alpha)(1 - t) = a0 + a1 t (1 without the term): no
      * integer flag among the doubles, which kept gcc from vectorising */
     const double a0 = use_a ? 1.0 - al : 1.0, a1 = use_a ? 2.0 * al - 1.0 : 0.0;
+#if XT_BANDS
+    double prev = 0.0;                  /* the last chunk's sum of losses */
+#endif
     for (ptrdiff_t j0 = 0; j0 < n; j0 += XT_BCE_CHUNK) {
         const ptrdiff_t ns = n - j0 < XT_BCE_CHUNK ? n - j0 : XT_BCE_CHUNK;
 #pragma omp simd
@@ -264,11 +267,31 @@ static void N(sfocal_rows)(const float* x, const float* t, ptrdiff_t n, double a
             lv[j] = (double)(float)o.v;
             gv[j] = scale * o.g;
         }
-        float* lo = loss ? loss + j0 : lf;
-        for (ptrdiff_t j = 0; j < ns; j++)
-            lo[j] = (float)lv[j];
-        if (acc)
-            N(rsum_add)(acc, lo, ns);
+        /* the losses in two bands split 2^-28 below the last chunk's sum
+         * (rsum_bands, AVX-512), or as floats through the split (the first
+         * chunk, a chunk whose bands do not qualify, the losses wanted) */
+#if XT_BANDS
+        const double tau = prev > 0 && prev < 0x1p900 ? xent_pow2(xent_exponent(prev) - 28) : 0.0;
+        if (acc && !loss && tau > 0 && N(rsum_bands)(acc, lv, ns, tau, &prev))
+            goto summed;
+        if (acc && !loss) {
+            double s = 0.0;
+#pragma omp simd reduction(+ : s)
+            for (ptrdiff_t j = 0; j < ns; j++)
+                s += lv[j];
+            prev = s;
+        }
+#endif
+        {
+            float* lo = loss ? loss + j0 : lf;
+            for (ptrdiff_t j = 0; j < ns; j++)
+                lo[j] = (float)lv[j];
+            if (acc)
+                N(rsum_add)(acc, lo, ns);
+        }
+#if XT_BANDS
+    summed:
+#endif
         if (grad)
             for (ptrdiff_t j = 0; j < ns; j++)
                 grad[j0 + j] = (float)gv[j];

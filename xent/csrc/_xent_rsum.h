@@ -51,6 +51,14 @@ static inline double xent_pow2(int k)
     return d;
 }
 
+/* k with 2^(k-1) <= |x| < 2^k, for a normal double x */
+static inline int xent_exponent(double x)
+{
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    return (int)((b >> 52) & 0x7ff) - 1022;
+}
+
 static inline void xent_rsum_init(xent_rsum* a, int dbl)
 {
     memset(a->d, 0, sizeof a->d);
