@@ -495,8 +495,8 @@ static void N(rsum_add)(xent_rsum* a, const T* v, ptrdiff_t n)
  * focal losses spans (a converting sweep, a scan and one or two windows:
  * 5 % of the loss at C = 1000).  Returns 0, having added nothing, when a
  * band does not qualify (or a term is negative, inf or NaN); *sum gets the
- * chunk's double sum for the next chunk's tau.  AVX-512 only: the other
- * variants' masks cost more than the split. */
+ * chunk's double sum for the next chunk's tau.  AVX-512 only (its masked
+ * adds and minima; the other variants keep the split). */
 static int N(rsum_bands)(xent_rsum* a, const double* restrict v, ptrdiff_t n, double tau,
                          double* sum)
 {
